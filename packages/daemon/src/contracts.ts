@@ -1,0 +1,214 @@
+/**
+ * Internal contracts between the daemon's components. Components are built in main.ts and
+ * talk only through these interfaces: relay/ knows nothing of shims, mux/ knows nothing of
+ * OAuth, policy/ decides and never sends on its own, only store/ runs SQL.
+ */
+import type { Logger } from "pino";
+
+// ---------------------------------------------------------------- upstream (relay/)
+
+export type UpstreamState =
+  | "starting"
+  | "resolving"
+  | "authenticating"
+  | "connecting"
+  | "ready"
+  | "degraded"
+  | "auth_failed"
+  | "stopped";
+
+export interface UpstreamCounters {
+  logins: number;
+  refreshes: number;
+  resolves: number;
+  reconnects: number;
+  requests: number;
+  errors: number;
+}
+
+export interface UpstreamStatus {
+  state: UpstreamState;
+  /** Human-readable reason for degraded / auth_failed (never contains a secret). */
+  reason?: string;
+  /** Resolved relay MCP URL traffic goes to. */
+  entry?: string;
+  /** Epoch ms when the access token expires. */
+  tokenExpiresAt?: number;
+  /** Epoch ms when the current MCP session was initialised. */
+  sessionStartedAt?: number;
+  /** Epoch ms of the last successful ping (or request). */
+  lastPingAt?: number;
+  counters: UpstreamCounters;
+}
+
+export interface UpstreamOptions {
+  /** connect base, e.g. https://connect.loxonecloud.com */
+  connectUrl: string;
+  serial: string;
+  user: string;
+  /** Password or a function that yields it (password file / command). */
+  password: string | (() => Promise<string>);
+  /** Direct mode: talk to this MCP URL, skip connect resolution. */
+  upstreamUrl?: string;
+  /** Extra audiences accepted besides same-serial Loxone relays. */
+  allowedResources?: string[];
+  pingIntervalMs: number;
+  /** Ping before use when the session was idle longer than this. */
+  idleCheckMs: number;
+  requestTimeoutMs: number;
+  /** Fetch to use (e.g. one that accepts a self-signed cert when --insecure-tls). */
+  fetch?: typeof fetch;
+  logger: Logger;
+}
+
+export type UpstreamErrorCode =
+  /** A write may or may not have run; never resent. */
+  | "OUTCOME_UNKNOWN"
+  /** Relay not reachable/ready; nothing was sent, safe to retry later. */
+  | "UNAVAILABLE"
+  /** Credentials rejected / login impossible. */
+  | "AUTH_FAILED"
+  /** The MCP server answered with a JSON-RPC error (passed through as is). */
+  | "REMOTE_ERROR"
+  | "TIMEOUT"
+  | "CANCELLED";
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly code: UpstreamErrorCode,
+    message: string,
+    readonly rpcCode?: number,
+    readonly data?: unknown,
+  ) {
+    super(message);
+    this.name = "UpstreamError";
+  }
+}
+
+export interface ServerRequest {
+  method: string;
+  params?: unknown;
+}
+
+export interface UpstreamRequestOptions {
+  /** true: a read, may be resent after recovery. false: a write, never resent once it may have reached the server. */
+  retryable: boolean;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  /** Server→client requests (elicitation, sampling, roots) raised while this request runs are routed here. */
+  onServerRequest?: (req: ServerRequest) => Promise<unknown>;
+}
+
+export interface InitializeInfo {
+  protocolVersion: string;
+  capabilities: Record<string, unknown>;
+  serverInfo: { name: string; version: string; [k: string]: unknown };
+  instructions?: string;
+}
+
+export interface UpstreamEvents {
+  state: (s: UpstreamStatus) => void;
+  /** Server notifications other than list_changed (progress, logging, resources/updated …). */
+  notification: (n: { method: string; params?: unknown }) => void;
+  /** Tool list changed (server notification, or after a reconnect). */
+  toolsChanged: () => void;
+}
+
+export interface Upstream {
+  /** Starts connecting in the background; returns at once. */
+  start(): void;
+  stop(): Promise<void>;
+  status(): UpstreamStatus;
+  /** Resolves when ready; rejects with UpstreamError(UNAVAILABLE | AUTH_FAILED) after timeoutMs. */
+  whenReady(timeoutMs: number): Promise<void>;
+  /** The upstream's initialize result (cached; undefined before the first session). */
+  initializeInfo(): InitializeInfo | undefined;
+  /** Cached tools/list result; refreshed on list_changed and after reconnect. */
+  listTools(): Promise<{ tools: Array<Record<string, unknown>> }>;
+  /** Sends one JSON-RPC request upstream and returns its raw result. Throws UpstreamError. */
+  request(method: string, params: unknown, opts: UpstreamRequestOptions): Promise<unknown>;
+  notify(method: string, params?: unknown): Promise<void>;
+  /** Drops tokens and logs in again now. */
+  relogin(): Promise<void>;
+  on<E extends keyof UpstreamEvents>(event: E, listener: UpstreamEvents[E]): this;
+  off<E extends keyof UpstreamEvents>(event: E, listener: UpstreamEvents[E]): this;
+}
+
+// ---------------------------------------------------------------- clients (mux/)
+
+export interface ClientIdentity {
+  /** Connection id inside this daemon, e.g. "c7". */
+  connId: string;
+  /** clientInfo.name from initialize (or the shim's --name). */
+  name: string;
+  version?: string;
+  /** pid / ppid of the shim, as it reported them. */
+  pid?: number;
+  ppid?: number;
+  connectedAt: number;
+}
+
+export interface CallToolParams {
+  name: string;
+  arguments?: Record<string, unknown>;
+  _meta?: Record<string, unknown>;
+}
+
+/** MCP CallToolResult, kept loose here: the policy passes upstream results through untouched. */
+export interface CallToolResult {
+  content: Array<Record<string, unknown>>;
+  isError?: boolean;
+  structuredContent?: Record<string, unknown>;
+  [k: string]: unknown;
+}
+
+export interface CallContext {
+  client: ClientIdentity;
+  /** The client declared the elicitation capability. */
+  supportsElicitation: boolean;
+  /** Ask the person through the client's elicitation (only when supportsElicitation). */
+  elicit(
+    message: string,
+    requestedSchema: Record<string, unknown>,
+  ): Promise<{ action: "accept" | "decline" | "cancel"; content?: Record<string, unknown> }>;
+  signal?: AbortSignal;
+}
+
+export type ForwardCall = (call: CallToolParams, opts: { retryable: boolean }) => Promise<CallToolResult>;
+
+/**
+ * Every tools/call passes through the gate (policy/). The default gate forwards everything,
+ * retrying only tools the upstream marks read-only.
+ */
+export interface ToolGate {
+  /** Tools the daemon itself adds to tools/list (e.g. loxmcp_emergency_stop). */
+  extraTools(): Array<Record<string, unknown>>;
+  callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult>;
+}
+
+// ---------------------------------------------------------------- control (mux/control.ts)
+
+export interface ControlContext {
+  client: ClientIdentity;
+}
+
+/** Handler of a `loxmcp/*` control method (CLI). Throw ControlError for a clear failure. */
+export type ControlHandler = (
+  params: Record<string, unknown>,
+  ctx: ControlContext,
+) => Promise<unknown> | unknown;
+
+export interface ControlRegistry {
+  register(method: `loxmcp/${string}`, handler: ControlHandler): void;
+}
+
+export class ControlError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+    this.name = "ControlError";
+  }
+}
