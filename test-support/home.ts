@@ -1,0 +1,19 @@
+/** A short private temp LOXMCP_HOME per test (Unix socket paths must stay under ~100 bytes). */
+import { mkdtempSync, rmSync } from "node:fs";
+
+export interface TempHome {
+  /** The directory to use as LOXMCP_HOME, e.g. /tmp/lx-AbC123. */
+  home: string;
+  /** Removes the directory and everything under it. */
+  cleanup(): void;
+}
+
+export function makeHome(prefix = "/tmp/lx-"): TempHome {
+  const home = mkdtempSync(prefix);
+  return {
+    home,
+    cleanup() {
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
