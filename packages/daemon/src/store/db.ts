@@ -1,0 +1,116 @@
+/**
+ * Opens the daemon's SQLite database: private file (0600), WAL, synchronous=FULL, foreign keys,
+ * busy timeout, schema migrations by `PRAGMA user_version`. Only store/ runs SQL.
+ */
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Database } from "better-sqlite3";
+import BetterSqlite3 from "better-sqlite3";
+import { migrations as defaultMigrations, type Migration } from "./migrations.js";
+
+export type { Database } from "better-sqlite3";
+
+export class StoreError extends Error {
+  constructor(
+    readonly code: "UNSAFE_DB_FILE" | "DB_TOO_NEW" | "MIGRATION_FAILED",
+    message: string,
+  ) {
+    super(message);
+    this.name = "StoreError";
+  }
+}
+
+const FILE_MODE = 0o600;
+
+export interface OpenDatabaseOptions {
+  /** Migrations to apply (default: the product's list). Tests may pass their own. */
+  migrations?: readonly Migration[];
+  busyTimeoutMs?: number;
+}
+
+/**
+ * Opens (creating if needed) the database at `file`. The file and its WAL/SHM companions are
+ * mode 0600; a symlink or a file owned by someone else is refused.
+ */
+export function openDatabase(file: string, options: OpenDatabaseOptions = {}): Database {
+  const migrations = options.migrations ?? defaultMigrations;
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  if (existsSync(file)) {
+    checkFile(file);
+  } else {
+    // Create it ourselves with 0600 so there is no window where SQLite made it 0644.
+    closeSync(openSync(file, "a", FILE_MODE));
+  }
+  makePrivate(file);
+
+  const db = new BetterSqlite3(file);
+  try {
+    applyPragmas(db, options.busyTimeoutMs ?? 5000);
+    migrate(db, migrations, file);
+    // WAL and SHM files appear on first write; SQLite gives them the main file's mode, make sure.
+    for (const extra of [`${file}-wal`, `${file}-shm`]) {
+      if (existsSync(extra)) makePrivate(extra);
+    }
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
+
+function applyPragmas(db: Database, busyTimeoutMs: number): void {
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+}
+
+function migrate(db: Database, migrations: readonly Migration[], file: string): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > migrations.length) {
+    throw new StoreError(
+      "DB_TOO_NEW",
+      `database ${file} has schema version ${current}, newer than this loxmcpd knows (${migrations.length}); upgrade loxmcp or move the file away`,
+    );
+  }
+  for (let version = current + 1; version <= migrations.length; version++) {
+    const step = migrations[version - 1]!;
+    const run = db.transaction(() => {
+      if (typeof step === "string") db.exec(step);
+      else step(db);
+      db.pragma(`user_version = ${version}`);
+    });
+    try {
+      run.immediate();
+    } catch (err) {
+      throw new StoreError(
+        "MIGRATION_FAILED",
+        `database ${file}: migration to schema version ${version} failed (${(err as Error).message}); the file was left at version ${version - 1}`,
+      );
+    }
+  }
+}
+
+function checkFile(file: string): void {
+  const st = lstatSync(file);
+  if (st.isSymbolicLink() || !st.isFile()) {
+    throw new StoreError("UNSAFE_DB_FILE", `refusing to open ${file}: it is not a regular file; remove it`);
+  }
+  if (typeof process.getuid === "function" && st.uid !== process.getuid()) {
+    throw new StoreError(
+      "UNSAFE_DB_FILE",
+      `refusing to open ${file}: it is owned by uid ${st.uid}, not by us; remove it or fix its owner`,
+    );
+  }
+}
+
+function makePrivate(file: string): void {
+  chmodSync(file, FILE_MODE);
+  const mode = lstatSync(file).mode & 0o777;
+  if (mode !== FILE_MODE) {
+    throw new StoreError(
+      "UNSAFE_DB_FILE",
+      `could not make ${file} private (mode is ${mode.toString(8)}, want 600); check the file system`,
+    );
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Schema migrations, applied in order by `openDatabase` and tracked with `PRAGMA user_version`.
+ * Migration N (1-based) brings the schema from version N-1 to N, each in its own transaction.
+ *
+ * APPEND ONLY: never edit or reorder an entry that has shipped; add a new one at the end.
+ * (The policy engineer appends audit_events / structure_snapshots here.)
+ */
+import type { Database } from "better-sqlite3";
+
+/** One step: SQL run with `db.exec`, or a function for steps that need logic. */
+export type Migration = string | ((db: Database) => void);
+
+export const migrations: Migration[] = [
+  // 1: OAuth state (per upstream key: the Loxone serial, or the MCP URL in direct mode) and relay cache.
+  `
+  CREATE TABLE oauth_tokens (
+    upstream_key      TEXT PRIMARY KEY,
+    tokens_json       TEXT NOT NULL,
+    access_expires_at INTEGER,
+    obtained_at       INTEGER NOT NULL
+  );
+  CREATE TABLE oauth_clients (
+    upstream_key TEXT PRIMARY KEY,
+    client_json  TEXT NOT NULL,
+    saved_at     INTEGER NOT NULL
+  );
+  CREATE TABLE oauth_discovery (
+    upstream_key TEXT PRIMARY KEY,
+    state_json   TEXT NOT NULL,
+    saved_at     INTEGER NOT NULL
+  );
+  CREATE TABLE oauth_pkce (
+    upstream_key  TEXT PRIMARY KEY,
+    code_verifier TEXT NOT NULL,
+    saved_at      INTEGER NOT NULL
+  );
+  CREATE TABLE relay_cache (
+    serial      TEXT PRIMARY KEY,
+    entry       TEXT NOT NULL,
+    resolved_at INTEGER NOT NULL
+  );
+  `,
+];

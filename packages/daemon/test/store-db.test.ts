@@ -1,0 +1,145 @@
+import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type Database, openDatabase, StoreError } from "../src/store/db.js";
+import { migrations } from "../src/store/migrations.js";
+import { TokenStore } from "../src/store/tokens.js";
+
+let dir: string;
+const open: Database[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync("/tmp/lx-");
+});
+afterEach(() => {
+  for (const db of open.splice(0)) if (db.open) db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function openDb(file = join(dir, "state", "loxmcp.db")): Database {
+  const db = openDatabase(file);
+  open.push(db);
+  return db;
+}
+
+describe("openDatabase", () => {
+  it("creates the file 0600 with WAL, synchronous=FULL, foreign keys and the latest schema", () => {
+    const file = join(dir, "state", "loxmcp.db");
+    const db = openDb(file);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
+    expect(db.pragma("synchronous", { simple: true })).toBe(2);
+    expect(db.pragma("foreign_keys", { simple: true })).toBe(1);
+    expect(db.pragma("busy_timeout", { simple: true })).toBeGreaterThan(0);
+    expect(db.pragma("user_version", { simple: true })).toBe(migrations.length);
+    new TokenStore(db).saveRelayEntry("S1", "https://x/mcp");
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+      if (existsSync(f)) expect(statSync(f).mode & 0o777).toBe(0o600);
+    }
+  });
+
+  it("tightens an existing 0644 file and keeps data across reopen", () => {
+    const file = join(dir, "loxmcp.db");
+    writeFileSync(file, "", { mode: 0o644 });
+    const db = openDb(file);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    new TokenStore(db).saveRelayEntry("S1", "https://a/mcp", 5);
+    db.close();
+    const again = openDb(file);
+    expect(again.pragma("synchronous", { simple: true })).toBe(2);
+    expect(new TokenStore(again).getRelayEntry("S1")).toEqual({ entry: "https://a/mcp", resolvedAt: 5 });
+  });
+
+  it("applies appended migrations once, in order, by user_version", () => {
+    const file = join(dir, "m.db");
+    openDatabase(file, { migrations: ["CREATE TABLE a (x INTEGER)"] }).close();
+    const db = openDatabase(file, {
+      migrations: [
+        "CREATE TABLE a (x INTEGER)",
+        (d) => {
+          d.exec("CREATE TABLE b (y INTEGER)");
+          d.prepare("INSERT INTO b (y) VALUES (42)").run();
+        },
+      ],
+    });
+    open.push(db);
+    expect(db.pragma("user_version", { simple: true })).toBe(2);
+    expect(db.prepare("SELECT y FROM b").get()).toEqual({ y: 42 });
+  });
+
+  it("rolls a failing migration back and says which version failed", () => {
+    const file = join(dir, "f.db");
+    expect(() =>
+      openDatabase(file, {
+        migrations: ["CREATE TABLE a (x INTEGER)", "CREATE TABLE c (z); SELECT nope FROM nowhere"],
+      }),
+    ).toThrow(/migration to schema version 2 failed/);
+    const db = openDatabase(file, { migrations: ["CREATE TABLE a (x INTEGER)"] });
+    open.push(db);
+    expect(db.pragma("user_version", { simple: true })).toBe(1);
+    expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'c'").get()).toBeUndefined();
+  });
+
+  it("refuses a database newer than the code and a symlinked file", () => {
+    const file = join(dir, "n.db");
+    openDatabase(file, { migrations: ["SELECT 1", "SELECT 2"] }).close();
+    expect(() => openDatabase(file, { migrations: ["SELECT 1"] })).toThrow(StoreError);
+    const link = join(dir, "link.db");
+    symlinkSync(file, link);
+    expect(() => openDatabase(link)).toThrow(/not a regular file/);
+  });
+});
+
+describe("TokenStore", () => {
+  it("saves tokens with expiry, keeps the old refresh token when not rotated, clears", () => {
+    const store = new TokenStore(openDb());
+    const saved = store.saveTokens(
+      "S1",
+      { access_token: "a1", token_type: "Bearer", expires_in: 60, refresh_token: "r1", issuer: "http://as/" },
+      1_000,
+    );
+    expect(saved.expiresAt).toBe(61_000);
+    expect(store.getTokens("S1")?.tokens.refresh_token).toBe("r1");
+    store.saveTokens("S1", { access_token: "a2", token_type: "Bearer", expires_in: 10 }, 2_000);
+    const got = store.getTokens("S1");
+    expect(got).toEqual({
+      tokens: { access_token: "a2", token_type: "Bearer", expires_in: 10, refresh_token: "r1" },
+      expiresAt: 12_000,
+      obtainedAt: 2_000,
+    });
+    store.saveTokens("S1", { access_token: "a3", token_type: "Bearer", refresh_token: "r2" }, 3_000);
+    expect(store.getTokens("S1")).toEqual({
+      tokens: { access_token: "a3", token_type: "Bearer", refresh_token: "r2" },
+      obtainedAt: 3_000,
+    });
+    expect(store.getTokens("other")).toBeUndefined();
+    store.clearTokens("S1");
+    expect(store.getTokens("S1")).toBeUndefined();
+  });
+
+  it("keeps client info, discovery, verifier per key and clearAll drops them", () => {
+    const store = new TokenStore(openDb());
+    store.saveClient("k", { client_id: "c1", issuer: "http://as/" });
+    store.saveDiscovery("k", { authorizationServerUrl: "http://as/" });
+    store.saveCodeVerifier("k", "v1");
+    store.saveTokens("k", { access_token: "a", token_type: "Bearer" });
+    store.saveClient("k2", { client_id: "c2" });
+    expect(store.getClient("k")).toEqual({ client_id: "c1", issuer: "http://as/" });
+    expect(store.getDiscovery("k")).toEqual({ authorizationServerUrl: "http://as/" });
+    expect(store.getCodeVerifier("k")).toBe("v1");
+    store.clearAll("k");
+    expect(store.getClient("k")).toBeUndefined();
+    expect(store.getDiscovery("k")).toBeUndefined();
+    expect(store.getCodeVerifier("k")).toBeUndefined();
+    expect(store.getTokens("k")).toBeUndefined();
+    expect(store.getClient("k2")).toEqual({ client_id: "c2" });
+  });
+
+  it("is visible to a second connection on the same file (tokens survive a restart)", () => {
+    const file = join(dir, "state", "loxmcp.db");
+    const a = new TokenStore(openDb(file));
+    a.saveTokens("S1", { access_token: "tok", token_type: "Bearer", refresh_token: "ref" });
+    const b = new TokenStore(openDb(file));
+    expect(b.getTokens("S1")?.tokens.access_token).toBe("tok");
+  });
+});
