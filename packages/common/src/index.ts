@@ -1,3 +1,4 @@
+export * from "./daemon-spawn.js";
 export * from "./framing.js";
 export * from "./jsonrpc.js";
 export * from "./paths.js";

@@ -1,0 +1,345 @@
+/**
+ * Finding and starting the daemon: connect to its socket, or start it (service manager if one
+ * is installed, else a detached `node loxmcpd.js`) and wait for the socket with a deadline.
+ * Used by the shim (and reusable by the CLI). Several callers racing start ONE daemon: a short
+ * start lock (`paths.startLock`) lets one of them spawn while the others wait; the daemon's own
+ * single-instance check is the final guard.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
+import { createConnection, type Socket } from "node:net";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Env, ensurePrivateDir, type LoxmcpPaths, resolvePaths } from "./paths.js";
+
+export const DEFAULT_START_TIMEOUT_MS = 15_000;
+
+/** How the daemon was (or was not) started by this call. */
+export type StartMethod = "systemd" | "launchd" | "spawn" | "other-starter";
+
+export class DaemonUnreachableError extends Error {
+  readonly code = "DAEMON_UNREACHABLE";
+  constructor(
+    message: string,
+    /** What was tried (for the error's data). */
+    readonly detail: { socket: string; logFile: string; started?: StartMethod; exitCode?: number | null },
+  ) {
+    super(message);
+    this.name = "DaemonUnreachableError";
+  }
+}
+
+/** Errors of `connect()` meaning "no daemon listening here (yet)". */
+const NOT_LISTENING = new Set(["ENOENT", "ECONNREFUSED", "EAGAIN", "ETIMEDOUT"]);
+
+/** One connection attempt to the socket. Rejects with the errno error (code ENOENT, ECONNREFUSED …). */
+export function connectSocket(path: string, timeoutMs = 2_000): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection({ path });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(Object.assign(new Error(`connect to ${path} timed out`), { code: "ETIMEDOUT" }));
+    }, timeoutMs);
+    sock.once("connect", () => {
+      clearTimeout(timer);
+      sock.removeAllListeners("error");
+      resolve(sock);
+    });
+    sock.once("error", (err) => {
+      clearTimeout(timer);
+      sock.destroy();
+      reject(err);
+    });
+  });
+}
+
+export interface DaemonCommand {
+  command: string;
+  args: string[];
+  /** Where it came from (for diagnostics). */
+  source: "env" | "workspace" | "package" | "path";
+}
+
+/**
+ * How to run the daemon: `LOXMCP_DAEMON_BIN` if set (a .js file runs with this node), else the
+ * daemon package next to this one (`packages/daemon/bin/loxmcpd.js` in the workspace, or
+ * `node_modules/@loxmcp/daemon/bin/loxmcpd.js` when installed), else `@loxmcp/daemon` as
+ * resolvable from here, else `loxmcpd` on PATH.
+ */
+export function resolveDaemonCommand(env: Env = process.env): DaemonCommand {
+  const node = (bin: string, source: DaemonCommand["source"]): DaemonCommand =>
+    /\.[cm]?js$/.test(bin)
+      ? { command: process.execPath, args: [bin], source }
+      : { command: bin, args: [], source };
+  const fromEnv = env.LOXMCP_DAEMON_BIN;
+  if (fromEnv) return node(fromEnv, "env");
+  // dist/daemon-spawn.js → ../../daemon/bin/loxmcpd.js (sibling package, workspace or node_modules/@loxmcp).
+  const sibling = fileURLToPath(new URL("../../daemon/bin/loxmcpd.js", import.meta.url));
+  if (existsSync(sibling)) return node(sibling, "workspace");
+  try {
+    const pkg = fileURLToPath(import.meta.resolve("@loxmcp/daemon/package.json"));
+    const bin = join(dirname(pkg), "bin", "loxmcpd.js");
+    if (existsSync(bin)) return node(bin, "package");
+  } catch {
+    // not resolvable from here
+  }
+  return { command: "loxmcpd", args: [], source: "path" };
+}
+
+export interface ServiceUnit {
+  kind: "systemd" | "launchd";
+  /** systemd unit name or launchd label. */
+  name: string;
+  file: string;
+}
+
+/** The installed user service for the daemon, if any (systemd user unit or LaunchAgent). */
+export function findInstalledService(env: Env = process.env): ServiceUnit | undefined {
+  const home = env.HOME ?? homedir();
+  if (process.platform === "linux") {
+    const configHome = env.XDG_CONFIG_HOME || join(home, ".config");
+    const file = join(configHome, "systemd", "user", "loxmcpd.service");
+    if (existsSync(file)) return { kind: "systemd", name: "loxmcpd.service", file };
+  } else if (process.platform === "darwin") {
+    const dir = join(home, "Library", "LaunchAgents");
+    try {
+      const plist = readdirSync(dir).find((f) => /loxmcp/i.test(f) && f.endsWith(".plist"));
+      if (plist) return { kind: "launchd", name: plist.slice(0, -".plist".length), file: join(dir, plist) };
+    } catch {
+      // no LaunchAgents dir
+    }
+  }
+  return undefined;
+}
+
+function startService(unit: ServiceUnit): boolean {
+  const r =
+    unit.kind === "systemd"
+      ? spawnSync("systemctl", ["--user", "start", "--no-block", unit.name], {
+          stdio: "ignore",
+          timeout: 5_000,
+        })
+      : spawnSync("launchctl", ["kickstart", `gui/${process.getuid?.() ?? 0}/${unit.name}`], {
+          stdio: "ignore",
+          timeout: 5_000,
+        });
+  return r.status === 0;
+}
+
+/** A held start lock; `release()` removes the file if it is still ours. */
+interface StartLock {
+  release(): void;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Takes the start lock (O_EXCL create). A lock whose owner pid is dead, or older than
+ * `staleMs`, is removed and taken over. Returns undefined when another live starter holds it.
+ */
+export function tryStartLock(file: string, staleMs: number): StartLock | undefined {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(file, "wx", 0o600);
+      const token = `${process.pid}:${Date.now()}:${Math.random()}`;
+      writeSync(fd, JSON.stringify({ pid: process.pid, token, at: new Date().toISOString() }));
+      closeSync(fd);
+      return {
+        release() {
+          try {
+            if (readFileSync(file, "utf8").includes(token)) unlinkSync(file);
+          } catch {
+            // already gone
+          }
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    let stale = false;
+    try {
+      const age = Date.now() - statSync(file).mtimeMs;
+      const owner = (JSON.parse(readFileSync(file, "utf8")) as { pid?: unknown }).pid;
+      stale = age > staleMs || typeof owner !== "number" || !pidAlive(owner);
+    } catch {
+      stale = true; // unreadable / half-written / vanished: try again
+    }
+    if (!stale) return undefined;
+    try {
+      unlinkSync(file);
+    } catch {
+      // someone else removed it
+    }
+  }
+  return undefined;
+}
+
+export interface ConnectOrStartOptions {
+  env?: Env;
+  paths?: LoxmcpPaths;
+  /** Deadline for the socket to answer after a start (default LOXMCP_START_TIMEOUT_MS or 15 s). */
+  timeoutMs?: number;
+  /** false: only connect, never start a daemon. */
+  allowStart?: boolean;
+  /** Diagnostics (never to stdout in the shim). */
+  log?: (msg: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface ConnectedDaemon {
+  socket: Socket;
+  /** How the daemon was started by this call; undefined when it was already running. */
+  started?: StartMethod;
+}
+
+export function startTimeoutFromEnv(env: Env = process.env): number {
+  const v = Number(env.LOXMCP_START_TIMEOUT_MS);
+  return Number.isFinite(v) && v > 0 ? v : DEFAULT_START_TIMEOUT_MS;
+}
+
+/**
+ * Connects to the daemon socket; when nothing listens, starts the daemon (installed service
+ * first, else a detached process logging to the daemon log) unless another caller holds the
+ * start lock, then polls the socket until `timeoutMs`. Throws DaemonUnreachableError.
+ */
+export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Promise<ConnectedDaemon> {
+  const env = opts.env ?? process.env;
+  const paths = opts.paths ?? resolvePaths(env);
+  const timeoutMs = opts.timeoutMs ?? startTimeoutFromEnv(env);
+  const log = opts.log ?? (() => {});
+  const deadline = Date.now() + timeoutMs;
+  const detail = { socket: paths.socket, logFile: paths.logFile } as DaemonUnreachableError["detail"];
+
+  let lock: StartLock | undefined;
+  let started: StartMethod | undefined;
+  let child: ChildProcess | undefined;
+  let childExit: number | null | undefined;
+  let childError: Error | undefined;
+  let serviceStartedAt = 0;
+  let interval = 20;
+  try {
+    for (;;) {
+      if (opts.signal?.aborted)
+        throw new DaemonUnreachableError("stopped while waiting for the daemon", detail);
+      try {
+        const socket = await connectSocket(paths.socket);
+        return started ? { socket, started } : { socket };
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? "";
+        if (!NOT_LISTENING.has(code)) {
+          throw new DaemonUnreachableError(
+            `cannot connect to the loxmcp daemon socket ${paths.socket}: ${(e as Error).message}; run \`loxmcp doctor\``,
+            detail,
+          );
+        }
+      }
+      if (opts.allowStart === false) {
+        throw new DaemonUnreachableError(`no loxmcp daemon is listening on ${paths.socket}`, detail);
+      }
+
+      // A spawned daemon that failed (config error, crash) ends the wait early. Exit 0 means
+      // "another instance is live": keep waiting for its socket.
+      if (childError) {
+        throw new DaemonUnreachableError(
+          `could not start the loxmcp daemon (${childError.message}); install it or set LOXMCP_DAEMON_BIN`,
+          detail,
+        );
+      }
+      if (childExit !== undefined && childExit !== 0) {
+        detail.exitCode = childExit;
+        throw new DaemonUnreachableError(
+          `the loxmcp daemon exited with code ${childExit} before opening its socket${childExit === 78 ? " (configuration error)" : ""}; see ${paths.logFile} or run \`loxmcp doctor\``,
+          detail,
+        );
+      }
+
+      const serviceSlow =
+        started !== undefined &&
+        started !== "spawn" &&
+        started !== "other-starter" &&
+        Date.now() - serviceStartedAt > timeoutMs / 3;
+      if (started === undefined || started === "other-starter" || serviceSlow) {
+        if (!lock) {
+          ensurePrivateDir(paths.state);
+          lock = tryStartLock(paths.startLock, timeoutMs + 5_000);
+        }
+        if (lock) {
+          const unit = serviceSlow ? undefined : findInstalledService(env);
+          if (unit && !env.LOXMCP_DAEMON_BIN && !env.LOXMCP_NO_SERVICE && startService(unit)) {
+            started = unit.kind;
+            serviceStartedAt = Date.now();
+            log(`started the ${unit.kind} service ${unit.name}; waiting for ${paths.socket}`);
+          } else {
+            const cmd = resolveDaemonCommand(env);
+            child = spawnDetached(cmd, env, paths);
+            started = "spawn";
+            detail.started = started;
+            log(
+              `started the daemon (${[cmd.command, ...cmd.args].join(" ")}, pid ${child.pid}); waiting for ${paths.socket}`,
+            );
+            child.once("exit", (code) => {
+              childExit = code;
+            });
+            child.once("error", (err) => {
+              childError = err;
+            });
+          }
+          detail.started = started;
+        } else if (started === undefined) {
+          started = "other-starter";
+          log(`another process is starting the daemon; waiting for ${paths.socket}`);
+        }
+      }
+
+      if (Date.now() >= deadline) {
+        throw new DaemonUnreachableError(
+          `the loxmcp daemon did not open ${paths.socket} within ${timeoutMs} ms; see ${paths.logFile} or run \`loxmcp status\``,
+          detail,
+        );
+      }
+      await new Promise((r) => setTimeout(r, Math.min(interval, Math.max(1, deadline - Date.now()))));
+      interval = Math.min(interval * 1.5, 250);
+    }
+  } finally {
+    lock?.release();
+  }
+}
+
+function spawnDetached(cmd: DaemonCommand, env: Env, paths: LoxmcpPaths): ChildProcess {
+  let out: number | "ignore" = "ignore";
+  try {
+    ensurePrivateDir(paths.log);
+    out = openSync(paths.logFile, "a", 0o600);
+  } catch {
+    out = "ignore";
+  }
+  try {
+    const child = spawn(cmd.command, cmd.args, {
+      detached: true,
+      stdio: ["ignore", out, out],
+      env: env as NodeJS.ProcessEnv,
+      cwd: paths.state,
+    });
+    child.unref();
+    return child;
+  } finally {
+    if (typeof out === "number") closeSync(out);
+  }
+}
