@@ -1,0 +1,244 @@
+// Shared helpers for the benchmarks (plain ESM, run with node after `pnpm build`).
+// Everything here drives REAL parts: the in-process simulator over HTTP, the built daemon and shim
+// bins as child processes, the MCP SDK Client.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { encodeFrame, LineDecoder, resolvePaths } from "@loxmcp/common";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const DAEMON_BIN = join(REPO, "packages/daemon/bin/loxmcpd.js");
+export const SHIM_BIN = join(REPO, "packages/shim/bin/loxmcp-shim.js");
+export const BASELINE_BIN = join(REPO, "bench/baseline-proxy.mjs");
+
+/** Integer from the environment, else `def`. */
+export function envInt(name, def) {
+  const v = Number.parseInt(process.env[name] ?? "", 10);
+  return Number.isFinite(v) && v > 0 ? v : def;
+}
+
+export function log(msg) {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+/** Starts the simulator in this process. connect's rate limit is lifted: benchmarks resolve often. */
+export async function startSim(opts = {}) {
+  const mod = await import("@loxmcp/simulator");
+  if (typeof mod.startSimulator !== "function") {
+    throw new Error("@loxmcp/simulator does not export startSimulator: run `pnpm build` first");
+  }
+  return mod.startSimulator({ port: 0, connectRateLimit: 1_000_000, ...opts });
+}
+
+/** A short private temp LOXMCP_HOME (Unix socket paths must stay short). */
+export function makeHome() {
+  const home = mkdtempSync("/tmp/lxb-");
+  return { home, cleanup: () => rmSync(home, { recursive: true, force: true }) };
+}
+
+/** Environment for daemon, shim and baseline: only what they need, nothing inherited by accident. */
+export function simEnv(sim, home, extra = {}) {
+  const env = {};
+  for (const k of ["PATH", "HOME", "TMPDIR", "LANG"])
+    if (process.env[k] !== undefined) env[k] = process.env[k];
+  return {
+    ...env,
+    LOXONE_SERIAL: sim.serial,
+    LOXONE_USER: sim.user,
+    LOXONE_PASSWORD: sim.password,
+    LOXONE_CONNECT_URL: sim.connectUrl,
+    LOXMCP_HOME: home,
+    LOXMCP_LOG_LEVEL: "warn",
+    ...extra,
+  };
+}
+
+/** One `loxmcp/*` request on the daemon socket (as the CLI sends it, no initialize). */
+export function controlCall(socketPath, method, params = {}, timeoutMs = 5000) {
+  return new Promise((resolvePromise, reject) => {
+    const s = connect(socketPath);
+    const decoder = new LineDecoder();
+    const timer = setTimeout(() => done(() => reject(new Error(`no answer to ${method}`))), timeoutMs);
+    function done(fn) {
+      clearTimeout(timer);
+      s.destroy();
+      fn();
+    }
+    s.on("connect", () => s.write(encodeFrame({ jsonrpc: "2.0", id: 1, method, params })));
+    s.on("data", (chunk) => {
+      for (const line of decoder.push(chunk).lines) {
+        let m;
+        try {
+          m = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (m.id !== 1) continue;
+        if (m.error) done(() => reject(new Error(`${method}: ${m.error.message}`)));
+        else done(() => resolvePromise(m.result));
+      }
+    });
+    s.on("error", (e) => done(() => reject(e)));
+    s.on("close", () => done(() => reject(new Error(`connection closed before the answer to ${method}`))));
+  });
+}
+
+/** Polls `fn` until truthy or the deadline passes. */
+export async function waitFor(fn, timeoutMs = 20_000, what = "condition") {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Spawns the real daemon (`node packages/daemon/bin/loxmcpd.js`) in the foreground. */
+export function spawnDaemon(env) {
+  const paths = resolvePaths(env);
+  const child = spawn(process.execPath, [DAEMON_BIN], {
+    cwd: REPO,
+    env,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d) => {
+    stderr += d;
+  });
+  let exited = false;
+  const exitedP = new Promise((r) =>
+    child.once("exit", (code, signal) => {
+      exited = true;
+      r({ code, signal });
+    }),
+  );
+  const status = () => controlCall(paths.socket, "loxmcp/status");
+  return {
+    child,
+    pid: child.pid,
+    paths,
+    socket: paths.socket,
+    status,
+    stderr: () => stderr,
+    async waitReady(timeoutMs = 30_000) {
+      return waitFor(
+        async () => {
+          if (exited) throw new Error(`daemon exited:\n${stderr}`);
+          const s = await status();
+          return s.state === "ready" ? s : undefined;
+        },
+        timeoutMs,
+        'daemon state "ready"',
+      ).catch((e) => {
+        throw new Error(`${e.message}\n--- daemon stderr ---\n${stderr}`);
+      });
+    },
+    async stop() {
+      if (exited) return;
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exitedP;
+      clearTimeout(t);
+    },
+  };
+}
+
+/**
+ * Spawns a stdio MCP server process (shim or baseline) through the SDK's StdioClientTransport and
+ * connects an SDK Client, exactly as Claude/Cursor would. Returns the client, its transport and pid.
+ */
+export async function connectStdio(command, args, env, name = "bench") {
+  const transport = new StdioClientTransport({ command, args, env, stderr: "pipe", cwd: REPO });
+  let stderr = "";
+  transport.stderr?.on("data", (d) => {
+    stderr += d.toString();
+  });
+  const client = new Client({ name, version: "1.0.0" });
+  try {
+    await client.connect(transport);
+  } catch (e) {
+    await transport.close().catch(() => {});
+    throw new Error(`${name}: ${e.message}\n--- stderr ---\n${stderr}`);
+  }
+  return { client, transport, pid: transport.pid, stderr: () => stderr, close: () => client.close() };
+}
+
+export const connectShim = (env, name = "bench-shim") =>
+  connectStdio(process.execPath, [SHIM_BIN, "--name", name], env, name);
+
+/** Picks a cheap read tool the house offers (names come from tools/list, never hard-coded alone). */
+export function pickReadTool(tools) {
+  const names = tools.map((t) => t.name);
+  for (const n of ["system_status", "weather_forecast", "control_find"]) if (names.includes(n)) return n;
+  const free = tools.find((t) => !(t.inputSchema?.required?.length > 0) && !/command|cmd|set/i.test(t.name));
+  if (!free) throw new Error(`no argument-free read tool in ${names.join(", ")}`);
+  return free.name;
+}
+
+/** Resident memory of a process from /proc (Linux): { rssMb, hwmMb } or undefined. */
+export function memOf(pid) {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? Number.NaN);
+    return { rssMb: round(kb("VmRSS") / 1024, 1), hwmMb: round(kb("VmHWM") / 1024, 1) };
+  } catch {
+    return undefined;
+  }
+}
+
+export function round(x, digits = 2) {
+  if (!Number.isFinite(x)) return x;
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/** Percentile summary of a list of milliseconds. */
+export function summarize(samples) {
+  const a = [...samples].sort((x, y) => x - y);
+  const p = (q) => (a.length === 0 ? Number.NaN : a[Math.min(a.length - 1, Math.floor(q * a.length))]);
+  const mean = a.reduce((s, x) => s + x, 0) / (a.length || 1);
+  return {
+    n: a.length,
+    min: round(a[0] ?? Number.NaN, 3),
+    p50: round(p(0.5), 3),
+    p90: round(p(0.9), 3),
+    p99: round(p(0.99), 3),
+    max: round(a[a.length - 1] ?? Number.NaN, 3),
+    mean: round(mean, 3),
+  };
+}
+
+/** A goal line for the summary table. `kind`: "lower" (value < target), "higher" (≥), "equal". */
+export function goal(name, value, target, unit, kind = "lower") {
+  const ok = { lower: (v) => v < target, higher: (v) => v >= target, equal: (v) => v === target }[kind];
+  const sign = { lower: "<", higher: "≥", equal: "=" }[kind];
+  const met = Number.isFinite(value) ? ok(value) : false;
+  return { goal: name, value: round(value, 3), target: `${sign} ${target}`, unit, met };
+}
+
+/** Runs `fn` and always runs the cleanups afterwards (in reverse order), even when fn throws. */
+export async function withCleanup(fn) {
+  const cleanups = [];
+  try {
+    return await fn((c) => cleanups.push(c));
+  } finally {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch {
+        // best effort
+      }
+    }
+  }
+}

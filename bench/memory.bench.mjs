@@ -1,0 +1,92 @@
+// Memory: resident set size (VmRSS, and the high-water mark VmHWM) from /proc/<pid>/status of
+//  - the daemon idle (ready, logged in, no client) and after one client made 200 calls;
+//  - one shim idle (after initialize + tools/list) and after 200 calls;
+//  - the per-client baseline proxy after the same 200 calls, for comparison.
+// Linux only (/proc); elsewhere the values are reported as null.
+import {
+  BASELINE_BIN,
+  connectShim,
+  connectStdio,
+  goal,
+  log,
+  makeHome,
+  memOf,
+  pickReadTool,
+  simEnv,
+  spawnDaemon,
+  startSim,
+  waitFor,
+  withCleanup,
+} from "./lib.mjs";
+
+/** Waits until RSS stops moving by more than 0.5 MB over a few samples (GC and lazy init settle). */
+async function settledMem(pid) {
+  let prev;
+  let stable = 0;
+  await waitFor(
+    async () => {
+      await new Promise((r) => setTimeout(r, 100));
+      const m = memOf(pid);
+      if (!m) return true;
+      stable = prev !== undefined && Math.abs(m.rssMb - prev) < 0.5 ? stable + 1 : 0;
+      prev = m.rssMb;
+      return stable >= 3;
+    },
+    5000,
+    "memory to settle",
+  ).catch(() => {});
+  return memOf(pid);
+}
+
+async function calls(client, tool, n) {
+  for (let i = 0; i < n; i++) await client.callTool({ name: tool, arguments: {} });
+}
+
+export async function run() {
+  return withCleanup(async (defer) => {
+    const sim = await startSim();
+    defer(() => sim.stop());
+    const h = makeHome();
+    defer(() => h.cleanup());
+    const env = simEnv(sim, h.home);
+    const daemon = spawnDaemon(env);
+    defer(() => daemon.stop());
+    await daemon.waitReady();
+    const daemonIdle = await settledMem(daemon.pid);
+
+    const shim = await connectShim(env, "bench-memory");
+    defer(() => shim.close());
+    const { tools } = await shim.client.listTools();
+    const tool = pickReadTool(tools);
+    const shimIdle = await settledMem(shim.pid);
+    await calls(shim.client, tool, 200);
+    const shimBusy = await settledMem(shim.pid);
+    const daemonBusy = await settledMem(daemon.pid);
+
+    const base = await connectStdio(process.execPath, [BASELINE_BIN], simEnv(sim, h.home), "baseline");
+    defer(() => base.close());
+    await base.client.listTools();
+    await calls(base.client, tool, 200);
+    const baseBusy = await settledMem(base.pid);
+    log("memory: measured");
+
+    const row = (process, when, m) => ({ process, when, rss_mb: m?.rssMb ?? null, hwm_mb: m?.hwmMb ?? null });
+    return {
+      name: "Memory (VmRSS / VmHWM from /proc)",
+      daemon: { idle: daemonIdle ?? null, after200Calls: daemonBusy ?? null },
+      shim: { idle: shimIdle ?? null, after200Calls: shimBusy ?? null },
+      baselineProxy: { after200Calls: baseBusy ?? null },
+      rows: [
+        row("loxmcpd", "idle, logged in, no client", daemonIdle),
+        row("loxmcpd", "1 client, after 200 calls", daemonBusy),
+        row("loxmcp-shim", "after initialize + tools/list", shimIdle),
+        row("loxmcp-shim", "after 200 calls", shimBusy),
+        row("baseline per-client proxy", "after 200 calls", baseBusy),
+      ],
+      goals: [
+        goal("daemon RSS idle", daemonIdle?.rssMb ?? Number.NaN, 60, "MB"),
+        goal("shim RSS after 200 calls", shimBusy?.rssMb ?? Number.NaN, 40, "MB"),
+      ],
+    };
+  });
+}

@@ -1,0 +1,91 @@
+// Overhead per tools/call: SDK Client → simulator directly (Streamable HTTP, Bearer token from a
+// headless login) versus SDK Client → loxmcp-shim (stdio) → daemon (socket) → simulator.
+// Calls are sequential (one in flight) so each sample is a latency, and the two paths alternate in
+// blocks so that machine noise hits both alike. Added latency = difference of the percentiles.
+import { performance } from "node:perf_hooks";
+import { connectUpstream } from "./baseline-proxy.mjs";
+import {
+  connectShim,
+  envInt,
+  goal,
+  log,
+  makeHome,
+  pickReadTool,
+  round,
+  simEnv,
+  spawnDaemon,
+  startSim,
+  summarize,
+  withCleanup,
+} from "./lib.mjs";
+
+async function timeCalls(client, tool, n, into) {
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const r = await client.callTool({ name: tool, arguments: {} });
+    into.push(performance.now() - t0);
+    if (r.isError) throw new Error(`${tool} returned an error: ${JSON.stringify(r.content)}`);
+  }
+}
+
+export async function run() {
+  const calls = envInt("BENCH_CALLS", 5000);
+  const blocks = Math.max(1, Math.min(10, Math.floor(calls / 100)));
+  const perBlock = Math.ceil(calls / blocks);
+  return withCleanup(async (defer) => {
+    const sim = await startSim();
+    defer(() => sim.stop());
+    const h = makeHome();
+    defer(() => h.cleanup());
+    const env = simEnv(sim, h.home);
+    const daemon = spawnDaemon(env);
+    defer(() => daemon.stop());
+    await daemon.waitReady();
+
+    const direct = await connectUpstream({
+      connectUrl: sim.connectUrl,
+      serial: sim.serial,
+      user: sim.user,
+      password: sim.password,
+    });
+    defer(() => direct.client.close());
+    const shim = await connectShim(env, "bench-overhead");
+    defer(() => shim.close());
+
+    const { tools } = await direct.client.listTools();
+    const tool = pickReadTool(tools);
+    // Warm-up both paths (JIT, connection pools, caches).
+    await timeCalls(direct.client, tool, 200, []);
+    await timeCalls(shim.client, tool, 200, []);
+
+    const d = [];
+    const s = [];
+    for (let b = 0; b < blocks; b++) {
+      await timeCalls(direct.client, tool, perBlock, d);
+      await timeCalls(shim.client, tool, perBlock, s);
+    }
+    log(`overhead: ${d.length} direct + ${s.length} via shim calls of ${tool}`);
+    const ds = summarize(d);
+    const ss = summarize(s);
+    const added = {
+      p50: round(ss.p50 - ds.p50, 3),
+      p90: round(ss.p90 - ds.p90, 3),
+      p99: round(ss.p99 - ds.p99, 3),
+    };
+    const row = (path, x) => ({ path, n: x.n, p50_ms: x.p50, p90_ms: x.p90, p99_ms: x.p99, max_ms: x.max });
+    return {
+      name: `Overhead per tools/call (${tool}, sequential)`,
+      tool,
+      calls: d.length,
+      direct: ds,
+      viaShim: ss,
+      addedMs: added,
+      rows: [
+        row("direct SDK Client → simulator", ds),
+        row("SDK Client → shim → daemon → simulator", ss),
+        { path: "added by loxmcp", p50_ms: added.p50, p90_ms: added.p90, p99_ms: added.p99 },
+      ],
+      goals: [goal("added latency p50", added.p50, 1, "ms"), goal("added latency p99", added.p99, 5, "ms")],
+    };
+  });
+}
