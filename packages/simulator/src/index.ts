@@ -1,1 +1,3 @@
-export {};
+export { loxoneUuid } from "./house.js";
+export { SimulatorOptionsError, startSimulator } from "./simulator.js";
+export type * from "./types.js";

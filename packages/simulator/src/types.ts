@@ -22,6 +22,8 @@ export interface SimulatorOptions {
   toolNames?: Partial<Record<ToolKey, string>>;
   /** Idle MCP session expiry in seconds (default: never). */
   sessionTtl?: number;
+  /** Give tools MCP annotations (readOnlyHint/destructiveHint). Default true. */
+  annotations?: boolean;
 }
 
 export type ToolKey =
