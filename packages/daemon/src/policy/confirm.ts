@@ -1,0 +1,166 @@
+/**
+ * Modes, per-client rules and confirmation by a person: MCP elicitation when the client
+ * supports it, otherwise a two-phase one-time code that the PERSON approves out of band
+ * (`loxmcp approve CODE`). The AI can never approve its own action: repeating the call or
+ * passing the code in arguments does nothing until the code is approved on the control socket.
+ */
+import { createHash, randomInt } from "node:crypto";
+import type { CallContext } from "../contracts.js";
+import type { PolicyMode } from "./types.js";
+
+/** Mode for a client: exact (case-insensitive) name rule first, then the longest prefix rule, else the default. */
+export function modeForClient(
+  name: string,
+  clients: Record<string, PolicyMode>,
+  fallback: PolicyMode,
+): PolicyMode {
+  const n = name.trim().toLowerCase();
+  let best: { len: number; mode: PolicyMode } | undefined;
+  for (const [key, mode] of Object.entries(clients)) {
+    const k = key.trim().toLowerCase();
+    if (!k) continue;
+    if (k === n) return mode;
+    if (n.startsWith(k) && (!best || k.length > best.len)) best = { len: k.length, mode };
+  }
+  return best?.mode ?? fallback;
+}
+
+export type ConfirmVerdict = { ok: true; via: "elicitation" | "approval" } | { ok: false; message: string };
+
+export interface ElicitationOutcome {
+  ok: boolean;
+  message: string;
+}
+
+/** Asks the person through the client's elicitation. Anything but an explicit yes is a no. */
+export async function confirmByElicitation(ctx: CallContext, sentence: string): Promise<ElicitationOutcome> {
+  try {
+    const res = await ctx.elicit(sentence, {
+      type: "object",
+      properties: {
+        confirm: { type: "boolean", title: "Run this action?", description: sentence },
+      },
+      required: ["confirm"],
+    });
+    if (res.action === "accept" && res.content?.confirm === true)
+      return { ok: true, message: "confirmed by the user" };
+    if (res.action === "accept") return { ok: false, message: "the user did not confirm" };
+    return { ok: false, message: res.action === "decline" ? "the user declined" : "the user cancelled" };
+  } catch (err) {
+    return {
+      ok: false,
+      message: `confirmation could not be asked (${(err as Error).message}); nothing was sent`,
+    };
+  }
+}
+
+export interface PendingApproval {
+  code: string;
+  client: string;
+  tool: string;
+  /** What will happen, for the person: device, room, action. */
+  summary: string;
+  createdAt: number;
+  expiresAt: number;
+  approved: boolean;
+}
+
+interface Entry extends PendingApproval {
+  key: string;
+}
+
+const ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+const MAX_PENDING = 32;
+
+/** Two-phase approvals, bound to (client name, tool, canonical arguments). In memory: a restart forgets them (fail closed). */
+export class ApprovalBook {
+  private readonly byCode = new Map<string, Entry>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  static key(client: string, tool: string, canonicalArgs: string): string {
+    return createHash("sha256").update(`${client.toLowerCase()}\n${tool}\n${canonicalArgs}`).digest("hex");
+  }
+
+  private prune(): void {
+    const t = this.now();
+    for (const [code, e] of this.byCode) if (e.expiresAt <= t) this.byCode.delete(code);
+  }
+
+  /**
+   * For a call that needs approval: consumes an approved code bound to this exact call
+   * (returns "approved"), or returns the pending code for it (reused while unexpired), or a new one.
+   */
+  check(
+    key: string,
+    client: string,
+    tool: string,
+    summary: string,
+  ): { state: "approved"; code: string } | { state: "pending"; entry: PendingApproval } {
+    this.prune();
+    for (const e of this.byCode.values()) {
+      if (e.key !== key) continue;
+      if (e.approved) {
+        this.byCode.delete(e.code);
+        return { state: "approved", code: e.code };
+      }
+      return { state: "pending", entry: publicEntry(e) };
+    }
+    if (this.byCode.size >= MAX_PENDING) {
+      const oldest = [...this.byCode.values()].sort((a, b) => a.createdAt - b.createdAt)[0];
+      if (oldest) this.byCode.delete(oldest.code);
+    }
+    let code = newCode();
+    while (this.byCode.has(code)) code = newCode();
+    const t = this.now();
+    const e: Entry = {
+      code,
+      key,
+      client,
+      tool,
+      summary,
+      createdAt: t,
+      expiresAt: t + this.ttlMs,
+      approved: false,
+    };
+    this.byCode.set(code, e);
+    return { state: "pending", entry: publicEntry(e) };
+  }
+
+  /** The person approves a code (control socket only). */
+  approve(code: string): PendingApproval | undefined {
+    this.prune();
+    const e = this.byCode.get(code.trim().toUpperCase());
+    if (!e) return undefined;
+    e.approved = true;
+    // Give the person's approval the full lifetime to let the AI repeat the call.
+    e.expiresAt = Math.max(e.expiresAt, this.now() + this.ttlMs);
+    return publicEntry(e);
+  }
+
+  list(): PendingApproval[] {
+    this.prune();
+    return [...this.byCode.values()].map(publicEntry);
+  }
+}
+
+function publicEntry(e: Entry): PendingApproval {
+  return {
+    code: e.code,
+    client: e.client,
+    tool: e.tool,
+    summary: e.summary,
+    createdAt: e.createdAt,
+    expiresAt: e.expiresAt,
+    approved: e.approved,
+  };
+}
+
+function newCode(): string {
+  let s = "";
+  for (let i = 0; i < 6; i++) s += ALPHABET[randomInt(ALPHABET.length)];
+  return s;
+}

@@ -1,0 +1,949 @@
+/**
+ * The policy gate: every tools/call passes here before it goes upstream. Reads pass (audited);
+ * writes are resolved to (control, command), validated against the latest structure snapshot,
+ * tiered, rate-limited, confirmed by a person where needed, sent once, read back, audited.
+ * Control methods for the CLI: loxmcp/approve, stop-all, resume, audit, structure.
+ */
+import type { Logger } from "pino";
+import type {
+  CallContext,
+  CallToolParams,
+  CallToolResult,
+  ControlContext,
+  ControlRegistry,
+  ForwardCall,
+  ToolGate,
+  Upstream,
+} from "../contracts.js";
+import { ControlError, UpstreamError } from "../contracts.js";
+import type { AuditQuery, AuditRow } from "../store/audit.js";
+import { AuditStore } from "../store/audit.js";
+import type { Database } from "../store/db.js";
+import { SnapshotStore } from "../store/snapshots.js";
+import {
+  buildCatalog,
+  type Classification,
+  canonicalJson,
+  classifyWrite,
+  describeTool,
+  extractTarget,
+  type ToolCatalog,
+  type ToolInfo,
+} from "./classify.js";
+import { ApprovalBook, confirmByElicitation, modeForClient, type PendingApproval } from "./confirm.js";
+import { RateLimiter } from "./ratelimit.js";
+import { redactArgs } from "./redact.js";
+import {
+  type CallTool,
+  diffControls,
+  fetchStructure,
+  type StructureDiff,
+  structureHash,
+} from "./structure.js";
+import {
+  DEFAULT_POLICY_CONFIG,
+  type Decision,
+  type Outcome,
+  type PolicyConfig,
+  PolicyDenied,
+  type PolicyMode,
+  type Snapshot,
+  type SnapshotControl,
+  type Tier,
+} from "./types.js";
+import { resolveControl, sanitizeArgs, validateCommand } from "./validate.js";
+
+export { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode } from "./types.js";
+
+export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
+const ESTOP_KEY = "emergencyStop";
+const MOTOR_TYPES = /^(Jalousie|Gate|Window|AutomaticJalousie|CentralJalousie|CentralGate)$/i;
+const JSONRPC_INVALID_PARAMS = -32602;
+const DAY_MS = 86_400_000;
+
+export interface EmergencyStopState {
+  active: boolean;
+  since: number;
+  by: string;
+  reason?: string;
+}
+
+export interface StopReport {
+  uuid: string;
+  name: string;
+  room: string;
+  type: string;
+  ok: boolean;
+  /** What the Miniserver answered (or the error). */
+  answer: string;
+}
+
+export type PolicyConfigInput = Partial<Omit<PolicyConfig, "rateLimits" | "temperature" | "volume">> & {
+  rateLimits?: Partial<PolicyConfig["rateLimits"]>;
+  temperature?: Partial<PolicyConfig["temperature"]>;
+  volume?: Partial<PolicyConfig["volume"]>;
+};
+
+export interface PolicyGateDeps {
+  upstream: Upstream;
+  db: Database;
+  logger: Logger;
+  config: PolicyConfigInput;
+  now?: () => number;
+}
+
+export interface PolicyStatus {
+  mode: PolicyMode;
+  clients: Record<string, PolicyMode>;
+  emergencyStop: EmergencyStopState | null;
+  pendingApprovals: PendingApproval[];
+  structure: { id: number; hash: string; controls: number; createdAt: number; checkedAt: number } | null;
+  structureError?: string;
+}
+
+export interface PolicyGate extends ToolGate {
+  register(control: ControlRegistry): void;
+  start(): void;
+  stop(): Promise<void>;
+  /** For loxmcp/status. */
+  status(): PolicyStatus;
+  pendingApprovals(): PendingApproval[];
+  /** Re-reads the house structure now (single flight). */
+  refreshStructure(): Promise<{ snapshot: Snapshot; changed: boolean }>;
+}
+
+export function resolvePolicyConfig(input: PolicyConfigInput): PolicyConfig {
+  const d = DEFAULT_POLICY_CONFIG;
+  return {
+    ...d,
+    ...stripUndefined(input),
+    clients: { ...(input.clients ?? {}) },
+    t4: [...(input.t4 ?? [])],
+    rateLimits: { ...d.rateLimits, ...stripUndefined(input.rateLimits ?? {}) },
+    temperature: { ...d.temperature, ...stripUndefined(input.temperature ?? {}) },
+    volume: { ...d.volume, ...stripUndefined(input.volume ?? {}) },
+  } as PolicyConfig;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export function createPolicyGate(deps: PolicyGateDeps): PolicyGate {
+  return new PolicyEngine(deps);
+}
+
+interface AuditDraft {
+  kind: "read" | "write" | "control";
+  target?: string;
+  controlName?: string;
+  controlType?: string;
+  command?: string;
+  tier?: Tier;
+  decision: Decision;
+  reason?: string;
+  outcome: Outcome;
+  nfc?: boolean;
+}
+
+class PolicyEngine implements PolicyGate {
+  private readonly cfg: PolicyConfig;
+  private readonly upstream: Upstream;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly audit: AuditStore;
+  private readonly snapshots: SnapshotStore;
+  private readonly approvals: ApprovalBook;
+  private readonly limiter: RateLimiter;
+  private catalog: ToolCatalog | undefined;
+  private snapshot: Snapshot | undefined;
+  private controls = new Map<string, SnapshotControl>();
+  private states = new Map<string, Record<string, unknown>>();
+  private refreshing: Promise<{ snapshot: Snapshot; changed: boolean }> | undefined;
+  private structureError: string | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+  private readonly onState = (s: { state: string }) => {
+    if (s.state === "ready" && !this.stopped) this.backgroundRefresh("upstream ready");
+  };
+  private readonly onToolsChanged = () => {
+    this.catalog = undefined;
+    if (!this.stopped && this.upstream.status().state === "ready") this.backgroundRefresh("tools changed");
+  };
+
+  constructor(deps: PolicyGateDeps) {
+    this.cfg = resolvePolicyConfig(deps.config);
+    this.upstream = deps.upstream;
+    this.log = deps.logger.child({ component: "policy" });
+    this.now = deps.now ?? Date.now;
+    this.audit = new AuditStore(deps.db);
+    this.snapshots = new SnapshotStore(deps.db);
+    this.approvals = new ApprovalBook(this.cfg.approvalTtlMs, this.now);
+    this.limiter = new RateLimiter(this.cfg.rateLimits, this.now);
+    const last = this.snapshots.latest();
+    if (last) this.useSnapshot(last);
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  start(): void {
+    this.stopped = false;
+    this.pruneAudit();
+    this.upstream.on("state", this.onState);
+    this.upstream.on("toolsChanged", this.onToolsChanged);
+    const refresh = setInterval(() => {
+      if (this.upstream.status().state === "ready") this.backgroundRefresh("periodic");
+    }, this.cfg.snapshotRefreshMs);
+    const prune = setInterval(() => this.pruneAudit(), DAY_MS);
+    refresh.unref();
+    prune.unref();
+    this.timers.push(refresh, prune);
+    if (this.upstream.status().state === "ready") this.backgroundRefresh("start");
+    const estop = this.estop();
+    if (estop?.active) {
+      this.log.warn(
+        { since: new Date(estop.since).toISOString(), by: estop.by },
+        "emergency stop is active: every write is refused until a person runs `loxmcp resume`",
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.upstream.off("state", this.onState);
+    this.upstream.off("toolsChanged", this.onToolsChanged);
+    await this.refreshing?.catch(() => {});
+  }
+
+  private pruneAudit(): void {
+    try {
+      const n = this.audit.prune(this.cfg.auditRetentionDays, this.now());
+      if (n > 0) this.log.info({ deleted: n, days: this.cfg.auditRetentionDays }, "pruned old audit events");
+      this.snapshots.prune(200);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "audit pruning failed; will try again tomorrow");
+    }
+  }
+
+  status(): PolicyStatus {
+    const s = this.snapshot;
+    const out: PolicyStatus = {
+      mode: this.cfg.mode,
+      clients: { ...this.cfg.clients },
+      emergencyStop: this.estop()?.active ? (this.estop() ?? null) : null,
+      pendingApprovals: this.approvals.list(),
+      structure: s
+        ? {
+            id: s.id,
+            hash: s.hash,
+            controls: s.controls.length,
+            createdAt: s.createdAt,
+            checkedAt: s.checkedAt,
+          }
+        : null,
+    };
+    if (this.structureError) out.structureError = this.structureError;
+    return out;
+  }
+
+  pendingApprovals(): PendingApproval[] {
+    return this.approvals.list();
+  }
+
+  // ------------------------------------------------------------------ structure
+
+  private useSnapshot(s: Snapshot): void {
+    this.snapshot = s;
+    this.controls = new Map(s.controls.map((c) => [c.uuid.toLowerCase(), c]));
+  }
+
+  private async getCatalog(): Promise<ToolCatalog> {
+    if (this.catalog) return this.catalog;
+    const list = await this.upstream.listTools();
+    this.catalog = buildCatalog(list.tools);
+    return this.catalog;
+  }
+
+  private upstreamCall: CallTool = async (name, args) => {
+    const tool = this.catalog?.tools.get(name);
+    const res = await this.upstream.request(
+      "tools/call",
+      { name, arguments: args },
+      { retryable: tool?.readOnlyHint === true },
+    );
+    return res as CallToolResult;
+  };
+
+  private backgroundRefresh(why: string): void {
+    this.refreshStructure().then(
+      ({ snapshot, changed }) =>
+        this.log.info({ why, controls: snapshot.controls.length, changed }, "house structure checked"),
+      (err) => this.log.warn({ why, err: (err as Error).message }, "house structure refresh failed"),
+    );
+  }
+
+  refreshStructure(): Promise<{ snapshot: Snapshot; changed: boolean }> {
+    if (this.refreshing) return this.refreshing;
+    const run = async () => {
+      try {
+        this.catalog = undefined;
+        const catalog = await this.getCatalog();
+        const fetched = await fetchStructure(catalog, this.upstreamCall);
+        const { snapshot, changed } = this.snapshots.save(
+          structureHash(fetched.controls),
+          fetched.controls,
+          this.now(),
+        );
+        this.useSnapshot(snapshot);
+        for (const [k, v] of fetched.states) this.states.set(k, v);
+        this.structureError = undefined;
+        return { snapshot, changed };
+      } catch (err) {
+        this.structureError = (err as Error).message;
+        throw err;
+      }
+    };
+    this.refreshing = run().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  /** The snapshot writes are checked against; refreshed once if missing or too old. */
+  private async currentSnapshot(): Promise<Snapshot> {
+    const fresh = (s: Snapshot | undefined) =>
+      s !== undefined && this.now() - s.checkedAt <= this.cfg.snapshotMaxAgeMs;
+    if (!fresh(this.snapshot)) {
+      try {
+        await this.refreshStructure();
+      } catch (err) {
+        throw new PolicyDenied(
+          "NO_STRUCTURE",
+          `the house structure is not known (${(err as Error).message}), so no command is sent; try again once \`loxmcp status\` is ready`,
+        );
+      }
+    }
+    const s = this.snapshot;
+    if (!s || !fresh(s)) {
+      throw new PolicyDenied(
+        "NO_STRUCTURE",
+        "the house structure is not known or out of date, so no command is sent",
+      );
+    }
+    return s;
+  }
+
+  // ------------------------------------------------------------------ emergency stop
+
+  private estop(): EmergencyStopState | undefined {
+    return this.snapshots.getState<EmergencyStopState>(ESTOP_KEY);
+  }
+
+  private async emergencyStop(
+    by: string,
+    reason: string | undefined,
+    send: (call: CallToolParams) => Promise<CallToolResult>,
+  ): Promise<{ state: EmergencyStopState; stopped: StopReport[]; warning?: string }> {
+    const prev = this.estop();
+    const state: EmergencyStopState = prev?.active
+      ? prev
+      : { active: true, since: this.now(), by, ...(reason ? { reason } : {}) };
+    this.snapshots.setState(ESTOP_KEY, state, this.now());
+    this.log.warn({ by, reason }, "EMERGENCY STOP: writes blocked; stopping every blind and gate");
+    let warning: string | undefined;
+    let motors: SnapshotControl[] = [];
+    let command: ToolInfo | undefined;
+    try {
+      command = (await this.getCatalog()).command;
+    } catch (err) {
+      warning = `the tool list is not available (${(err as Error).message})`;
+    }
+    if (this.snapshot) motors = this.snapshot.controls.filter((c) => MOTOR_TYPES.test(c.type));
+    else warning = "no house structure known: could not enumerate blinds and gates";
+    const stopped: StopReport[] = [];
+    if (command?.uuidArg && command.commandArg) {
+      const tool = command;
+      const uuidArg = command.uuidArg;
+      const commandArg = command.commandArg;
+      let next = 0;
+      const worker = async () => {
+        while (next < motors.length) {
+          const c = motors[next++] as SnapshotControl;
+          const t0 = this.now();
+          let report: StopReport;
+          try {
+            const res = await send({
+              name: tool.name,
+              arguments: { [uuidArg]: c.uuid, [commandArg]: "stop" },
+            });
+            report = { ...pick(c), ok: res.isError !== true, answer: resultText(res) };
+          } catch (err) {
+            report = { ...pick(c), ok: false, answer: errorText(err) };
+          }
+          stopped.push(report);
+          this.audit.record({
+            ts: t0,
+            client: by,
+            tool: tool.name,
+            args: { [uuidArg]: c.uuid, [commandArg]: "stop" },
+            kind: "write",
+            target: c.uuid,
+            controlName: c.name,
+            controlType: c.type,
+            command: "stop",
+            tier: "T1",
+            decision: "allowed",
+            reason: "emergency stop",
+            outcome: report.ok ? "ok" : "error",
+            latencyMs: this.now() - t0,
+          });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(4, motors.length) }, worker));
+    } else if (!warning) {
+      warning = "the relay offers no command tool: blinds and gates were not stopped";
+    }
+    const out: { state: EmergencyStopState; stopped: StopReport[]; warning?: string } = { state, stopped };
+    if (warning) out.warning = warning;
+    return out;
+  }
+
+  private resume(by: string): { active: false; wasActive: boolean } {
+    const prev = this.estop();
+    this.snapshots.deleteState(ESTOP_KEY);
+    if (prev?.active) this.log.warn({ by }, "emergency stop lifted: writes allowed again");
+    return { active: false, wasActive: prev?.active === true };
+  }
+
+  // ------------------------------------------------------------------ the gate
+
+  extraTools(): Array<Record<string, unknown>> {
+    return [
+      {
+        name: EMERGENCY_STOP_TOOL,
+        title: "Emergency stop (loxmcp)",
+        description:
+          "Immediately stops every blind and gate and blocks all further commands from AI clients until a person runs `loxmcp resume`. Use when something moves that should not, or when asked to stop everything.",
+        inputSchema: {
+          type: "object",
+          properties: { reason: { type: "string", description: "Why the stop was triggered" } },
+        },
+        annotations: {
+          readOnlyHint: false,
+          destructiveHint: false,
+          idempotentHint: true,
+          openWorldHint: true,
+        },
+      },
+    ];
+  }
+
+  async callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult> {
+    const t0 = this.now();
+    const args = call.arguments ?? {};
+    if (call.name === EMERGENCY_STOP_TOOL) return this.callEmergencyStop(call, ctx, forward, t0);
+
+    let catalog: ToolCatalog | undefined;
+    try {
+      catalog = await this.getCatalog();
+    } catch {
+      catalog = undefined;
+    }
+    const tool = catalog?.tools.get(call.name) ?? describeTool({ name: call.name });
+    const write = !tool?.read;
+    const draft: AuditDraft = { kind: write ? "write" : "read", decision: "allowed", outcome: "not-sent" };
+    try {
+      sanitizeArgs(args);
+      if (!write && tool) {
+        return await this.send(call, forward, tool.readOnlyHint, draft);
+      }
+      return await this.callWrite(call, ctx, forward, tool, draft);
+    } catch (err) {
+      if (err instanceof PolicyDenied) {
+        draft.decision = err.decision;
+        draft.reason = err.message;
+        draft.outcome = "not-sent";
+        this.log.info(
+          { client: ctx.client.name, tool: call.name, code: err.code },
+          `refused: ${err.message}`,
+        );
+        return denial(err);
+      }
+      throw err;
+    } finally {
+      this.recordAudit(call, ctx, draft, t0);
+    }
+  }
+
+  private async send(
+    call: CallToolParams,
+    forward: ForwardCall,
+    retryable: boolean,
+    draft: AuditDraft,
+  ): Promise<CallToolResult> {
+    try {
+      const res = await forward(call, { retryable });
+      draft.outcome = res.isError ? "error" : "ok";
+      if (res.isError)
+        draft.reason = (draft.reason ? `${draft.reason}; ` : "") + `upstream: ${resultText(res)}`;
+      return res;
+    } catch (err) {
+      draft.outcome =
+        err instanceof UpstreamError && err.code === "OUTCOME_UNKNOWN"
+          ? "unknown"
+          : err instanceof UpstreamError && err.code === "UNAVAILABLE"
+            ? "not-sent"
+            : "error";
+      draft.reason = (draft.reason ? `${draft.reason}; ` : "") + errorText(err);
+      throw err;
+    }
+  }
+
+  private async callWrite(
+    call: CallToolParams,
+    ctx: CallContext,
+    forward: ForwardCall,
+    tool: ToolInfo | undefined,
+    draft: AuditDraft,
+  ): Promise<CallToolResult> {
+    const args = call.arguments ?? {};
+    const mode = modeForClient(ctx.client.name, this.cfg.clients, this.cfg.mode);
+    const target = extractTarget(tool, args);
+    if (target) {
+      draft.target = target.uuid;
+      draft.command = target.command;
+    }
+    if (mode === "read-only") {
+      throw new PolicyDenied(
+        "READ_ONLY",
+        `policy mode for client "${ctx.client.name}" is read-only: no commands are sent`,
+      );
+    }
+    this.assertUpstreamReady();
+    const snapshot = await this.currentSnapshot();
+    void snapshot;
+
+    let control: SnapshotControl | undefined;
+    let cls: Classification;
+    if (target) {
+      control = resolveControl(target.uuid, this.controls).control;
+      draft.controlName = control.name;
+      draft.controlType = control.type;
+      draft.nfc = /NfcCodeTouch/i.test(control.type);
+      cls = classifyWrite(control, target.uuid, target.command, this.cfg, this.currentVolume(control));
+      if (cls.tier === "T4") {
+        draft.tier = cls.tier;
+        throw new PolicyDenied(
+          "TIER4",
+          `${describeAction(control, target.command)} is never done by an AI (${cls.reason}); a person has to do it on site or in the Loxone app`,
+        );
+      }
+      validateCommand(control, target.command, this.cfg);
+    } else {
+      cls = {
+        tier: "T3",
+        reason: `tool ${call.name} may write and its target cannot be checked`,
+      };
+    }
+    draft.tier = cls.tier;
+
+    const estop = this.estop();
+    const isMotorStop = cls.motor === true && target?.command.toLowerCase() === "stop";
+    if (estop?.active && !isMotorStop) {
+      throw new PolicyDenied(
+        "EMERGENCY_STOP",
+        `emergency stop is active since ${new Date(estop.since).toISOString()}: no commands until a person runs \`loxmcp resume\``,
+        "emergency-stop",
+      );
+    }
+
+    const rateKey = {
+      ...(control ? { device: control.uuid.toLowerCase() } : {}),
+      ...(cls.motor ? { motor: true } : {}),
+      ...(cls.direction ? { direction: cls.direction } : {}),
+      exempt: isMotorStop,
+    };
+    const rate = this.limiter.check(rateKey);
+    if (!rate.ok) throw new PolicyDenied("RATE_LIMITED", rate.message ?? "rate limited", "rate-limited");
+
+    const needsConfirm = cls.forceConfirm === true || (cls.tier === "T3" && mode === "confirm");
+    if (needsConfirm) {
+      const what = control
+        ? describeAction(control, target?.command ?? "")
+        : `call ${call.name} ${briefArgs(args)}`;
+      if (ctx.supportsElicitation) {
+        const sentence = `${ctx.client.name} wants to ${what}. ${capitalize(cls.reason)}. Allow it?`;
+        const answer = await confirmByElicitation(ctx, sentence);
+        if (!answer.ok) {
+          throw new PolicyDenied("NOT_CONFIRMED", `not sent: ${answer.message} (${what})`);
+        }
+        draft.decision = "confirmed";
+        draft.reason = "confirmed via elicitation";
+      } else {
+        const key = ApprovalBook.key(ctx.client.name, call.name, canonicalJson(args));
+        const verdict = this.approvals.check(key, ctx.client.name, call.name, `${what} — ${cls.reason}`);
+        if (verdict.state === "pending") {
+          const secs = Math.max(1, Math.round((verdict.entry.expiresAt - this.now()) / 1000));
+          throw new PolicyDenied(
+            "APPROVAL_REQUIRED",
+            `confirmation needed, nothing was sent: ${what} (${cls.reason}). Ask the person to run \`loxmcp approve ${verdict.entry.code}\` in a terminal within ${secs} s, then call this tool again with exactly the same arguments. The code only works when a person approves it; do not put it into the arguments.`,
+          );
+        }
+        draft.decision = "confirmed";
+        draft.reason = `approved by a person (code ${verdict.code})`;
+      }
+      // Time passed while the person decided: check the state again.
+      if (this.estop()?.active && !isMotorStop) {
+        throw new PolicyDenied(
+          "EMERGENCY_STOP",
+          "emergency stop became active while waiting for confirmation",
+          "emergency-stop",
+        );
+      }
+      this.assertUpstreamReady();
+    }
+
+    this.limiter.record(rateKey);
+    const res = await this.send(call, forward, false, draft);
+    if (!res.isError && control && target && (cls.tier === "T2" || cls.tier === "T3")) {
+      return this.readBack(res, control, target.uuid, forward);
+    }
+    return res;
+  }
+
+  private assertUpstreamReady(): void {
+    const st = this.upstream.status();
+    if (st.state !== "ready") {
+      throw new PolicyDenied(
+        "UPSTREAM_NOT_READY",
+        `the Miniserver session is ${st.state}${st.reason ? ` (${st.reason})` : ""}: no command is sent while the connection is not healthy; check \`loxmcp status\` and try again`,
+      );
+    }
+  }
+
+  private currentVolume(control: SnapshotControl): number | undefined {
+    const v = this.states.get(control.uuid.toLowerCase())?.volume;
+    return typeof v === "number" ? v : undefined;
+  }
+
+  private async readBack(
+    res: CallToolResult,
+    control: SnapshotControl,
+    uuid: string,
+    forward: ForwardCall,
+  ): Promise<CallToolResult> {
+    const describe = this.catalog?.describe;
+    let note: string;
+    if (!describe?.uuidArg) {
+      note = `loxmcp warning: the state of "${control.name}" could not be read back (no describe tool); check it before assuming it changed`;
+    } else {
+      try {
+        const back = await forward(
+          { name: describe.name, arguments: { [describe.uuidArg]: uuid } },
+          { retryable: describe.readOnlyHint },
+        );
+        if (back.isError) {
+          note = `loxmcp warning: reading back "${control.name}" failed: ${resultText(back)}`;
+        } else {
+          const text = resultText(back);
+          note = `loxmcp read-back of "${control.name}" (${control.room}) after the command: ${text}`;
+        }
+      } catch (err) {
+        note = `loxmcp warning: the state of "${control.name}" could not be read back (${errorText(err)}); check it before assuming it changed`;
+      }
+    }
+    return { ...res, content: [...(res.content ?? []), { type: "text", text: note }] };
+  }
+
+  private async callEmergencyStop(
+    call: CallToolParams,
+    ctx: CallContext,
+    forward: ForwardCall,
+    t0: number,
+  ): Promise<CallToolResult> {
+    const reason =
+      typeof call.arguments?.reason === "string" ? call.arguments.reason.slice(0, 200) : undefined;
+    const draft: AuditDraft = {
+      kind: "control",
+      decision: "allowed",
+      outcome: "ok",
+      reason: "emergency stop via MCP",
+    };
+    try {
+      const out = await this.emergencyStop(`${ctx.client.name} (MCP)`, reason, (c) =>
+        forward(c, { retryable: false }),
+      );
+      const lines = [
+        `Emergency stop is ACTIVE (since ${new Date(out.state.since).toISOString()}): every command is refused until a person runs \`loxmcp resume\`.`,
+        ...out.stopped.map(
+          (s) => `${s.ok ? "stopped" : "FAILED"}: ${s.name} (${s.room}, ${s.type}): ${s.answer}`,
+        ),
+      ];
+      if (out.warning) lines.push(`warning: ${out.warning}`);
+      if (out.stopped.some((s) => !s.ok)) draft.outcome = "error";
+      return {
+        content: [{ type: "text", text: lines.join("\n") }],
+        structuredContent: {
+          emergencyStop: out.state,
+          stopped: out.stopped,
+          ...(out.warning ? { warning: out.warning } : {}),
+        },
+      };
+    } finally {
+      this.recordAudit(call, ctx, draft, t0);
+    }
+  }
+
+  private recordAudit(
+    call: CallToolParams,
+    ctx: CallContext | ControlContext,
+    d: AuditDraft,
+    t0: number,
+  ): void {
+    try {
+      this.audit.record({
+        ts: t0,
+        connId: ctx.client.connId,
+        client: ctx.client.name,
+        ...(ctx.client.pid !== undefined ? { clientPid: ctx.client.pid } : {}),
+        tool: call.name,
+        args: redactArgs(call.arguments ?? {}, { nfc: d.nfc === true }),
+        kind: d.kind,
+        ...(d.target !== undefined ? { target: d.target } : {}),
+        ...(d.controlName !== undefined ? { controlName: d.controlName } : {}),
+        ...(d.controlType !== undefined ? { controlType: d.controlType } : {}),
+        ...(d.command !== undefined
+          ? { command: d.nfc ? String(redactArgs(d.command, { nfc: true })) : d.command }
+          : {}),
+        ...(d.tier !== undefined ? { tier: d.tier } : {}),
+        decision: d.decision,
+        ...(d.reason !== undefined ? { reason: String(redactArgs(d.reason)).slice(0, 1000) } : {}),
+        outcome: d.outcome,
+        latencyMs: this.now() - t0,
+      });
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, tool: call.name }, "could not write the audit event");
+    }
+  }
+
+  // ------------------------------------------------------------------ control methods (CLI)
+
+  register(control: ControlRegistry): void {
+    control.register("loxmcp/approve", (params, ctx) => {
+      if (params.list === true || params.code === undefined) return { pending: this.approvals.list() };
+      if (typeof params.code !== "string" || !/^[A-Za-z0-9]{4,12}$/.test(params.code.trim())) {
+        throw new ControlError(
+          JSONRPC_INVALID_PARAMS,
+          "approve needs the code from the AI's message, e.g. `loxmcp approve K7Q2XM`",
+        );
+      }
+      const entry = this.approvals.approve(params.code);
+      const t0 = this.now();
+      this.recordAudit(
+        { name: "loxmcp/approve", arguments: { code: params.code } },
+        ctx,
+        {
+          kind: "control",
+          decision: entry ? "allowed" : "denied",
+          reason: entry ? `approved: ${entry.summary}` : "unknown or expired code",
+          outcome: entry ? "ok" : "error",
+        },
+        t0,
+      );
+      if (!entry) {
+        throw new ControlError(
+          JSONRPC_INVALID_PARAMS,
+          `no pending approval with code ${params.code.trim().toUpperCase()} (wrong or expired); list them with \`loxmcp approve --list\``,
+        );
+      }
+      return { approved: entry };
+    });
+
+    control.register("loxmcp/stop-all", async (params, ctx) => {
+      const t0 = this.now();
+      const reason = typeof params.reason === "string" ? params.reason.slice(0, 200) : undefined;
+      const send = async (c: CallToolParams) =>
+        (await this.upstream.request("tools/call", c, { retryable: false })) as CallToolResult;
+      const out = await this.emergencyStop(`${ctx.client.name} (CLI)`, reason, send);
+      this.recordAudit(
+        { name: "loxmcp/stop-all", arguments: reason ? { reason } : {} },
+        ctx,
+        {
+          kind: "control",
+          decision: "allowed",
+          reason: "emergency stop",
+          outcome: out.stopped.every((s) => s.ok) ? "ok" : "error",
+        },
+        t0,
+      );
+      return {
+        active: true,
+        since: out.state.since,
+        stopped: out.stopped,
+        ...(out.warning ? { warning: out.warning } : {}),
+      };
+    });
+
+    control.register("loxmcp/resume", (_params, ctx) => {
+      const t0 = this.now();
+      const out = this.resume(ctx.client.name);
+      this.recordAudit(
+        { name: "loxmcp/resume", arguments: {} },
+        ctx,
+        { kind: "control", decision: "allowed", outcome: "ok" },
+        t0,
+      );
+      return out;
+    });
+
+    control.register("loxmcp/audit", (params) => {
+      const q: AuditQuery = {};
+      const since = parseSince(params.since, this.now());
+      if (since !== undefined) q.since = since;
+      if (typeof params.client === "string" && params.client) q.client = params.client;
+      if (params.denied === true) q.denied = true;
+      if (params.limit !== undefined) {
+        const n = Number(params.limit);
+        if (!Number.isFinite(n) || n < 1)
+          throw new ControlError(JSONRPC_INVALID_PARAMS, "limit must be a positive number");
+        q.limit = n;
+      }
+      const events: AuditRow[] = this.audit.query(q);
+      return { events };
+    });
+
+    control.register("loxmcp/structure", async (params) => {
+      const action = params.action ?? "show";
+      if (action === "refresh") {
+        const before = this.snapshot;
+        let result: { snapshot: Snapshot; changed: boolean };
+        try {
+          result = await this.refreshStructure();
+        } catch (err) {
+          throw new ControlError(
+            -32001,
+            `structure refresh failed: ${(err as Error).message}; check \`loxmcp status\``,
+          );
+        }
+        const s = result.snapshot;
+        return {
+          changed: result.changed,
+          snapshot: meta(s),
+          ...(result.changed && before ? { diff: diffControls(before.controls, s.controls) } : {}),
+        };
+      }
+      if (action === "show") {
+        const s = this.snapshot;
+        if (!s)
+          throw new ControlError(
+            -32001,
+            "no structure snapshot yet; run `loxmcp structure refresh` once the daemon is ready",
+          );
+        const room = typeof params.room === "string" ? params.room.toLowerCase() : undefined;
+        const type = typeof params.type === "string" ? params.type.toLowerCase() : undefined;
+        const controls = s.controls.filter(
+          (c) => (!room || c.room.toLowerCase() === room) && (!type || c.type.toLowerCase() === type),
+        );
+        return { snapshot: meta(s), controls };
+      }
+      if (action === "diff") {
+        const [to, from] = this.snapshots.recent(2);
+        const out: StructureDiff = {
+          ...(from ? { from: metaShort(from) } : {}),
+          ...(to ? { to: metaShort(to) } : {}),
+          ...diffControls(from?.controls ?? to?.controls ?? [], to?.controls ?? []),
+        };
+        return out;
+      }
+      throw new ControlError(
+        JSONRPC_INVALID_PARAMS,
+        `unknown structure action "${String(action)}": use refresh, show or diff`,
+      );
+    });
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+function meta(s: Snapshot) {
+  return {
+    id: s.id,
+    hash: s.hash,
+    controls: s.controls.length,
+    createdAt: s.createdAt,
+    checkedAt: s.checkedAt,
+  };
+}
+
+function metaShort(s: Snapshot) {
+  return { id: s.id, createdAt: s.createdAt, hash: s.hash };
+}
+
+function pick(c: SnapshotControl) {
+  return { uuid: c.uuid, name: c.name, room: c.room, type: c.type };
+}
+
+function describeAction(c: SnapshotControl, command: string): string {
+  return `send "${command}" to ${c.type} "${c.name}"${c.room ? ` in ${c.room}` : ""}`;
+}
+
+function briefArgs(args: Record<string, unknown>): string {
+  const s = JSON.stringify(redactArgs(args));
+  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+export function resultText(res: CallToolResult): string {
+  const t = (res.content ?? [])
+    .map((c) => (typeof c.text === "string" ? c.text : ""))
+    .filter(Boolean)
+    .join(" ")
+    .replace(/\s+/g, " ")
+    .trim();
+  return t.length > 600 ? `${t.slice(0, 597)}...` : t || "(no text)";
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof UpstreamError) {
+    return err.code === "OUTCOME_UNKNOWN"
+      ? `outcome unknown: ${err.message}`
+      : `${err.code.toLowerCase()}: ${err.message}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+function denial(err: PolicyDenied): CallToolResult {
+  return {
+    content: [{ type: "text", text: `loxmcp policy: ${err.message}` }],
+    isError: true,
+    _meta: { "loxmcp/policy": { code: err.code, decision: err.decision } },
+  };
+}
+
+/** `since`: epoch ms, ISO date, or a duration like 30m / 2h / 7d. */
+export function parseSince(v: unknown, now: number): number | undefined {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v === "number" && Number.isFinite(v)) return v;
+  if (typeof v === "string") {
+    const m = /^(\d+)\s*(s|m|h|d)$/i.exec(v.trim());
+    if (m) {
+      const n = Number(m[1]);
+      const unit = { s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS }[
+        (m[2] ?? "s").toLowerCase() as "s" | "m" | "h" | "d"
+      ];
+      return now - n * unit;
+    }
+    if (/^\d+$/.test(v.trim())) return Number(v);
+    const t = Date.parse(v);
+    if (Number.isFinite(t)) return t;
+  }
+  throw new ControlError(
+    JSONRPC_INVALID_PARAMS,
+    `since "${String(v)}" is not a date, epoch ms or duration like 2h / 7d`,
+  );
+}

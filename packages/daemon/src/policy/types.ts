@@ -1,0 +1,100 @@
+/** Shared types of the safety policy (policy/ decides; it never talks SQL itself). */
+
+/** T1 comfort, T2 motion (crush/pinch), T3 security/bulk (needs a person), T4 never via AI. */
+export type Tier = "T1" | "T2" | "T3" | "T4";
+
+export type PolicyMode = "read-only" | "confirm" | "full";
+
+export const POLICY_MODES: readonly PolicyMode[] = ["read-only", "confirm", "full"];
+
+/** One control as the structure snapshot knows it. */
+export interface SnapshotControl {
+  uuid: string;
+  name: string;
+  type: string;
+  room: string;
+  category: string;
+  /** Allowed commands; `{n}` marks a number placeholder (e.g. `manualPosition/{n}`). Empty = unknown. */
+  commands: string[];
+}
+
+export interface Snapshot {
+  id: number;
+  hash: string;
+  createdAt: number;
+  checkedAt: number;
+  controls: SnapshotControl[];
+}
+
+export interface RateLimitConfig {
+  /** Commands per minute per motor (Jalousie, Gate). */
+  motorPerMinute: number;
+  /** Minimum ms between opposite directions on one motor (FullUp ↔ FullDown, open ↔ close). */
+  reversalCooldownMs: number;
+  /** Writes per minute over all clients. */
+  globalPerMinute: number;
+}
+
+export interface PolicyConfig {
+  mode: PolicyMode;
+  /** Per-client mode by client name (case-insensitive; exact match first, then the longest prefix). */
+  clients: Record<string, PolicyMode>;
+  /**
+   * Never via AI. Entries: a control type (`SmokeAlarm`), `Type:command` (`Alarm:off`, command
+   * prefix before `/`), a uuid, or `uuid:command`. Merged with the built-in defaults.
+   */
+  t4: string[];
+  rateLimits: RateLimitConfig;
+  /** Safe temperature band; outside it needs a person's confirmation (in every mode). */
+  temperature: { min: number; max: number; hardMin: number; hardMax: number };
+  /** Volume above this or a jump larger than `volumeJump` counts as T3. */
+  volume: { max: number; jump: number };
+  /** Two-phase approval code lifetime. */
+  approvalTtlMs: number;
+  /** Structure refresh period. */
+  snapshotRefreshMs: number;
+  /** Writes are refused when the snapshot was last confirmed longer ago than this. */
+  snapshotMaxAgeMs: number;
+  /** Audit retention in days. */
+  auditRetentionDays: number;
+}
+
+export const DEFAULT_POLICY_CONFIG: PolicyConfig = {
+  mode: "confirm",
+  clients: {},
+  t4: [],
+  rateLimits: { motorPerMinute: 6, reversalCooldownMs: 2000, globalPerMinute: 30 },
+  temperature: { min: 16, max: 28, hardMin: 5, hardMax: 35 },
+  volume: { max: 70, jump: 30 },
+  approvalTtlMs: 120_000,
+  snapshotRefreshMs: 15 * 60_000,
+  snapshotMaxAgeMs: 60 * 60_000,
+  auditRetentionDays: 90,
+};
+
+export type Decision = "allowed" | "confirmed" | "denied" | "rate-limited" | "emergency-stop";
+export type Outcome = "ok" | "error" | "unknown" | "not-sent";
+
+/** Error raised inside the policy for a refusal; becomes a tool error result for the AI. */
+export class PolicyDenied extends Error {
+  constructor(
+    readonly code:
+      | "READ_ONLY"
+      | "TIER4"
+      | "INVALID_TARGET"
+      | "INVALID_COMMAND"
+      | "OUT_OF_RANGE"
+      | "UNSAFE_INPUT"
+      | "NO_STRUCTURE"
+      | "UPSTREAM_NOT_READY"
+      | "RATE_LIMITED"
+      | "EMERGENCY_STOP"
+      | "NOT_CONFIRMED"
+      | "APPROVAL_REQUIRED",
+    message: string,
+    readonly decision: Decision = "denied",
+  ) {
+    super(message);
+    this.name = "PolicyDenied";
+  }
+}

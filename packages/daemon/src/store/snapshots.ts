@@ -1,0 +1,128 @@
+/**
+ * House structure snapshots (history kept) and the policy's small persistent state
+ * (the emergency stop, which must survive a daemon restart).
+ */
+import type Database from "better-sqlite3";
+
+export const SNAPSHOTS_SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS structure_snapshots (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  checked_at INTEGER NOT NULL,
+  control_count INTEGER NOT NULL,
+  controls TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS structure_snapshots_hash ON structure_snapshots(hash);
+CREATE TABLE IF NOT EXISTS policy_state (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+`;
+
+export interface StoredControl {
+  uuid: string;
+  name: string;
+  type: string;
+  room: string;
+  category: string;
+  commands: string[];
+}
+
+export interface StoredSnapshot {
+  id: number;
+  hash: string;
+  createdAt: number;
+  checkedAt: number;
+  controls: StoredControl[];
+}
+
+interface SnapRow {
+  id: number;
+  hash: string;
+  created_at: number;
+  checked_at: number;
+  controls: string;
+}
+
+export class SnapshotStore {
+  constructor(private readonly db: Database.Database) {
+    db.exec(SNAPSHOTS_SCHEMA_SQL);
+  }
+
+  /**
+   * Stores a snapshot unless the latest one has the same hash, in which case only its
+   * `checked_at` moves. Returns the latest snapshot and whether it is new.
+   */
+  save(
+    hash: string,
+    controls: StoredControl[],
+    now = Date.now(),
+  ): { snapshot: StoredSnapshot; changed: boolean } {
+    return this.db.transaction(() => {
+      const last = this.latest();
+      if (last && last.hash === hash) {
+        this.db.prepare("UPDATE structure_snapshots SET checked_at = ? WHERE id = ?").run(now, last.id);
+        return { snapshot: { ...last, checkedAt: now }, changed: false };
+      }
+      const info = this.db
+        .prepare(
+          "INSERT INTO structure_snapshots (hash, created_at, checked_at, control_count, controls) VALUES (?, ?, ?, ?, ?)",
+        )
+        .run(hash, now, now, controls.length, JSON.stringify(controls));
+      return {
+        snapshot: { id: Number(info.lastInsertRowid), hash, createdAt: now, checkedAt: now, controls },
+        changed: true,
+      };
+    })();
+  }
+
+  latest(): StoredSnapshot | undefined {
+    return this.recent(1)[0];
+  }
+
+  /** Newest first. */
+  recent(n: number): StoredSnapshot[] {
+    const rows = this.db
+      .prepare(
+        "SELECT id, hash, created_at, checked_at, controls FROM structure_snapshots ORDER BY id DESC LIMIT ?",
+      )
+      .all(n) as SnapRow[];
+    return rows.map((r) => ({
+      id: r.id,
+      hash: r.hash,
+      createdAt: r.created_at,
+      checkedAt: r.checked_at,
+      controls: JSON.parse(r.controls) as StoredControl[],
+    }));
+  }
+
+  /** Keeps the newest `keep` snapshots. */
+  prune(keep: number): number {
+    return this.db
+      .prepare(
+        "DELETE FROM structure_snapshots WHERE id NOT IN (SELECT id FROM structure_snapshots ORDER BY id DESC LIMIT ?)",
+      )
+      .run(keep).changes;
+  }
+
+  getState<T>(key: string): T | undefined {
+    const row = this.db.prepare("SELECT value FROM policy_state WHERE key = ?").get(key) as
+      | { value: string }
+      | undefined;
+    return row ? (JSON.parse(row.value) as T) : undefined;
+  }
+
+  setState(key: string, value: unknown, now = Date.now()): void {
+    this.db
+      .prepare(
+        "INSERT INTO policy_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+      )
+      .run(key, JSON.stringify(value), now);
+  }
+
+  deleteState(key: string): void {
+    this.db.prepare("DELETE FROM policy_state WHERE key = ?").run(key);
+  }
+}
