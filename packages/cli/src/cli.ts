@@ -1,0 +1,145 @@
+/**
+ * Commander wiring for `loxmcp`. Commands are declarative `CommandSpec`s from
+ * `commands/<name>.ts`; to add one: import it and append it to COMMANDS.
+ */
+
+import { resolvePaths } from "@loxmcp/common";
+import { Argument, Command, CommanderError, Option } from "commander";
+import { CliError, type CommandContext, type CommandSpec } from "./command.js";
+import { clientConfigCommand } from "./commands/client-config.js";
+import { doctorCommand } from "./commands/doctor.js";
+import { initCommand } from "./commands/init.js";
+import { logsCommand } from "./commands/logs.js";
+import { reloginCommand } from "./commands/relogin.js";
+import { serviceCommand } from "./commands/service.js";
+import { startCommand } from "./commands/start.js";
+import { statusCommand } from "./commands/status.js";
+import { stopCommand } from "./commands/stop.js";
+
+export const VERSION = "0.1.0";
+
+/** Every subcommand, in help order. */
+export const COMMANDS: CommandSpec[] = [
+  statusCommand,
+  logsCommand,
+  reloginCommand,
+  startCommand,
+  stopCommand,
+  initCommand,
+  clientConfigCommand,
+  serviceCommand,
+  doctorCommand,
+];
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  stdout?: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr?: NodeJS.WritableStream;
+  stdin?: CommandContext["stdin"];
+  commands?: CommandSpec[];
+}
+
+function addSpec(
+  parent: Command,
+  spec: CommandSpec,
+  state: { exitCode: number },
+  makeCtx: () => CommandContext,
+) {
+  const cmd = parent.command(spec.name).description(spec.description);
+  for (const a of spec.arguments ?? []) {
+    const arg = new Argument(a.required ? `<${a.name}>` : `[${a.name}]`, a.description);
+    if (a.choices) arg.choices(a.choices);
+    cmd.addArgument(arg);
+  }
+  for (const o of spec.options ?? []) {
+    const opt = new Option(o.flags, o.description);
+    if (o.choices) opt.choices(o.choices);
+    if (o.parse) {
+      const parse = o.parse;
+      opt.argParser((value: string) => {
+        try {
+          return parse(value);
+        } catch (err) {
+          throw new CommanderError(
+            2,
+            "loxmcp.invalidOption",
+            `error: option '${o.flags}': ${(err as Error).message}`,
+          );
+        }
+      });
+    }
+    if (o.defaultValue !== undefined) opt.default(o.defaultValue);
+    cmd.addOption(opt);
+  }
+  if (spec.helpAfter) cmd.addHelpText("after", spec.helpAfter);
+  for (const sub of spec.subcommands ?? []) addSpec(cmd, sub, state, makeCtx);
+  const run = spec.run;
+  if (run) {
+    cmd.action(async (...params: unknown[]) => {
+      const n = spec.arguments?.length ?? 0;
+      const args = params.slice(0, n) as Array<string | undefined>;
+      const opts = (params[n] ?? {}) as Record<string, unknown>;
+      state.exitCode = (await run.call(spec, makeCtx(), { args, opts })) ?? 0;
+    });
+  }
+}
+
+/** Builds the commander program (exported for help/doc generation and tests). */
+export function buildProgram(opts: RunOptions = {}): { program: Command; state: { exitCode: number } } {
+  const env = opts.env ?? process.env;
+  const stdout = opts.stdout ?? process.stdout;
+  const stderr = opts.stderr ?? process.stderr;
+  const state = { exitCode: 0 };
+  const makeCtx = (): CommandContext => ({
+    env,
+    paths: resolvePaths(env),
+    out: (line) => {
+      stdout.write(`${line}\n`);
+    },
+    err: (line) => {
+      stderr.write(`${line}\n`);
+    },
+    stdin: opts.stdin ?? process.stdin,
+    stdoutIsTTY: Boolean(stdout.isTTY),
+  });
+  const program = new Command("loxmcp")
+    .description("loxmcp: control the daemon that shares one safe Loxone MCP session with your MCP clients")
+    .version(VERSION, "-V, --version")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => stdout.write(s),
+      writeErr: (s) => stderr.write(s),
+    });
+  program.addHelpText(
+    "after",
+    `
+Files: LOXMCP_HOME (when set) holds config/, state/, log/ and run/ (the socket).
+Docs: docs/cli.md`,
+  );
+  for (const spec of opts.commands ?? COMMANDS) addSpec(program, spec, state, makeCtx);
+  return { program, state };
+}
+
+/** Runs the CLI with `argv` (as process.argv) and resolves with the exit code. */
+export async function run(argv: string[], opts: RunOptions = {}): Promise<number> {
+  const stderr = opts.stderr ?? process.stderr;
+  const { program, state } = buildProgram(opts);
+  try {
+    await program.parseAsync(argv);
+    return state.exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and version are "errors" with exit code 0
+      return err.exitCode === 0 ? 0 : err.code === "loxmcp.invalidOption" ? 2 : err.exitCode || 2;
+    }
+    if (err instanceof CliError) {
+      stderr.write(`loxmcp: ${err.message}\n`);
+      return err.exitCode;
+    }
+    const e = err as NodeJS.ErrnoException;
+    stderr.write(`loxmcp: unexpected error${e.code ? ` (${e.code})` : ""}: ${e.message}\n`);
+    if (opts.env?.LOXMCP_DEBUG ?? process.env.LOXMCP_DEBUG) stderr.write(`${e.stack ?? ""}\n`);
+    return 1;
+  }
+}

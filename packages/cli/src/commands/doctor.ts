@@ -1,0 +1,335 @@
+/**
+ * `loxmcp doctor [--json]`: checks Node, file modes, configuration, the daemon, the service and
+ * the clock; every finding names a concrete fix. Exit 1 when any check found a problem.
+ * Reads the .env only to see which keys are set; values are never printed.
+ */
+import { existsSync, lstatSync } from "node:fs";
+import { type CommandContext, type CommandSpec, optBool } from "../command.js";
+import { envFilePath, readDotenv } from "../dotenv.js";
+import { formatDuration } from "../format.js";
+import { platformFor } from "./service.js";
+import { fetchStatus, hintFor } from "./status.js";
+
+export type CheckLevel = "ok" | "info" | "warn" | "problem" | "skip";
+
+export interface Check {
+  id: string;
+  level: CheckLevel;
+  message: string;
+  fix?: string;
+}
+
+const MARK: Record<CheckLevel, string> = {
+  ok: "ok  ",
+  info: "info",
+  warn: "warn",
+  problem: "FAIL",
+  skip: "skip",
+};
+
+function modeOf(path: string): { mode: number; uid: number; isDir: boolean; isLink: boolean } | undefined {
+  try {
+    const st = lstatSync(path);
+    return { mode: st.mode & 0o777, uid: st.uid, isDir: st.isDirectory(), isLink: st.isSymbolicLink() };
+  } catch {
+    return undefined;
+  }
+}
+
+const octal = (m: number) => `0${m.toString(8).padStart(3, "0")}`;
+const myUid = () => (typeof process.getuid === "function" ? process.getuid() : undefined);
+
+function checkMode(
+  checks: Check[],
+  id: string,
+  what: string,
+  path: string,
+  want: number,
+  missing: Check | undefined,
+  looseLevel: CheckLevel = "problem",
+) {
+  const st = modeOf(path);
+  if (!st) {
+    if (missing) checks.push(missing);
+    return;
+  }
+  const uid = myUid();
+  if (st.isLink) {
+    checks.push({
+      id,
+      level: "problem",
+      message: `${what} ${path} is a symlink`,
+      fix: `remove it (rm ${path}); loxmcp recreates it`,
+    });
+  } else if (uid !== undefined && st.uid !== uid) {
+    checks.push({
+      id,
+      level: "problem",
+      message: `${what} ${path} is owned by uid ${st.uid}, not by you (uid ${uid})`,
+      fix: `chown $(id -u) ${path}`,
+    });
+  } else if ((st.mode & ~want & 0o777) !== 0) {
+    checks.push({
+      id,
+      level: looseLevel,
+      message: `${what} ${path} has mode ${octal(st.mode)}, others can reach it`,
+      fix: `chmod ${want.toString(8)} ${path}`,
+    });
+  } else {
+    checks.push({ id, level: "ok", message: `${what} ${path} (${octal(st.mode)})` });
+  }
+}
+
+function nodeCheck(): Check {
+  const major = Number(process.versions.node.split(".")[0]);
+  return major >= 20
+    ? { id: "node", level: "ok", message: `Node ${process.versions.node}` }
+    : {
+        id: "node",
+        level: "problem",
+        message: `Node ${process.versions.node} is too old`,
+        fix: "install Node 20 or newer",
+      };
+}
+
+function configChecks(ctx: CommandContext, checks: Check[]): string {
+  const file = envFilePath(ctx.paths.config);
+  let fromFile: Record<string, string> = {};
+  try {
+    fromFile = readDotenv(file);
+  } catch {
+    checks.push({
+      id: "config.env",
+      level: "problem",
+      message: `${file} cannot be read`,
+      fix: `check its owner and mode (chmod 600 ${file})`,
+    });
+  }
+  const get = (k: string) => ctx.env[k] || fromFile[k] || undefined;
+  const where = (k: string) => (ctx.env[k] ? "environment" : fromFile[k] ? ".env" : "");
+  const serial = get("LOXONE_SERIAL");
+  if (!serial) {
+    checks.push({
+      id: "config.serial",
+      level: "problem",
+      message: "LOXONE_SERIAL is not set",
+      fix: "run `loxmcp init` (or set LOXONE_SERIAL)",
+    });
+  } else if (!/^[0-9A-F]{12}$/i.test(serial)) {
+    checks.push({
+      id: "config.serial",
+      level: "warn",
+      message: `LOXONE_SERIAL "${serial}" does not look like a Miniserver serial (12 hex characters)`,
+      fix: "copy it from Loxone Config → Miniserver → Serial number and run `loxmcp init`",
+    });
+  } else {
+    checks.push({
+      id: "config.serial",
+      level: "ok",
+      message: `LOXONE_SERIAL set (${where("LOXONE_SERIAL")})`,
+    });
+  }
+  const user = get("LOXONE_USER");
+  checks.push(
+    user
+      ? { id: "config.user", level: "ok", message: `LOXONE_USER set (${where("LOXONE_USER")})` }
+      : {
+          id: "config.user",
+          level: "problem",
+          message: "LOXONE_USER is not set",
+          fix: "run `loxmcp init` (or set LOXONE_USER)",
+        },
+  );
+  const pwKey = ["LOXONE_PASSWORD", "LOXONE_PASSWORD_COMMAND", "LOXONE_PASSWORD_FILE"].find((k) => get(k));
+  checks.push(
+    pwKey
+      ? { id: "config.password", level: "ok", message: `${pwKey} set (${where(pwKey)}; value not shown)` }
+      : {
+          id: "config.password",
+          level: "problem",
+          message: "no password configured (LOXONE_PASSWORD or LOXONE_PASSWORD_COMMAND)",
+          fix: "run `loxmcp init`",
+        },
+  );
+  const connect = get("LOXONE_CONNECT_URL") ?? "https://connect.loxonecloud.com";
+  try {
+    const u = new URL(connect);
+    const loopback = /^(127\.|localhost$|\[::1\]$)/.test(u.hostname);
+    if (u.protocol === "http:" && !loopback) {
+      checks.push({
+        id: "config.connect",
+        level: "problem",
+        message: `LOXONE_CONNECT_URL ${connect} is plain http to a remote host`,
+        fix: "use https:// (http:// is only for a loopback simulator)",
+      });
+    }
+  } catch {
+    checks.push({
+      id: "config.connect",
+      level: "problem",
+      message: `LOXONE_CONNECT_URL "${connect}" is not a URL`,
+      fix: "fix or unset LOXONE_CONNECT_URL",
+    });
+  }
+  return connect;
+}
+
+async function clockCheck(connect: string): Promise<Check> {
+  const t0 = Date.now();
+  let res: Response;
+  try {
+    res = await fetch(connect, { method: "HEAD", redirect: "manual", signal: AbortSignal.timeout(4_000) });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const code = cause?.code ?? "";
+    if (/CERT|SSL|TLS|SELF_SIGNED/i.test(code)) {
+      return {
+        id: "clock",
+        level: "problem",
+        message: `TLS to ${connect} failed (${code})`,
+        fix: "a proxy or antivirus may intercept TLS; check the system clock and CA certificates",
+      };
+    }
+    return {
+      id: "clock",
+      level: "skip",
+      message: `clock skew not checked: ${connect} not reachable (${code || (err as Error).message})`,
+    };
+  }
+  const t1 = Date.now();
+  const date = res.headers.get("date");
+  if (!date || Number.isNaN(Date.parse(date))) {
+    return { id: "clock", level: "skip", message: `clock skew not checked: ${connect} sent no Date header` };
+  }
+  const skewSec = (Date.parse(date) - (t0 + t1) / 2) / 1000;
+  if (Math.abs(skewSec) > 60) {
+    return {
+      id: "clock",
+      level: "problem",
+      message: `local clock is ${formatDuration(Math.abs(skewSec))} ${skewSec > 0 ? "behind" : "ahead of"} ${new URL(connect).host}`,
+      fix: "enable time sync (timedatectl set-ntp true / System Settings → Date & Time); tokens and TLS depend on it",
+    };
+  }
+  return {
+    id: "clock",
+    level: "ok",
+    message: `clock within ${Math.max(1, Math.ceil(Math.abs(skewSec)))} s of ${new URL(connect).host}`,
+  };
+}
+
+export async function runChecks(ctx: CommandContext): Promise<Check[]> {
+  const checks: Check[] = [nodeCheck()];
+  const p = ctx.paths;
+  const later = (id: string, what: string, path: string): Check => ({
+    id,
+    level: "info",
+    message: `${what} ${path} does not exist yet (created on the first daemon start)`,
+  });
+  checkMode(checks, "dir.config", "config dir", p.config, 0o700, {
+    id: "dir.config",
+    level: "info",
+    message: `config dir ${p.config} does not exist yet`,
+    fix: "run `loxmcp init`",
+  });
+  checkMode(checks, "dir.state", "state dir", p.state, 0o700, later("dir.state", "state dir", p.state));
+  checkMode(checks, "dir.log", "log dir", p.log, 0o700, later("dir.log", "log dir", p.log));
+  checkMode(
+    checks,
+    "dir.runtime",
+    "runtime dir",
+    p.runtime,
+    0o700,
+    later("dir.runtime", "runtime dir", p.runtime),
+  );
+  const envFile = envFilePath(p.config);
+  checkMode(checks, "file.env", ".env", envFile, 0o600, undefined);
+  checkMode(checks, "file.db", "database", p.db, 0o600, undefined);
+  for (const suffix of ["-wal", "-shm"])
+    checkMode(checks, `file.db${suffix}`, "database", p.db + suffix, 0o600, undefined);
+  checkMode(checks, "file.log", "log file", p.logFile, 0o600, undefined, "warn");
+  if (existsSync(p.socket)) checkMode(checks, "socket", "socket", p.socket, 0o600, undefined);
+
+  const connect = configChecks(ctx, checks);
+
+  try {
+    const s = await fetchStatus(ctx, 3_000);
+    if (s.state === "ready") {
+      checks.push({
+        id: "daemon",
+        level: "ok",
+        message: `daemon ready (pid ${s.pid}, ${s.clients.length} client(s))`,
+      });
+    } else if (s.state === "down") {
+      checks.push({
+        id: "daemon",
+        level: "warn",
+        message: "daemon not running (MCP clients start it on demand)",
+        fix: "`loxmcp start` or `loxmcp service install`",
+      });
+    } else {
+      const level: CheckLevel = s.state === "auth_failed" || s.state === "degraded" ? "problem" : "warn";
+      checks.push({
+        id: "daemon",
+        level,
+        message: `daemon ${s.state}${s.reason ? `: ${s.reason}` : ""}`,
+        fix: hintFor(s.state) ?? "",
+      });
+    }
+  } catch (err) {
+    checks.push({
+      id: "daemon",
+      level: "problem",
+      message: (err as Error).message,
+      fix: "see the message; `loxmcp logs -n 50`",
+    });
+  }
+
+  try {
+    const svc = platformFor(ctx);
+    const st = svc.state();
+    if (!st.installed) {
+      checks.push({
+        id: "service",
+        level: "info",
+        message: `no ${svc.kind} service installed (optional)`,
+        fix: "`loxmcp service install` to start the daemon at login",
+      });
+    } else if (st.active === false) {
+      checks.push({
+        id: "service",
+        level: "warn",
+        message: `${svc.kind} service installed but not running (${st.detail})`,
+        fix: "`loxmcp service start`, then `loxmcp logs -n 50` if it stops again",
+      });
+    } else {
+      checks.push({ id: "service", level: "ok", message: `${svc.kind} service: ${st.detail}` });
+    }
+  } catch (err) {
+    checks.push({ id: "service", level: "skip", message: `service not checked: ${(err as Error).message}` });
+  }
+
+  checks.push(await clockCheck(connect));
+  return checks.map((c) => (c.fix === "" ? { id: c.id, level: c.level, message: c.message } : c));
+}
+
+export const doctorCommand: CommandSpec = {
+  name: "doctor",
+  description:
+    "check Node, file permissions, configuration, daemon, service and clock; each finding with a fix",
+  options: [{ flags: "--json", description: "print one JSON object { ok, checks: [...] }" }],
+  async run(ctx, { opts }) {
+    const checks = await runChecks(ctx);
+    const ok = !checks.some((c) => c.level === "problem");
+    if (optBool(opts, "json")) {
+      ctx.out(JSON.stringify({ ok, checks }));
+    } else {
+      for (const c of checks) {
+        ctx.out(`${MARK[c.level]}  ${c.message}`);
+        if (c.fix && c.level !== "ok") ctx.out(`      fix: ${c.fix}`);
+      }
+      const problems = checks.filter((c) => c.level === "problem").length;
+      ctx.out(ok ? "no problems found" : `${problems} problem(s) found`);
+    }
+    return ok ? 0 : 1;
+  },
+};

@@ -1,0 +1,105 @@
+/**
+ * `loxmcp service install|uninstall|start|stop|status [--print] [--platform linux|darwin]`:
+ * the daemon as a systemd user unit (Linux) or a launchd LaunchAgent (macOS). Never needs root.
+ */
+import { CliError, type CommandContext, type CommandSpec, optBool, optString } from "../command.js";
+import { daemonBin } from "../locate.js";
+import {
+  currentPlatform,
+  defaultServiceOptions,
+  type ServicePlatform,
+  servicePlatform,
+} from "../service/index.js";
+import { fetchStatus } from "./status.js";
+import { stopDaemon } from "./stop.js";
+
+const ACTIONS = ["install", "uninstall", "start", "stop", "status"] as const;
+
+export function platformFor(ctx: CommandContext, override?: string): ServicePlatform {
+  const platform = currentPlatform(override);
+  return servicePlatform(platform, defaultServiceOptions(ctx.env, ctx.paths, daemonBin(ctx.env)));
+}
+
+export const serviceCommand: CommandSpec = {
+  name: "service",
+  description: "install/uninstall/start/stop/status the daemon as a user service (systemd or launchd)",
+  arguments: [{ name: "action", description: ACTIONS.join("|"), required: true, choices: ACTIONS }],
+  options: [
+    {
+      flags: "--print",
+      description: "print the unit/plist for this installation without touching the system",
+    },
+    {
+      flags: "--platform <platform>",
+      description: "render for this platform instead of the current one",
+      choices: ["linux", "darwin"],
+    },
+    {
+      flags: "--allow-root",
+      description: "allow `install` as root (it installs for root's own user manager)",
+    },
+  ],
+  helpAfter: `
+Linux: ~/.config/systemd/user/loxmcpd.service, then systemctl --user enable --now.
+macOS: ~/Library/LaunchAgents/com.loxmcp.daemon.plist, then launchctl bootstrap gui/$UID.`,
+  async run(ctx, { args, opts }) {
+    const action = args[0] as (typeof ACTIONS)[number];
+    const svc = platformFor(ctx, optString(opts, "platform"));
+    if (optBool(opts, "print")) {
+      ctx.out(svc.render().replace(/\n$/, ""));
+      return 0;
+    }
+    if (optString(opts, "platform") && optString(opts, "platform") !== process.platform) {
+      throw new CliError(
+        "WRONG_PLATFORM",
+        `--platform ${optString(opts, "platform")} only works with --print on this ${process.platform} machine`,
+      );
+    }
+    switch (action) {
+      case "install": {
+        if (typeof process.getuid === "function" && process.getuid() === 0 && !optBool(opts, "allowRoot")) {
+          throw new CliError(
+            "ROOT_REFUSED",
+            "refusing to install the service as root: loxmcp is a per-user daemon; run `loxmcp service install` as the user whose MCP clients use it (or pass --allow-root if root really is that user)",
+          );
+        }
+        const s = await fetchStatus(ctx);
+        if (s.state !== "down" && !svc.state().active) {
+          ctx.out(
+            `stopping the daemon that runs outside the service (pid ${s.pid ?? "?"}) so the service can take over`,
+          );
+          await stopDaemon(ctx, 15_000);
+        }
+        for (const l of svc.install()) ctx.out(l);
+        return 0;
+      }
+      case "uninstall":
+        for (const l of svc.uninstall()) ctx.out(l);
+        return 0;
+      case "start":
+        if (!svc.isInstalled())
+          throw new CliError(
+            "NOT_INSTALLED",
+            `the service is not installed (${svc.file}); run \`loxmcp service install\` (or \`loxmcp start\` without a service)`,
+          );
+        for (const l of svc.start()) ctx.out(l);
+        return 0;
+      case "stop":
+        if (!svc.isInstalled())
+          throw new CliError(
+            "NOT_INSTALLED",
+            `the service is not installed (${svc.file}); stop a daemon started by a client with \`loxmcp stop\``,
+          );
+        for (const l of svc.stop()) ctx.out(l);
+        return 0;
+      case "status": {
+        const st = svc.state();
+        ctx.out(`${svc.kind}: ${st.detail}`);
+        ctx.out(`file: ${svc.file}${st.installed ? "" : " (absent)"}`);
+        return st.installed && st.active ? 0 : 1;
+      }
+      default:
+        throw new CliError("USAGE", `unknown action ${String(action)}; use one of ${ACTIONS.join(", ")}`, 2);
+    }
+  },
+};
