@@ -1,0 +1,397 @@
+/**
+ * Daemon configuration: environment > `<config dir>/.env` > `<config dir>/config.json`.
+ * Every value is validated; the first problem becomes one `ConfigError` naming the key and
+ * how to fix it (main prints it as one line and exits 78, EX_CONFIG). Never holds the
+ * password in a printable field: `password` is a string or a function, and `describeConfig`
+ * leaves it out.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { isIP } from "node:net";
+import { join } from "node:path";
+import { parseEnv } from "node:util";
+import { type Env, type LoxmcpPaths, resolvePaths } from "@loxmcp/common";
+import { z } from "zod";
+
+export const EX_CONFIG = 78;
+export const DEFAULT_CONNECT_URL = "https://connect.loxonecloud.com";
+export const POLICY_MODES = ["read-only", "confirm", "full"] as const;
+export type PolicyMode = (typeof POLICY_MODES)[number];
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export class ConfigError extends Error {
+  readonly code = "CONFIG_INVALID";
+  constructor(
+    /** The offending key, e.g. LOXONE_SERIAL. */
+    readonly key: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** The `policy` section of config.json. Passthrough: the policy engine owns the rest of it. */
+export const PolicySectionSchema = z
+  .object({
+    mode: z.enum(POLICY_MODES).optional(),
+    clients: z.record(z.string(), z.enum(POLICY_MODES)).optional(),
+  })
+  .passthrough();
+export type PolicySection = z.infer<typeof PolicySectionSchema>;
+
+/** config.json (camelCase keys; every key optional, the environment overrides it). */
+export const ConfigFileSchema = z
+  .object({
+    serial: z.string().optional(),
+    user: z.string().optional(),
+    password: z.string().optional(),
+    passwordFile: z.string().optional(),
+    passwordCommand: z.string().optional(),
+    connectUrl: z.string().optional(),
+    upstreamUrl: z.string().optional(),
+    logLevel: z.string().optional(),
+    pingIntervalSec: z.number().positive().optional(),
+    idleCheckSec: z.number().positive().optional(),
+    requestTimeoutSec: z.number().positive().optional(),
+    allowedResources: z.array(z.string()).optional(),
+    policy: PolicySectionSchema.optional(),
+  })
+  .passthrough();
+export type ConfigFile = z.infer<typeof ConfigFileSchema>;
+
+export interface DaemonConfig {
+  paths: LoxmcpPaths;
+  serial: string;
+  user: string;
+  /** The password, or a function yielding it (password command). Never log it. */
+  password: string | (() => Promise<string>);
+  /** Where the password came from (for status/logs): "env", "file:<path>", "command", "config.json". */
+  passwordSource: string;
+  connectUrl: string;
+  upstreamUrl?: string;
+  logLevel: LogLevel;
+  debug: boolean;
+  policy: PolicySection & { mode: PolicyMode };
+  pingIntervalMs: number;
+  idleCheckMs: number;
+  requestTimeoutMs: number;
+  allowedResources: string[];
+  insecureTls: boolean;
+  /** Files that were read (for the log). */
+  sources: string[];
+  /** The full parsed config.json (passthrough keys included) for other components. */
+  file: ConfigFile;
+}
+
+export interface LoadConfigOptions {
+  env?: Env;
+  insecureTls?: boolean;
+}
+
+/** Loads and validates the configuration. Throws `ConfigError`. */
+export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
+  const procEnv = opts.env ?? process.env;
+  const paths = resolvePaths(procEnv);
+  const envFile = join(paths.config, ".env");
+  const jsonFile = join(paths.config, "config.json");
+  const sources: string[] = [];
+
+  let dotenv: Record<string, string> = {};
+  if (existsSync(envFile)) {
+    try {
+      dotenv = parseDotenv(readFileSync(envFile, "utf8"));
+      sources.push(envFile);
+    } catch (err) {
+      throw new ConfigError(
+        ".env",
+        `${envFile} cannot be read (${(err as Error).message}); fix or remove it`,
+      );
+    }
+  }
+
+  let file: ConfigFile = {};
+  if (existsSync(jsonFile)) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(jsonFile, "utf8"));
+    } catch (err) {
+      throw new ConfigError(
+        "config.json",
+        `${jsonFile} is not valid JSON (${(err as Error).message}); fix or remove it`,
+      );
+    }
+    const parsed = ConfigFileSchema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue?.path.join(".") || "(top level)";
+      throw new ConfigError(
+        `config.json:${where}`,
+        `${jsonFile}: "${where}" ${issue?.message ?? "is invalid"}`,
+      );
+    }
+    file = parsed.data;
+    sources.push(jsonFile);
+  }
+
+  const fixHint = `set it in the environment or in ${envFile}`;
+  /** env > .env > config.json value. Empty strings count as unset. */
+  const get = (key: string, fileValue?: string): string | undefined => {
+    for (const v of [procEnv[key], dotenv[key], fileValue]) {
+      if (v !== undefined && v.trim() !== "") return v.trim();
+    }
+    return undefined;
+  };
+  const required = (key: string, fileValue: string | undefined): string => {
+    const v = get(key, fileValue);
+    if (v === undefined) throw new ConfigError(key, `${key} is missing — ${fixHint}`);
+    return v;
+  };
+
+  const serial = required("LOXONE_SERIAL", file.serial);
+  if (!/^[0-9A-Za-z]{6,32}$/.test(serial)) {
+    throw new ConfigError(
+      "LOXONE_SERIAL",
+      `LOXONE_SERIAL "${serial.slice(0, 40)}" does not look like a Miniserver serial ` +
+        `(12 hex characters, e.g. 504F94A00001) — ${fixHint}`,
+    );
+  }
+  const user = required("LOXONE_USER", file.user);
+
+  const insecureTls = opts.insecureTls === true;
+  const connectUrl = checkUrl(
+    "LOXONE_CONNECT_URL",
+    get("LOXONE_CONNECT_URL", file.connectUrl) ?? DEFAULT_CONNECT_URL,
+    fixHint,
+  );
+  const upstreamRaw = get("LOXMCP_UPSTREAM_URL", file.upstreamUrl);
+  const upstreamUrl =
+    upstreamRaw === undefined ? undefined : checkUrl("LOXMCP_UPSTREAM_URL", upstreamRaw, fixHint);
+  if (insecureTls) {
+    for (const [key, u] of [
+      ["LOXONE_CONNECT_URL", connectUrl],
+      ["LOXMCP_UPSTREAM_URL", upstreamUrl],
+    ] as const) {
+      if (u !== undefined && !isLoopbackHost(new URL(u).hostname)) {
+        throw new ConfigError(
+          "--insecure-tls",
+          `--insecure-tls is only allowed with a loopback ${key} (a local simulator); ${u} is not loopback — drop the flag`,
+        );
+      }
+    }
+  }
+
+  const { password, passwordSource } = resolvePassword(procEnv, dotenv, file, fixHint);
+
+  const logLevelRaw = (get("LOXMCP_LOG_LEVEL", file.logLevel) ?? "info").toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevelRaw)) {
+    throw new ConfigError(
+      "LOXMCP_LOG_LEVEL",
+      `LOXMCP_LOG_LEVEL "${logLevelRaw}" is not one of ${LOG_LEVELS.join("|")} — ${fixHint}`,
+    );
+  }
+
+  const policyRaw = get("LOXMCP_POLICY") ?? file.policy?.mode ?? "confirm";
+  if (!(POLICY_MODES as readonly string[]).includes(policyRaw)) {
+    throw new ConfigError(
+      "LOXMCP_POLICY",
+      `LOXMCP_POLICY "${policyRaw}" is not one of ${POLICY_MODES.join("|")} — ${fixHint}`,
+    );
+  }
+
+  const seconds = (
+    key: string,
+    fileValue: number | undefined,
+    def: number,
+    min: number,
+    max: number,
+  ): number => {
+    const raw = get(key);
+    const v = raw === undefined ? (fileValue ?? def) : Number(raw);
+    if (!Number.isFinite(v) || v < min || v > max) {
+      throw new ConfigError(
+        key,
+        `${key} "${raw ?? fileValue}" must be a number of seconds between ${min} and ${max} — ${fixHint}`,
+      );
+    }
+    return Math.round(v * 1000);
+  };
+
+  const allowedEnv = get("LOXMCP_ALLOWED_RESOURCES");
+  const allowedResources = allowedEnv
+    ? allowedEnv
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : (file.allowedResources ?? []);
+  for (const r of allowedResources) {
+    try {
+      new URL(r);
+    } catch {
+      throw new ConfigError(
+        "allowedResources",
+        `allowedResources entry "${r}" is not a URL — fix it in ${jsonFile}`,
+      );
+    }
+  }
+
+  const debugRaw = get("LOXMCP_DEBUG");
+  const cfg: DaemonConfig = {
+    paths,
+    serial,
+    user,
+    password,
+    passwordSource,
+    connectUrl,
+    logLevel: logLevelRaw as LogLevel,
+    debug: debugRaw !== undefined && debugRaw !== "0" && debugRaw.toLowerCase() !== "false",
+    policy: { ...(file.policy ?? {}), mode: policyRaw as PolicyMode },
+    pingIntervalMs: seconds("LOXMCP_PING_INTERVAL", file.pingIntervalSec, 30, 1, 3600),
+    idleCheckMs: seconds("LOXMCP_IDLE_CHECK", file.idleCheckSec, 60, 1, 86400),
+    requestTimeoutMs: seconds("LOXMCP_REQUEST_TIMEOUT", file.requestTimeoutSec, 60, 1, 3600),
+    allowedResources,
+    insecureTls,
+    sources,
+    file,
+  };
+  if (upstreamUrl !== undefined) cfg.upstreamUrl = upstreamUrl;
+  return cfg;
+}
+
+/** A printable summary of the configuration (never the password). */
+export function describeConfig(cfg: DaemonConfig): Record<string, unknown> {
+  return {
+    serial: cfg.serial,
+    user: cfg.user,
+    passwordSource: cfg.passwordSource,
+    connectUrl: cfg.connectUrl,
+    upstreamUrl: cfg.upstreamUrl,
+    logLevel: cfg.logLevel,
+    policyMode: cfg.policy.mode,
+    pingIntervalMs: cfg.pingIntervalMs,
+    idleCheckMs: cfg.idleCheckMs,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    allowedResources: cfg.allowedResources,
+    insecureTls: cfg.insecureTls,
+    sources: cfg.sources,
+  };
+}
+
+function resolvePassword(
+  procEnv: Env,
+  dotenv: Record<string, string>,
+  file: ConfigFile,
+  fixHint: string,
+): { password: string | (() => Promise<string>); passwordSource: string } {
+  // Highest-precedence layer that sets any password key wins as a whole.
+  const layers: Array<[string, Record<string, string | undefined>]> = [
+    ["environment", procEnv],
+    [".env", dotenv],
+    [
+      "config.json",
+      {
+        LOXONE_PASSWORD: file.password,
+        LOXONE_PASSWORD_FILE: file.passwordFile,
+        LOXONE_PASSWORD_COMMAND: file.passwordCommand,
+      },
+    ],
+  ];
+  for (const [layer, vals] of layers) {
+    const direct = vals.LOXONE_PASSWORD;
+    if (direct !== undefined && direct !== "") return { password: direct, passwordSource: layer };
+    const pwFile = vals.LOXONE_PASSWORD_FILE?.trim();
+    if (pwFile) {
+      let text: string;
+      try {
+        const st = statSync(pwFile);
+        if (!st.isFile()) throw new Error("not a regular file");
+        text = readFileSync(pwFile, "utf8");
+      } catch (err) {
+        throw new ConfigError(
+          "LOXONE_PASSWORD_FILE",
+          `LOXONE_PASSWORD_FILE ${pwFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}) — point it at a readable file holding the password`,
+        );
+      }
+      const pw = text.replace(/\r?\n$/, "");
+      if (pw === "")
+        throw new ConfigError(
+          "LOXONE_PASSWORD_FILE",
+          `LOXONE_PASSWORD_FILE ${pwFile} is empty — put the password in it`,
+        );
+      return { password: pw, passwordSource: `file:${pwFile}` };
+    }
+    const cmd = vals.LOXONE_PASSWORD_COMMAND?.trim();
+    if (cmd) return { password: () => runPasswordCommand(cmd), passwordSource: "command" };
+  }
+  throw new ConfigError(
+    "LOXONE_PASSWORD",
+    `LOXONE_PASSWORD is missing — ${fixHint} (or set LOXONE_PASSWORD_FILE / LOXONE_PASSWORD_COMMAND)`,
+  );
+}
+
+/** Runs the password command (`sh -c`), returns its stdout without the trailing newline. */
+export function runPasswordCommand(cmd: string, timeoutMs = 15_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile("/bin/sh", ["-c", cmd], { timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout) => {
+      if (err) {
+        // Never include stdout: it may hold the password.
+        reject(
+          new ConfigError(
+            "LOXONE_PASSWORD_COMMAND",
+            `LOXONE_PASSWORD_COMMAND failed (exit ${(err as { code?: unknown }).code ?? "?"}); run it by hand to check it`,
+          ),
+        );
+        return;
+      }
+      const pw = stdout.replace(/\r?\n$/, "");
+      if (pw === "") {
+        reject(
+          new ConfigError(
+            "LOXONE_PASSWORD_COMMAND",
+            "LOXONE_PASSWORD_COMMAND printed nothing; it must print the password",
+          ),
+        );
+        return;
+      }
+      resolve(pw);
+    });
+  });
+}
+
+/** https always; http only for loopback hosts (a local simulator). Returns the URL without a trailing slash. */
+function checkUrl(key: string, value: string, fixHint: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new ConfigError(key, `${key} "${value}" is not a URL (expected https://…) — ${fixHint}`);
+  }
+  if (u.protocol === "https:") return value.replace(/\/+$/, "");
+  if (u.protocol === "http:") {
+    if (isLoopbackHost(u.hostname)) return value.replace(/\/+$/, "");
+    throw new ConfigError(
+      key,
+      `${key} "${value}" uses plain http to a non-loopback host; use https:// (http:// is only allowed for 127.0.0.1/localhost)`,
+    );
+  }
+  throw new ConfigError(key, `${key} "${value}" must be an https:// URL — ${fixHint}`);
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1";
+  return false;
+}
+
+/** Parses a .env file: KEY=VALUE, quotes, comments, `export ` prefixes. */
+export function parseDotenv(text: string): Record<string, string> {
+  const cleaned = text
+    .split(/\r?\n/)
+    .map((l) => l.replace(/^\s*export\s+/, ""))
+    .join("\n");
+  const out = parseEnv(cleaned) as Record<string, string>;
+  return { ...out };
+}

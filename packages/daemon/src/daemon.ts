@@ -1,0 +1,300 @@
+/**
+ * The controller: wires config → logger → store → upstream → gate → mux, and starts/stops
+ * them in order. Used by main.ts (the real process) and usable in-process by tests/bench.
+ *
+ * Extension points for other components (policy):
+ * - `plugins`: called after the store and upstream exist, before the socket opens;
+ * - `setGate(gate)`, `controls.register(...)`, `addStatusExtension(fn)`.
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { ensurePrivateDir } from "@loxmcp/common";
+import type { Logger } from "pino";
+import type { DaemonConfig } from "./config.js";
+import { isLoopbackHost } from "./config.js";
+import type { ToolGate, Upstream } from "./contracts.js";
+import { PassThroughGate } from "./gate.js";
+import { secrets as defaultSecrets, type SecretRegistry } from "./log.js";
+import { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
+import { acquireInstance } from "./mux/instance.js";
+import { MuxServer } from "./mux/server.js";
+import { type MuxCounters, newMuxCounters } from "./mux/session.js";
+import { type Database, openDatabase } from "./store/db.js";
+
+export const VERSION: string = readVersion();
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "0.0.0";
+  } catch {
+    return "0.0.0";
+  }
+}
+
+export interface UpstreamFactoryContext {
+  config: DaemonConfig;
+  db: Database;
+  logger: Logger;
+  /** The password (string or async getter); getter results are registered as secrets. */
+  password: string | (() => Promise<string>);
+  /** A fetch to use (set only with --insecure-tls). */
+  fetch?: typeof fetch;
+}
+
+export type UpstreamFactory = (ctx: UpstreamFactoryContext) => Upstream;
+export type DaemonPlugin = (daemon: Daemon) => void | Promise<void>;
+
+export interface DaemonOptions {
+  config: DaemonConfig;
+  logger: Logger;
+  createUpstream: UpstreamFactory;
+  plugins?: DaemonPlugin[];
+  secrets?: SecretRegistry;
+  /** How long in-flight requests may take to finish on shutdown (default 5 s). */
+  drainMs?: number;
+  /** Called when a client asks for `loxmcp/shutdown` (main.ts exits after stop()). */
+  onShutdownRequested?: () => void;
+}
+
+export type StartResult = { kind: "started" } | { kind: "already-running"; pid?: number };
+
+export class Daemon {
+  readonly config: DaemonConfig;
+  readonly logger: Logger;
+  readonly controls = new Controls();
+  readonly counters: MuxCounters = newMuxCounters();
+  readonly startedAt = Date.now();
+  private db_: Database | undefined;
+  private upstream_: Upstream | undefined;
+  private mux: MuxServer | undefined;
+  private gate: ToolGate | undefined;
+  private releaseLock: (() => void) | undefined;
+  private readonly statusExtensions: StatusExtension[] = [];
+  private stopping: Promise<void> | undefined;
+  private readonly secrets: SecretRegistry;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.config = opts.config;
+    this.logger = opts.logger;
+    this.secrets = opts.secrets ?? defaultSecrets;
+  }
+
+  get db(): Database {
+    if (!this.db_) throw new Error("the daemon is not started");
+    return this.db_;
+  }
+
+  get upstream(): Upstream {
+    if (!this.upstream_) throw new Error("the daemon is not started");
+    return this.upstream_;
+  }
+
+  setGate(gate: ToolGate): void {
+    this.gate = gate;
+  }
+
+  addStatusExtension(ext: StatusExtension): void {
+    this.statusExtensions.push(ext);
+  }
+
+  /** The `loxmcp/status` object. */
+  status(): Record<string, unknown> {
+    const up = this.upstream_;
+    return buildStatus({
+      version: VERSION,
+      startedAt: this.startedAt,
+      socket: this.config.paths.socket,
+      home: process.env.LOXMCP_HOME ?? this.config.paths.state,
+      policyMode: () => this.config.policy.mode,
+      upstream: () =>
+        up?.status() ?? {
+          state: "starting",
+          counters: { logins: 0, refreshes: 0, resolves: 0, reconnects: 0, requests: 0, errors: 0 },
+        },
+      clients: () => this.mux?.clients() ?? [],
+      counters: () => ({ ...this.counters }),
+      extensions: () => this.statusExtensions,
+    });
+  }
+
+  async start(): Promise<StartResult> {
+    const { config } = this;
+    const paths = config.paths;
+    ensurePrivateDir(paths.state);
+    ensurePrivateDir(paths.runtime);
+
+    const inst = await acquireInstance(paths);
+    if (inst.kind === "running") {
+      return inst.pid === undefined
+        ? { kind: "already-running" }
+        : { kind: "already-running", pid: inst.pid };
+    }
+    this.releaseLock = inst.release;
+    try {
+      await this.startComponents();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    return { kind: "started" };
+  }
+
+  private async startComponents(): Promise<void> {
+    const { config, logger } = this;
+    const paths = config.paths;
+
+    this.db_ = openDatabase(paths.db);
+    logger.info({ db: paths.db }, "database open");
+
+    const ctx: UpstreamFactoryContext = {
+      config,
+      db: this.db_,
+      logger: logger.child({ component: "relay" }),
+      password: this.passwordSource(),
+    };
+    if (config.insecureTls) ctx.fetch = insecureLoopbackFetch(logger);
+    const upstream = this.opts.createUpstream(ctx);
+    this.upstream_ = upstream;
+    upstream.on("state", (s) => {
+      const fields = { state: s.state, reason: s.reason, entry: s.entry };
+      if (s.state === "auth_failed" || s.state === "degraded") logger.warn(fields, `upstream ${s.state}`);
+      else logger.info(fields, `upstream ${s.state}`);
+    });
+
+    this.gate = new PassThroughGate(async (name) => {
+      const list = await upstream.listTools();
+      return list.tools.find((t) => t.name === name);
+    });
+    this.registerCoreControls();
+
+    for (const plugin of this.opts.plugins ?? []) await plugin(this);
+
+    this.mux = new MuxServer({
+      socketPath: paths.socket,
+      runtimeDir: paths.runtime,
+      logger,
+      deps: {
+        upstream,
+        gate: () => this.gate!,
+        control: this.controls,
+        logger: logger.child({ component: "mux" }),
+        counters: this.counters,
+        scrub: (t) => this.secrets.scrub(t),
+        initTimeoutMs: Math.min(config.requestTimeoutMs, 30_000),
+        progressRoutes: new Map(),
+      },
+    });
+    await this.mux.listen();
+    upstream.start();
+    logger.info({ pid: process.pid, version: VERSION, socket: paths.socket }, "loxmcpd started");
+    notifySystemd(logger);
+  }
+
+  private registerCoreControls(): void {
+    this.controls.register("loxmcp/status", () => this.status());
+    this.controls.register("loxmcp/relogin", async () => {
+      this.logger.info("relogin requested");
+      await this.upstream.relogin();
+      return this.status();
+    });
+    this.controls.register("loxmcp/shutdown", (_params, ctx) => {
+      this.logger.info({ by: ctx.client.name }, "shutdown requested over the socket");
+      setImmediate(() => {
+        if (this.opts.onShutdownRequested) this.opts.onShutdownRequested();
+        else void this.stop();
+      });
+      return { ok: true, pid: process.pid };
+    });
+  }
+
+  private passwordSource(): string | (() => Promise<string>) {
+    const pw = this.config.password;
+    if (typeof pw === "string") {
+      this.secrets.add(pw);
+      return pw;
+    }
+    return async () => {
+      const v = await pw();
+      this.secrets.add(v);
+      return v;
+    };
+  }
+
+  /**
+   * Graceful stop: stop accepting, let in-flight requests finish (deadline), answer the rest
+   * with an error, close the upstream session and the DB, remove socket and lock. Idempotent.
+   */
+  stop(): Promise<void> {
+    if (!this.stopping) this.stopping = this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const log = this.logger;
+    log.info("stopping");
+    if (this.mux) {
+      this.mux.stopAccepting();
+      const left = await this.mux.drain(this.opts.drainMs ?? 5_000);
+      if (left > 0)
+        log.warn({ inFlight: left }, "shutdown deadline passed: answering the rest with an error");
+      await this.mux.close();
+    }
+    if (this.upstream_) {
+      try {
+        await withTimeout(this.upstream_.stop(), 5_000);
+      } catch (err) {
+        log.warn({ err }, "upstream did not stop cleanly");
+      }
+    }
+    if (this.db_) {
+      try {
+        this.db_.close();
+      } catch (err) {
+        log.warn({ err }, "database close failed");
+      }
+    }
+    this.releaseLock?.();
+    log.info("stopped");
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * --insecure-tls: certificate checks are off for this process, so every request is first
+ * checked to go to a loopback host (the local simulator), and anything else is refused.
+ */
+function insecureLoopbackFetch(logger: Logger): typeof fetch {
+  process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
+  logger.warn(
+    "--insecure-tls: TLS certificate verification is OFF (loopback simulator only); never use this with a real Miniserver",
+  );
+  const f: typeof fetch = (input, init) => {
+    const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
+    if (!isLoopbackHost(url.hostname)) {
+      return Promise.reject(new Error(`--insecure-tls refuses to talk to non-loopback host ${url.hostname}`));
+    }
+    return fetch(input, init);
+  };
+  return f;
+}
+
+/** Tells systemd we are ready when NOTIFY_SOCKET is set (needs NotifyAccess=all: it runs systemd-notify). */
+function notifySystemd(logger: Logger): void {
+  if (!process.env.NOTIFY_SOCKET) return;
+  execFile("systemd-notify", ["--ready", `--pid=${process.pid}`], (err) => {
+    if (err) logger.debug({ err: err.message }, "systemd-notify failed (readiness not signalled)");
+  });
+}

@@ -1,0 +1,129 @@
+/**
+ * loxmcpd entry point: configuration (exit 78 on a bad value), logging, the controller,
+ * signals. Runs in the foreground; the service manager or the shim detaches it.
+ */
+
+import { UnsafeDirectoryError } from "@loxmcp/common";
+import { ConfigError, describeConfig, EX_CONFIG, loadConfig } from "./config.js";
+import { Daemon, VERSION } from "./daemon.js";
+import { createLogger, secrets } from "./log.js";
+import { createUpstreamSession } from "./wiring.js";
+
+const USAGE = `usage: loxmcpd [--insecure-tls] [--version] [--help]
+
+Runs the loxmcp daemon in the foreground: one Loxone login and one MCP session shared by
+every MCP client through the Unix socket (see \`loxmcp status\`).
+
+Configuration (environment > <config dir>/.env > <config dir>/config.json):
+  LOXONE_SERIAL, LOXONE_USER, LOXONE_PASSWORD (or LOXONE_PASSWORD_FILE / LOXONE_PASSWORD_COMMAND),
+  LOXONE_CONNECT_URL (default https://connect.loxonecloud.com), LOXMCP_UPSTREAM_URL (direct mode),
+  LOXMCP_HOME, LOXMCP_LOG_LEVEL, LOXMCP_POLICY (read-only|confirm|full), LOXMCP_DEBUG,
+  LOXMCP_PING_INTERVAL, LOXMCP_REQUEST_TIMEOUT (seconds).
+
+  --insecure-tls   accept a self-signed certificate from a LOOPBACK simulator only
+`;
+
+async function main(argv: string[]): Promise<void> {
+  let insecureTls = false;
+  for (const arg of argv) {
+    if (arg === "--insecure-tls") insecureTls = true;
+    else if (arg === "--version" || arg === "-v") {
+      process.stdout.write(`${VERSION}\n`);
+      return;
+    } else if (arg === "--help" || arg === "-h") {
+      process.stdout.write(USAGE);
+      return;
+    } else {
+      process.stderr.write(`loxmcpd: unknown argument ${arg}\n${USAGE}`);
+      process.exit(64);
+    }
+  }
+
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig({ insecureTls });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`loxmcpd: config error: ${err.message}\n`);
+      process.exit(EX_CONFIG);
+    }
+    throw err;
+  }
+  if (typeof config.password === "string") secrets.add(config.password);
+
+  const pretty = process.stderr.isTTY === true || config.debug;
+  let log: ReturnType<typeof createLogger>;
+  try {
+    log = createLogger({
+      level: config.debug && config.logLevel === "info" ? "debug" : config.logLevel,
+      file: config.paths.logFile,
+      logDir: config.paths.log,
+      pretty,
+    });
+  } catch (err) {
+    process.stderr.write(
+      `loxmcpd: cannot open the log file ${config.paths.logFile}: ${(err as Error).message}\n`,
+    );
+    process.exit(EX_CONFIG);
+  }
+  const logger = log.logger;
+  logger.info({ config: describeConfig(config) }, "configuration loaded");
+
+  let exiting = false;
+  const daemon = new Daemon({
+    config,
+    logger,
+    createUpstream: createUpstreamSession,
+    onShutdownRequested: () => void shutdown("loxmcp/shutdown"),
+  });
+
+  async function shutdown(why: string): Promise<void> {
+    if (exiting) return;
+    exiting = true;
+    logger.info({ why }, "shutting down");
+    try {
+      await daemon.stop();
+    } catch (err) {
+      logger.error({ err }, "error while stopping");
+    }
+    log.close();
+    process.exit(0);
+  }
+
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGHUP", () => logger.info("SIGHUP ignored (restart the daemon to reload the configuration)"));
+  process.on("uncaughtException", (err) => {
+    logger.fatal({ err }, "uncaught exception: exiting");
+    process.stderr.write(`loxmcpd: fatal: ${secrets.scrub(err.message)}\n`);
+    process.exit(1);
+  });
+  process.on("unhandledRejection", (reason) => {
+    logger.error({ err: reason }, "unhandled promise rejection");
+  });
+
+  let result: Awaited<ReturnType<Daemon["start"]>>;
+  try {
+    result = await daemon.start();
+  } catch (err) {
+    const msg = secrets.scrub(err instanceof Error ? err.message : String(err));
+    logger.fatal({ err }, "could not start");
+    process.stderr.write(`loxmcpd: could not start: ${msg}\n`);
+    log.close();
+    process.exit(err instanceof UnsafeDirectoryError ? EX_CONFIG : 1);
+  }
+  if (result.kind === "already-running") {
+    const pid = result.pid === undefined ? "" : ` (pid ${result.pid})`;
+    logger.info({ pid: result.pid }, "another loxmcpd is already running: exiting");
+    process.stderr.write(`loxmcpd already running${pid}\n`);
+    log.close();
+    process.exit(0);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(
+    `loxmcpd: fatal: ${secrets.scrub(err instanceof Error ? err.message : String(err))}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,208 @@
+/**
+ * The Unix-socket server. The socket lives in a private runtime dir (0700, checked with lstat)
+ * and is itself 0600 (created under umask 0177, then chmod'ed). Node exposes no SO_PEERCRED, so
+ * peers of another uid are kept out by these modes only (tested), as with ssh-agent on
+ * platforms without peer credentials.
+ *
+ * Framing: newline-delimited JSON-RPC, max 4 MiB per frame. An oversize frame gets one
+ * JSON-RPC error and closes THAT connection; a malformed line gets a parse error and the
+ * connection stays.
+ */
+import { chmodSync, unlinkSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import {
+  ErrorCodes,
+  encodeFrame,
+  ensurePrivateDir,
+  errorResponse,
+  FrameTooLargeError,
+  LineDecoder,
+  MAX_FRAME_BYTES,
+} from "@loxmcp/common";
+import type { Logger } from "pino";
+import type { ClientIdentity } from "../contracts.js";
+import { ClientSession, type SessionDeps } from "./session.js";
+
+export interface MuxServerOptions {
+  socketPath: string;
+  runtimeDir: string;
+  deps: SessionDeps;
+  logger: Logger;
+  maxFrameBytes?: number;
+}
+
+export class MuxServer {
+  private server: Server | undefined;
+  private readonly sessions = new Map<string, { session: ClientSession; socket: Socket }>();
+  private nextConn = 1;
+  private listening = false;
+  private readonly log: Logger;
+  private readonly onNotification = (n: { method: string; params?: unknown }) =>
+    this.fanOut(n.method, n.params);
+  private readonly onToolsChanged = () => this.fanOut("notifications/tools/list_changed");
+
+  constructor(private readonly opts: MuxServerOptions) {
+    this.log = opts.logger.child({ component: "mux" });
+  }
+
+  async listen(): Promise<void> {
+    ensurePrivateDir(this.opts.runtimeDir);
+    const server = createServer((socket) => this.accept(socket));
+    this.server = server;
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(this.opts.socketPath, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    chmodSync(this.opts.socketPath, 0o600);
+    server.on("error", (err) => this.log.error({ err }, "socket server error"));
+    this.listening = true;
+    this.opts.deps.upstream.on("notification", this.onNotification);
+    this.opts.deps.upstream.on("toolsChanged", this.onToolsChanged);
+    this.log.info({ socket: this.opts.socketPath }, "listening");
+  }
+
+  /** Connected MCP clients (for status). */
+  clients(): ClientIdentity[] {
+    return [...this.sessions.values()].filter((e) => e.session.isClient()).map((e) => e.session.identity());
+  }
+
+  inFlight(): number {
+    let n = 0;
+    for (const { session } of this.sessions.values()) n += session.inFlightCount;
+    return n;
+  }
+
+  /** Sends a notification to every client that speaks MCP with us. */
+  fanOut(method: string, params?: unknown): void {
+    if (method === "notifications/progress") {
+      const token = (params as { progressToken?: unknown } | undefined)?.progressToken;
+      const owner = token === undefined ? undefined : this.opts.deps.progressRoutes.get(String(token));
+      if (owner) {
+        owner.notify(method, params);
+        return;
+      }
+    }
+    if (method === "notifications/cancelled") return; // cancels a server→client request: not routable
+    for (const { session } of this.sessions.values()) {
+      if (session.mcpActive && !session.isClosed) {
+        session.notify(method, params);
+        this.opts.deps.counters.notificationsFannedOut++;
+      }
+    }
+  }
+
+  private accept(socket: Socket): void {
+    const connId = `c${this.nextConn++}`;
+    this.opts.deps.counters.connections++;
+    const decoder = new LineDecoder(this.opts.maxFrameBytes ?? MAX_FRAME_BYTES);
+    let closing = false;
+    const write = (message: unknown) => {
+      if (socket.destroyed || !socket.writable) return;
+      socket.write(encodeFrame(message));
+    };
+    const session = new ClientSession(connId, write, this.opts.deps);
+    this.sessions.set(connId, { session, socket });
+    this.log.debug({ conn: connId }, "connection opened");
+
+    socket.on("data", (chunk: Buffer) => {
+      if (closing) return;
+      const { lines, oversized } = decoder.push(chunk);
+      for (const line of lines) {
+        let msg: unknown;
+        try {
+          msg = JSON.parse(line);
+        } catch (err) {
+          this.opts.deps.counters.parseErrors++;
+          write(
+            errorResponse(
+              null,
+              ErrorCodes.ParseError,
+              `parse error: the line is not valid JSON (${(err as Error).message})`,
+            ),
+          );
+          continue;
+        }
+        session.handleMessage(msg);
+      }
+      if (oversized > 0) {
+        closing = true;
+        this.opts.deps.counters.oversizeFrames++;
+        const err = new FrameTooLargeError(decoder.pending + chunk.length);
+        this.log.warn(
+          { conn: connId, client: session.identity().name },
+          "oversize frame: closing this connection",
+        );
+        session.onClosed();
+        if (!socket.destroyed && socket.writable) {
+          socket.end(encodeFrame(errorResponse(null, ErrorCodes.InvalidRequest, err.message)));
+        }
+        // Do not wait for a slow peer to read: drop it shortly after the error is flushed.
+        setTimeout(() => socket.destroy(), 1_000).unref();
+      }
+    });
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EPIPE" && err.code !== "ECONNRESET")
+        this.log.debug({ conn: connId, err }, "socket error");
+    });
+    socket.on("close", () => {
+      session.onClosed();
+      this.sessions.delete(connId);
+      if (session.isClient())
+        this.log.info({ conn: connId, client: session.identity().name }, "client disconnected");
+    });
+  }
+
+  /** Stops accepting new connections (existing ones keep working). */
+  stopAccepting(): void {
+    if (!this.server || !this.listening) return;
+    this.listening = false;
+    this.server.close();
+    this.opts.deps.upstream.off("notification", this.onNotification);
+    this.opts.deps.upstream.off("toolsChanged", this.onToolsChanged);
+  }
+
+  /** Waits until no request is in flight, at most `deadlineMs`. Returns how many are left. */
+  async drain(deadlineMs: number): Promise<number> {
+    const end = Date.now() + deadlineMs;
+    while (this.inFlight() > 0 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return this.inFlight();
+  }
+
+  /** Answers what is still in flight with an error, closes every connection, removes the socket. */
+  async close(reason = "loxmcpd is shutting down; retry in a moment"): Promise<void> {
+    this.stopAccepting();
+    const flushes: Promise<void>[] = [];
+    for (const { session, socket } of this.sessions.values()) {
+      session.abortAll(reason);
+      session.onClosed();
+      flushes.push(
+        new Promise<void>((resolve) => {
+          if (socket.destroyed) return resolve();
+          socket.once("close", () => resolve());
+          socket.end();
+          setTimeout(() => {
+            socket.destroy();
+            resolve();
+          }, 500).unref();
+        }),
+      );
+    }
+    await Promise.all(flushes);
+    this.sessions.clear();
+    try {
+      unlinkSync(this.opts.socketPath);
+    } catch {
+      // already gone
+    }
+  }
+}

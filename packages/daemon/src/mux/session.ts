@@ -1,0 +1,549 @@
+/**
+ * One socket connection = one MCP client of ours (a shim, or the CLI sending `loxmcp/*`).
+ *
+ * - `initialize` is answered from the upstream's cached initialize result; `ping` locally.
+ * - Requests go upstream through the relay's single session: the relay uses its own id space,
+ *   this connection keeps the client's id and restores it on the answer, so N clients never
+ *   collide. A client's `notifications/cancelled` aborts the matching upstream request.
+ * - `tools/call` passes the ToolGate (policy) first.
+ * - Server→client requests (elicitation, sampling, roots) raised while one of this client's
+ *   requests runs are sent to this client with the daemon's own ids (`lx-N`).
+ * - Every request gets exactly one response (none when the client cancelled it or is gone).
+ */
+import {
+  ErrorCodes,
+  errorResponse,
+  isNotification,
+  isRequest,
+  isResponse,
+  type JsonRpcErrorObject,
+  type JsonRpcId,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from "@loxmcp/common";
+import {
+  LATEST_PROTOCOL_VERSION,
+  McpError,
+  SUPPORTED_PROTOCOL_VERSIONS,
+} from "@modelcontextprotocol/sdk/types.js";
+import type { Logger } from "pino";
+import {
+  type CallContext,
+  type CallToolParams,
+  type CallToolResult,
+  type ClientIdentity,
+  ControlError,
+  type ServerRequest,
+  type ToolGate,
+  type Upstream,
+  UpstreamError,
+} from "../contracts.js";
+
+export interface MuxCounters {
+  connections: number;
+  requests: number;
+  toolCalls: number;
+  errors: number;
+  outcomeUnknown: number;
+  cancelled: number;
+  parseErrors: number;
+  oversizeFrames: number;
+  notificationsFannedOut: number;
+}
+
+export function newMuxCounters(): MuxCounters {
+  return {
+    connections: 0,
+    requests: 0,
+    toolCalls: 0,
+    errors: 0,
+    outcomeUnknown: 0,
+    cancelled: 0,
+    parseErrors: 0,
+    oversizeFrames: 0,
+    notificationsFannedOut: 0,
+  };
+}
+
+/** Dispatches `loxmcp/*` control methods (implemented by mux/control.ts). */
+export interface ControlDispatcher {
+  has(method: string): boolean;
+  dispatch(method: string, params: Record<string, unknown>, client: ClientIdentity): Promise<unknown>;
+}
+
+export interface SessionDeps {
+  upstream: Upstream;
+  /** The current gate (a getter, so the policy can be plugged in after start). */
+  gate: () => ToolGate;
+  control: ControlDispatcher;
+  logger: Logger;
+  counters: MuxCounters;
+  /** Removes secrets from text before it goes to a client. */
+  scrub: (text: string) => string;
+  /** How long `initialize` waits for the first upstream session. */
+  initTimeoutMs: number;
+  /** Progress tokens of in-flight requests → the session that owns them. */
+  progressRoutes: Map<string, ClientSession>;
+}
+
+/** Requests that only read: safe to resend after the upstream recovered. */
+const RETRYABLE_METHODS = new Set([
+  "tools/list",
+  "resources/list",
+  "resources/read",
+  "resources/templates/list",
+  "resources/subscribe",
+  "resources/unsubscribe",
+  "prompts/list",
+  "prompts/get",
+  "completion/complete",
+  "logging/setLevel",
+]);
+
+interface InFlight {
+  id: JsonRpcId;
+  method: string;
+  controller: AbortController;
+  /** The client cancelled it: answer nothing. */
+  cancelled: boolean;
+  answered: boolean;
+}
+
+interface PendingServerRequest {
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+  method: string;
+}
+
+export interface HelloInfo {
+  kind?: string;
+  name?: string | null;
+  pid?: number;
+  ppid?: number;
+  version?: string;
+}
+
+export class ClientSession {
+  readonly connectedAt = Date.now();
+  hello: HelloInfo | undefined;
+  clientInfo: { name?: string; version?: string } | undefined;
+  clientCapabilities: Record<string, unknown> = {};
+  protocolVersion: string | undefined;
+  /** Sent initialize or any MCP request: receives fanned-out notifications. */
+  mcpActive = false;
+  private readonly inflight = new Map<string, InFlight>();
+  private readonly serverRequests = new Map<string, PendingServerRequest>();
+  private nextServerRequestId = 1;
+  private closed = false;
+  private readonly log: Logger;
+
+  constructor(
+    readonly connId: string,
+    private readonly write: (message: unknown) => void,
+    private readonly deps: SessionDeps,
+  ) {
+    this.log = deps.logger.child({ conn: connId });
+  }
+
+  /** The client as the policy, audit and status see it. */
+  identity(): ClientIdentity {
+    const name =
+      this.hello?.name || this.clientInfo?.name || (this.hello?.kind === "cli" ? "loxmcp-cli" : "unknown");
+    const id: ClientIdentity = { connId: this.connId, name, connectedAt: this.connectedAt };
+    if (this.clientInfo?.version !== undefined) id.version = this.clientInfo.version;
+    if (this.hello?.pid !== undefined) id.pid = this.hello.pid;
+    if (this.hello?.ppid !== undefined) id.ppid = this.hello.ppid;
+    return id;
+  }
+
+  /** Counts as a connected MCP client in status (not the CLI's one-shot control calls). */
+  isClient(): boolean {
+    return this.mcpActive || (this.hello !== undefined && this.hello.kind !== "cli");
+  }
+
+  get inFlightCount(): number {
+    return this.inflight.size;
+  }
+
+  // ------------------------------------------------------------------ inbound
+
+  /** Handles one decoded JSON value from the socket. */
+  handleMessage(msg: unknown): void {
+    if (this.closed) return;
+    if (Array.isArray(msg)) {
+      this.send(
+        errorResponse(
+          null,
+          ErrorCodes.InvalidRequest,
+          "JSON-RPC batches are not supported; send one message per line",
+        ),
+      );
+      return;
+    }
+    if (isRequest(msg)) {
+      void this.handleRequest(msg);
+    } else if (isResponse(msg)) {
+      this.handleResponse(msg);
+    } else if (isNotification(msg)) {
+      this.handleNotification(msg.method, msg.params);
+    } else {
+      const id = idOf(msg);
+      this.send(
+        errorResponse(
+          id,
+          ErrorCodes.InvalidRequest,
+          "invalid JSON-RPC message: expected a request, notification or response",
+        ),
+      );
+    }
+  }
+
+  private async handleRequest(req: JsonRpcRequest): Promise<void> {
+    const key = idKey(req.id);
+    if (this.inflight.has(key)) {
+      this.send(
+        errorResponse(
+          req.id,
+          ErrorCodes.InvalidRequest,
+          `request id ${JSON.stringify(req.id)} is already in use by a request in flight`,
+        ),
+      );
+      return;
+    }
+    const entry: InFlight = {
+      id: req.id,
+      method: req.method,
+      controller: new AbortController(),
+      cancelled: false,
+      answered: false,
+    };
+    this.inflight.set(key, entry);
+    this.deps.counters.requests++;
+    const progressToken = progressTokenOf(req.params);
+    if (progressToken !== undefined) this.deps.progressRoutes.set(progressToken, this);
+    try {
+      const result = await this.dispatch(req, entry.controller.signal);
+      this.finish(entry, { jsonrpc: "2.0", id: req.id, result });
+    } catch (err) {
+      const error = this.toRpcError(err, req);
+      this.deps.counters.errors++;
+      if (error.code === ErrorCodes.OutcomeUnknown) this.deps.counters.outcomeUnknown++;
+      const level = error.code === ErrorCodes.MethodNotFound ? "debug" : "warn";
+      this.log[level]({ method: req.method, code: error.code, msg2: error.message }, "request failed");
+      this.finish(entry, { jsonrpc: "2.0", id: req.id, error });
+    } finally {
+      if (progressToken !== undefined && this.deps.progressRoutes.get(progressToken) === this) {
+        this.deps.progressRoutes.delete(progressToken);
+      }
+    }
+  }
+
+  private finish(entry: InFlight, response: JsonRpcResponse): void {
+    if (entry.answered) return;
+    entry.answered = true;
+    this.inflight.delete(idKey(entry.id));
+    if (entry.cancelled || this.closed) return;
+    this.send(response);
+  }
+
+  private async dispatch(req: JsonRpcRequest, signal: AbortSignal): Promise<unknown> {
+    const method = req.method;
+    const params = isObject(req.params) ? req.params : {};
+    if (method.startsWith("loxmcp/")) {
+      if (!this.deps.control.has(method)) {
+        throw new ControlError(
+          ErrorCodes.MethodNotFound,
+          `unknown control method ${method}; see \`loxmcp --help\``,
+        );
+      }
+      return this.deps.control.dispatch(method, params, this.identity());
+    }
+    this.mcpActive = true;
+    switch (method) {
+      case "initialize":
+        return this.initialize(params);
+      case "ping":
+        return {};
+      case "tools/list":
+        return this.listTools(signal);
+      case "tools/call":
+        return this.callTool(params, signal);
+      default:
+        return this.deps.upstream.request(method, req.params, {
+          retryable: RETRYABLE_METHODS.has(method),
+          signal,
+          onServerRequest: (r) => this.serverRequest(r),
+        });
+    }
+  }
+
+  private async initialize(params: Record<string, unknown>): Promise<unknown> {
+    const ci = params.clientInfo;
+    if (isObject(ci)) {
+      const info: { name?: string; version?: string } = {};
+      if (typeof ci.name === "string") info.name = ci.name;
+      if (typeof ci.version === "string") info.version = ci.version;
+      this.clientInfo = info;
+    }
+    this.clientCapabilities = isObject(params.capabilities) ? params.capabilities : {};
+    const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : undefined;
+    this.protocolVersion =
+      requested !== undefined && SUPPORTED_PROTOCOL_VERSIONS.includes(requested)
+        ? requested
+        : LATEST_PROTOCOL_VERSION;
+
+    let info = this.deps.upstream.initializeInfo();
+    if (!info) {
+      await this.deps.upstream.whenReady(this.deps.initTimeoutMs);
+      info = this.deps.upstream.initializeInfo();
+    }
+    if (!info) {
+      throw new UpstreamError(
+        "UNAVAILABLE",
+        "the Loxone session is not ready yet; try again in a moment (see `loxmcp status`)",
+      );
+    }
+    const id = this.identity();
+    this.log.info(
+      { client: id.name, version: id.version, pid: id.pid, protocolVersion: this.protocolVersion },
+      "client initialized",
+    );
+    const caps: Record<string, unknown> = { ...info.capabilities };
+    // The daemon itself announces list changes (after a reconnect), so always say so.
+    caps.tools = { ...(isObject(caps.tools) ? caps.tools : {}), listChanged: true };
+    const result: Record<string, unknown> = {
+      protocolVersion: this.protocolVersion,
+      capabilities: caps,
+      serverInfo: info.serverInfo,
+    };
+    if (info.instructions !== undefined) result.instructions = info.instructions;
+    return result;
+  }
+
+  private async listTools(_signal: AbortSignal): Promise<unknown> {
+    const upstreamList = await this.deps.upstream.listTools();
+    return { tools: [...upstreamList.tools, ...this.deps.gate().extraTools()] };
+  }
+
+  private async callTool(params: Record<string, unknown>, signal: AbortSignal): Promise<CallToolResult> {
+    if (typeof params.name !== "string" || params.name === "") {
+      throw new McpError(ErrorCodes.InvalidParams, "tools/call needs params.name (the tool name)");
+    }
+    if (params.arguments !== undefined && !isObject(params.arguments)) {
+      throw new McpError(ErrorCodes.InvalidParams, "tools/call params.arguments must be an object");
+    }
+    this.deps.counters.toolCalls++;
+    const call: CallToolParams = { name: params.name };
+    if (params.arguments !== undefined) call.arguments = params.arguments as Record<string, unknown>;
+    if (isObject(params._meta)) call._meta = params._meta;
+    const ctx: CallContext = {
+      client: this.identity(),
+      supportsElicitation: isObject(this.clientCapabilities.elicitation),
+      elicit: async (message, requestedSchema) => {
+        const r = await this.serverRequest({
+          method: "elicitation/create",
+          params: { message, requestedSchema },
+        });
+        const res = isObject(r) ? r : {};
+        const action = res.action === "accept" || res.action === "decline" ? res.action : "cancel";
+        const out: { action: "accept" | "decline" | "cancel"; content?: Record<string, unknown> } = {
+          action,
+        };
+        if (isObject(res.content)) out.content = res.content;
+        return out;
+      },
+      signal,
+    };
+    return this.deps.gate().callTool(call, ctx, async (c, opts) => {
+      const forwarded: Record<string, unknown> = { name: c.name };
+      if (c.arguments !== undefined) forwarded.arguments = c.arguments;
+      if (c._meta !== undefined) forwarded._meta = c._meta;
+      return (await this.deps.upstream.request("tools/call", forwarded, {
+        retryable: opts.retryable,
+        signal,
+        onServerRequest: (r) => this.serverRequest(r),
+      })) as CallToolResult;
+    });
+  }
+
+  private handleNotification(method: string, params: unknown): void {
+    const p = isObject(params) ? params : {};
+    switch (method) {
+      case "loxmcp/hello": {
+        const hello: HelloInfo = {};
+        if (typeof p.kind === "string") hello.kind = p.kind;
+        if (typeof p.name === "string" || p.name === null) hello.name = p.name;
+        if (typeof p.pid === "number") hello.pid = p.pid;
+        if (typeof p.ppid === "number") hello.ppid = p.ppid;
+        if (typeof p.version === "string") hello.version = p.version;
+        this.hello = hello;
+        this.log.debug({ hello }, "hello");
+        return;
+      }
+      case "notifications/initialized":
+        this.mcpActive = true;
+        return;
+      case "notifications/cancelled": {
+        const rid = p.requestId;
+        if (typeof rid !== "string" && typeof rid !== "number") return;
+        const entry = this.inflight.get(idKey(rid));
+        if (!entry || entry.answered) return;
+        entry.cancelled = true;
+        this.deps.counters.cancelled++;
+        this.log.info(
+          { method: entry.method, reason: typeof p.reason === "string" ? p.reason : undefined },
+          "client cancelled a request",
+        );
+        entry.controller.abort(new UpstreamError("CANCELLED", "cancelled by the client"));
+        return;
+      }
+      case "notifications/progress":
+        // Progress for one of our server→client requests: nothing upstream expects it.
+        return;
+      default:
+        if (method.startsWith("loxmcp/")) return;
+        if (method.startsWith("notifications/")) {
+          this.deps.upstream.notify(method, params).catch((err: unknown) => {
+            this.log.debug({ method, err }, "could not forward a client notification upstream");
+          });
+        }
+    }
+  }
+
+  private handleResponse(msg: JsonRpcResponse): void {
+    if (msg.id === null) return;
+    const pending = this.serverRequests.get(idKey(msg.id));
+    if (!pending) {
+      this.log.debug({ id: msg.id }, "response to an unknown server request ignored");
+      return;
+    }
+    this.serverRequests.delete(idKey(msg.id));
+    if ("error" in msg) {
+      pending.reject(new McpError(msg.error.code, msg.error.message, msg.error.data));
+    } else {
+      pending.resolve(msg.result);
+    }
+  }
+
+  // ------------------------------------------------------------------ outbound
+
+  /** Sends a server→client request to this client (daemon's own id space) and awaits the answer. */
+  serverRequest(req: ServerRequest): Promise<unknown> {
+    if (this.closed) {
+      return Promise.reject(
+        new McpError(ErrorCodes.RequestAborted, "the client that caused this request is gone"),
+      );
+    }
+    const id = `lx-${this.nextServerRequestId++}`;
+    return new Promise((resolve, reject) => {
+      this.serverRequests.set(idKey(id), { resolve, reject, method: req.method });
+      const msg: Record<string, unknown> = { jsonrpc: "2.0", id, method: req.method };
+      if (req.params !== undefined) msg.params = req.params;
+      this.send(msg);
+    });
+  }
+
+  /** Sends a notification (fan-out from the upstream). */
+  notify(method: string, params?: unknown): void {
+    const msg: Record<string, unknown> = { jsonrpc: "2.0", method };
+    if (params !== undefined) msg.params = params;
+    this.send(msg);
+  }
+
+  private send(message: unknown): void {
+    if (this.closed) return;
+    this.write(message);
+  }
+
+  // ------------------------------------------------------------------ teardown
+
+  /**
+   * Answers every request still in flight with an error and aborts it upstream
+   * (daemon shutdown). Nothing is written when the connection is already gone.
+   */
+  abortAll(message: string): void {
+    for (const entry of [...this.inflight.values()]) {
+      entry.controller.abort(new UpstreamError("CANCELLED", message));
+      this.finish(entry, errorResponse(entry.id, ErrorCodes.RequestAborted, message));
+    }
+  }
+
+  /** The peer went away: abort its requests upstream, write nothing. */
+  onClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const entry of this.inflight.values()) {
+      entry.controller.abort(new UpstreamError("CANCELLED", "the client disconnected"));
+    }
+    for (const [id, p] of this.serverRequests) {
+      p.reject(
+        new McpError(ErrorCodes.RequestAborted, `the client disconnected before answering ${p.method}`),
+      );
+      this.serverRequests.delete(id);
+    }
+    for (const [token, s] of this.deps.progressRoutes) if (s === this) this.deps.progressRoutes.delete(token);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  // ------------------------------------------------------------------ errors
+
+  private toRpcError(err: unknown, req: JsonRpcRequest): JsonRpcErrorObject {
+    const what =
+      req.method === "tools/call" && isObject(req.params)
+        ? `tools/call ${String(req.params.name)}`
+        : req.method;
+    const scrub = this.deps.scrub;
+    const mk = (code: number, message: string, data?: unknown): JsonRpcErrorObject =>
+      data === undefined ? { code, message: scrub(message) } : { code, message: scrub(message), data };
+    if (err instanceof UpstreamError) {
+      switch (err.code) {
+        case "OUTCOME_UNKNOWN":
+          return mk(
+            ErrorCodes.OutcomeUnknown,
+            `outcome unknown for ${what}: the Loxone connection broke after the request was sent, so it may or may not have run — check the device before retrying (${err.message})`,
+          );
+        case "UNAVAILABLE":
+          return mk(
+            ErrorCodes.UpstreamUnavailable,
+            `Loxone is not reachable right now, nothing was sent: ${err.message}`,
+          );
+        case "AUTH_FAILED":
+          return mk(ErrorCodes.AuthFailed, `Loxone login failed: ${err.message}`);
+        case "TIMEOUT":
+          return mk(ErrorCodes.UpstreamUnavailable, `${what} timed out: ${err.message}`);
+        case "CANCELLED":
+          return mk(ErrorCodes.RequestAborted, `${what} was cancelled: ${err.message}`);
+        case "REMOTE_ERROR":
+          return mk(err.rpcCode ?? ErrorCodes.InternalError, err.message, err.data);
+      }
+    }
+    if (err instanceof ControlError) return mk(err.code, err.message, err.data);
+    if (err instanceof McpError) return mk(err.code, err.message.replace(/^MCP error -?\d+: /, ""), err.data);
+    const message = err instanceof Error ? err.message : String(err);
+    this.log.error({ err, method: req.method }, "internal error while handling a request");
+    return mk(ErrorCodes.InternalError, `internal error in loxmcpd while handling ${what}: ${message}`);
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Map key for a JSON-RPC id: 1 and "1" are different ids. */
+function idKey(id: JsonRpcId): string {
+  return typeof id === "number" ? `n:${id}` : `s:${id}`;
+}
+
+function idOf(msg: unknown): JsonRpcId | null {
+  if (isObject(msg) && (typeof msg.id === "string" || typeof msg.id === "number")) return msg.id;
+  return null;
+}
+
+function progressTokenOf(params: unknown): string | undefined {
+  if (!isObject(params) || !isObject(params._meta)) return undefined;
+  const t = params._meta.progressToken;
+  return typeof t === "string" || typeof t === "number" ? String(t) : undefined;
+}
