@@ -171,6 +171,21 @@ describe("faults and execution log", () => {
   });
 });
 
+describe("session idle expiry", () => {
+  it("forgets a session idle longer than sessionTtl (404)", async () => {
+    sim = await startSimulator({ sessionTtl: 0.2 });
+    const relay = sim.relayUrls[0] ?? "";
+    const token = (await login(sim, new URL(relay).origin)).access_token;
+    const s = await rawSession(relay, token);
+    expect((await s.post(relay, "tools/list", {})).status).toBe(200);
+    // The idle lifetime itself is under test here, so let it pass (any request would reset it).
+    await new Promise((r) => setTimeout(r, 300));
+    const res = await s.post(relay, "tools/list", {});
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe("Session not found");
+  });
+});
+
 describe("house admin", () => {
   it("renames and adds controls through the admin API", async () => {
     sim = await startSimulator();
