@@ -1,0 +1,278 @@
+/**
+ * The daemon's one OAuth driver: logs in headlessly through the SDK's `auth()`, refreshes
+ * proactively (60 s before expiry) in a single flight (one /token call however many requests
+ * need a token), re-logs in once on invalid_grant (the SDK does that inside `auth()`), and stops
+ * in `auth_failed` when the credentials are rejected — no hammering until `reset()`.
+ */
+import { auth } from "@modelcontextprotocol/sdk/client/auth.js";
+import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
+import type { Logger } from "pino";
+import type { TokenStore } from "../../store/tokens.js";
+import { networkErrorCode } from "../resolver.js";
+import { safeUrl } from "../url.js";
+import {
+  AuthError,
+  AuthFailedError,
+  AuthorizationDeniedError,
+  AuthUnavailableError,
+  LoginFormError,
+  LoginRejectedError,
+  ResourceMismatchError,
+} from "./errors.js";
+import { headlessAuthorize } from "./login-form.js";
+import { StoreOAuthProvider } from "./provider.js";
+import type { ResourcePolicy } from "./resource.js";
+
+/** What a 401/403 `WWW-Authenticate: Bearer …` told us. */
+export interface AuthChallenge {
+  resourceMetadataUrl?: URL;
+  scope?: string;
+  error?: string;
+}
+
+export interface AuthManagerOptions {
+  /** Upstream key: the Loxone serial, or the MCP URL in direct mode. */
+  key: string;
+  store: TokenStore;
+  user: string;
+  password: string | (() => Promise<string>);
+  logger: Logger;
+  resourcePolicy: ResourcePolicy;
+  fetch?: typeof fetch;
+  redirectUri?: string;
+  clientName?: string;
+  scope?: string;
+  tokenEndpointAuthMethod?: string;
+  preRegisteredClient?: OAuthClientInformationMixed;
+  /** Refresh this long before the access token expires (default 60 s). */
+  refreshMarginMs?: number;
+  /** Consecutive non-network failures before giving up with auth_failed (default 3). */
+  maxConsecutiveFailures?: number;
+}
+
+type Mode = "refresh" | "login";
+
+export class AuthManager {
+  readonly provider: StoreOAuthProvider;
+  readonly counters = { logins: 0, refreshes: 0 };
+  private flight: Promise<void> | undefined;
+  private failure: string | undefined;
+  private consecutiveFailures = 0;
+  private pendingCode: string | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly o: AuthManagerOptions) {
+    this.log = o.logger;
+    const providerOptions: ConstructorParameters<typeof StoreOAuthProvider>[0] = {
+      key: o.key,
+      store: o.store,
+      resourcePolicy: o.resourcePolicy,
+      onAuthorizationUrl: (url, state) => this.runHeadlessLogin(url, state),
+    };
+    if (o.redirectUri !== undefined) providerOptions.redirectUri = o.redirectUri;
+    if (o.clientName !== undefined) providerOptions.clientName = o.clientName;
+    if (o.scope !== undefined) providerOptions.scope = o.scope;
+    if (o.tokenEndpointAuthMethod !== undefined)
+      providerOptions.tokenEndpointAuthMethod = o.tokenEndpointAuthMethod;
+    if (o.preRegisteredClient !== undefined) providerOptions.preRegisteredClient = o.preRegisteredClient;
+    this.provider = new StoreOAuthProvider(providerOptions);
+  }
+
+  /** Why login is paused (auth_failed), or undefined. */
+  get failedReason(): string | undefined {
+    return this.failure;
+  }
+
+  /** Epoch ms when the stored access token expires (undefined: unknown or none). */
+  tokenExpiresAt(): number | undefined {
+    return this.o.store.getTokens(this.o.key)?.expiresAt;
+  }
+
+  hasTokens(): boolean {
+    return this.o.store.getTokens(this.o.key) !== undefined;
+  }
+
+  /**
+   * The access token to send now, refreshed first (single flight) when it expires within the
+   * margin. undefined when there are no tokens yet (the server will answer 401 and we log in).
+   */
+  async accessToken(serverUrl: string): Promise<string | undefined> {
+    if (this.flight) await this.flight;
+    const stored = this.o.store.getTokens(this.o.key);
+    if (!stored) return undefined;
+    const margin = this.o.refreshMarginMs ?? 60_000;
+    if (stored.expiresAt !== undefined && stored.expiresAt - Date.now() < margin) {
+      if (this.failure) throw new AuthFailedError(this.failure);
+      await this.authorize(serverUrl, {}, "refresh", stored.tokens.access_token);
+      return this.o.store.getTokens(this.o.key)?.tokens.access_token;
+    }
+    return stored.tokens.access_token;
+  }
+
+  /**
+   * The server answered 401 to `usedToken` (undefined: we sent none). Refreshes or logs in,
+   * unless another caller already replaced that token. Concurrent callers share one flight.
+   */
+  async handleUnauthorized(
+    serverUrl: string,
+    usedToken: string | undefined,
+    challenge: AuthChallenge,
+  ): Promise<void> {
+    await this.authorize(serverUrl, challenge, "refresh", usedToken);
+  }
+
+  /** 403 insufficient_scope: a new authorization (not a refresh) for the scope the server asked. */
+  async stepUp(serverUrl: string, challenge: AuthChallenge): Promise<void> {
+    await this.authorize(serverUrl, challenge, "login", undefined);
+  }
+
+  /** Drops the tokens and logs in again now. */
+  async login(serverUrl: string, challenge: AuthChallenge = {}): Promise<void> {
+    await this.authorize(serverUrl, challenge, "login", undefined);
+  }
+
+  /** Leaves auth_failed (after `relogin` or a config change); the next need logs in again. */
+  reset(): void {
+    this.failure = undefined;
+    this.consecutiveFailures = 0;
+  }
+
+  private async authorize(
+    serverUrl: string,
+    challenge: AuthChallenge,
+    mode: Mode,
+    usedToken: string | undefined,
+  ): Promise<void> {
+    if (this.flight) {
+      // Somebody is already refreshing / logging in: share that outcome.
+      await this.flight;
+      return;
+    }
+    if (this.failure) throw new AuthFailedError(this.failure);
+    if (mode === "refresh" && usedToken !== undefined) {
+      const current = this.o.store.getTokens(this.o.key);
+      const margin = this.o.refreshMarginMs ?? 60_000;
+      const fresh = current?.expiresAt === undefined || current.expiresAt - Date.now() >= margin;
+      if (current && current.tokens.access_token !== usedToken && fresh) return; // replaced meanwhile
+    }
+    this.flight = this.run(serverUrl, challenge, mode).finally(() => {
+      this.flight = undefined;
+    });
+    await this.flight;
+  }
+
+  private async run(serverUrl: string, challenge: AuthChallenge, mode: Mode): Promise<void> {
+    const { key, store } = this.o;
+    if (mode === "login") store.clearTokens(key);
+    const hadTokens = store.getTokens(key) !== undefined;
+    this.pendingCode = undefined;
+    const options: Parameters<typeof auth>[1] = { serverUrl };
+    if (challenge.resourceMetadataUrl) options.resourceMetadataUrl = challenge.resourceMetadataUrl;
+    if (challenge.scope) options.scope = challenge.scope;
+    if (this.o.fetch) options.fetchFn = this.o.fetch;
+    this.log.info(
+      { upstream: safeUrl(serverUrl), action: hadTokens ? "refresh" : "login" },
+      hadTokens ? "refreshing the access token" : "logging in (headless OAuth)",
+    );
+    try {
+      let result = await auth(this.provider, options);
+      if (result === "REDIRECT") {
+        const code = this.pendingCode as string | undefined;
+        this.pendingCode = undefined;
+        if (!code)
+          throw new LoginFormError("the login finished without an authorization code; cannot continue");
+        result = await auth(this.provider, { ...options, authorizationCode: code });
+        if (result !== "AUTHORIZED") {
+          throw new LoginFormError("the authorization server did not accept the authorization code");
+        }
+        this.counters.logins++;
+        this.log.info(
+          { upstream: safeUrl(serverUrl), expiresInSec: this.expiresInSec() },
+          "logged in; tokens saved, connecting with them",
+        );
+      } else {
+        this.counters.refreshes++;
+        this.log.info(
+          { upstream: safeUrl(serverUrl), expiresInSec: this.expiresInSec() },
+          "access token refreshed and saved (refresh token rotated atomically)",
+        );
+      }
+      this.consecutiveFailures = 0;
+    } catch (err) {
+      throw this.classify(err);
+    } finally {
+      this.o.store.clearCodeVerifier(key);
+    }
+  }
+
+  private async runHeadlessLogin(url: URL, state: string): Promise<void> {
+    const password = typeof this.o.password === "function" ? await this.o.password() : this.o.password;
+    const loginOptions: Parameters<typeof headlessAuthorize>[1] = {
+      redirectUri: this.provider.redirectUrl,
+      user: this.o.user,
+      password,
+      logger: this.log,
+    };
+    if (state) loginOptions.expectedState = state;
+    if (this.o.fetch) loginOptions.fetch = this.o.fetch;
+    this.pendingCode = await headlessAuthorize(url, loginOptions);
+  }
+
+  private classify(err: unknown): Error {
+    const log = this.log;
+    if (
+      err instanceof LoginRejectedError ||
+      err instanceof AuthorizationDeniedError ||
+      err instanceof ResourceMismatchError
+    ) {
+      this.failure = err.message;
+      log.error(
+        { reason: err.message },
+        "login refused; staying in auth_failed until relogin or a config change",
+      );
+      return err;
+    }
+    if (err instanceof AuthFailedError) return err;
+    if (isNetworkError(err)) {
+      const e =
+        err instanceof AuthError
+          ? err
+          : new AuthUnavailableError(
+              `the authorization server is unreachable (${networkErrorCode(err) ?? "network error"}); will retry later`,
+            );
+      log.warn(
+        { reason: e.message },
+        "login/refresh failed on the network; the session backs off and retries",
+      );
+      return e;
+    }
+    this.consecutiveFailures++;
+    const text = truncate(err instanceof Error ? err.message : String(err));
+    const max = this.o.maxConsecutiveFailures ?? 3;
+    if (this.consecutiveFailures >= max) {
+      this.failure = `login failed ${this.consecutiveFailures} times in a row: ${text}`;
+      log.error({ reason: this.failure }, "giving up logging in; staying in auth_failed until relogin");
+      return new AuthFailedError(this.failure);
+    }
+    log.warn(
+      { reason: text, failures: this.consecutiveFailures, giveUpAfter: max },
+      "login/refresh failed; the session backs off and retries",
+    );
+    return err instanceof AuthError ? err : new AuthUnavailableError(`login/refresh failed: ${text}`);
+  }
+
+  private expiresInSec(): number | undefined {
+    const at = this.tokenExpiresAt();
+    return at === undefined ? undefined : Math.round((at - Date.now()) / 1000);
+  }
+}
+
+function isNetworkError(err: unknown): boolean {
+  if (err instanceof AuthError) return err.code === "AUTH_UNAVAILABLE";
+  if (networkErrorCode(err) !== undefined) return true;
+  return err instanceof TypeError && /fetch failed|network/i.test(err.message);
+}
+
+function truncate(s: string): string {
+  return s.length > 300 ? `${s.slice(0, 300)}…` : s;
+}
