@@ -229,6 +229,33 @@ describe("OAuth authorization server", () => {
     expect(late.status).toBe(400);
   });
 
+  it("accepts tokens from any relay's AS on every relay, and checks client_secret_post secrets", async () => {
+    sim = await startSimulator({ relays: 2 });
+    const [r0, r1] = sim.relayUrls as [string, string];
+    const t = await login(sim, originOf(r0));
+    expect((await mcpStatus(r1, t.access_token)).status).toBe(200);
+
+    const origin = originOf(r1);
+    const conf = await register(origin, "client_secret_post");
+    const p = pkce();
+    const form = await openLogin(origin, conf.client_id, p.challenge);
+    const code =
+      new URL(
+        (await submitLogin(origin, form, sim.user, sim.password)).headers.get("location") ?? "",
+      ).searchParams.get("code") ?? "";
+    const base = {
+      grant_type: "authorization_code",
+      code,
+      code_verifier: p.verifier,
+      client_id: conf.client_id,
+    };
+    const noSecret = await tokenRequest(origin, base);
+    expect(noSecret.status).toBe(401);
+    expect(((await noSecret.json()) as { error: string }).error).toBe("invalid_client");
+    const ok = await tokenRequest(origin, { ...base, client_secret: conf.client_secret ?? "" });
+    expect(ok.status).toBe(200);
+  });
+
   it("revokeTokens invalidates access and refresh tokens", async () => {
     sim = await startSimulator();
     const relay = sim.relayUrls[0] ?? "";
