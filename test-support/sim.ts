@@ -2,19 +2,7 @@
  * Starts the Loxone-like simulator in the test process (from `@loxmcp/simulator`) and builds
  * the environment a daemon needs to talk to it.
  */
-
-import * as simulatorPackage from "@loxmcp/simulator";
-import type { Simulator, SimulatorOptions } from "../packages/simulator/src/types.js";
-
-type StartSimulator = (opts?: SimulatorOptions) => Promise<Simulator>;
-
-function startFn(): StartSimulator {
-  const fn = (simulatorPackage as unknown as { startSimulator?: StartSimulator }).startSimulator;
-  if (typeof fn !== "function") {
-    throw new Error("@loxmcp/simulator does not export startSimulator yet: build it with `pnpm exec tsc -b`");
-  }
-  return fn;
-}
+import { type Simulator, type SimulatorOptions, startSimulator } from "@loxmcp/simulator";
 
 export interface SimHandle {
   sim: Simulator;
@@ -28,7 +16,7 @@ export interface SimHandle {
 
 /** Starts a simulator on free ports. Always `stop()` it in afterEach/afterAll. */
 export async function withSimulator(opts: SimulatorOptions = {}): Promise<SimHandle> {
-  const sim = await startFn()({ port: 0, ...opts });
+  const sim = await startSimulator({ port: 0, ...opts });
   return {
     sim,
     env: (home, extra = {}) => simulatorEnv(sim, home, extra),
