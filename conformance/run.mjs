@@ -28,7 +28,8 @@ const WARN_OK = {
   // metadata document at an https URL would use it as client_id. A headless daemon on a
   // user's machine has no public https URL to host one, so it registers dynamically (DCR)
   // instead; the suite rates that a WARNING ("SHOULD"), not a failure.
-  "auth/basic-cimd": "no public https URL to host a client metadata document; falls back to dynamic registration",
+  "auth/basic-cimd":
+    "no public https URL to host a client metadata document; falls back to dynamic registration",
 };
 
 function parseArgs(argv) {
@@ -103,7 +104,11 @@ function findFiles(dir, name) {
 
 const opts = parseArgs(process.argv.slice(2));
 const node22 = findNode22();
-const suiteEntry = join(dirname(require.resolve("@modelcontextprotocol/conformance/package.json")), "dist", "index.js");
+const suiteEntry = join(
+  dirname(require.resolve("@modelcontextprotocol/conformance/package.json")),
+  "dist",
+  "index.js",
+);
 const clientScript = join(here, "client.mjs");
 // The suite splits --command on spaces (and runs it through a shell): no spaces in these paths.
 if (/\s/.test(process.execPath) || /\s/.test(clientScript)) {
@@ -159,9 +164,13 @@ for (const r of results) {
   checksWarned += r.warning;
   const mark = r.status === "pass" ? "✓" : r.status === "warn" ? "~" : "✗";
   const warn = r.warning > 0 ? `, ${r.warning} warnings` : "";
-  console.log(`${mark} ${r.scenario}: ${r.success} passed, ${r.failure} failed${warn}${r.note ? ` (${r.note})` : ""}`);
+  console.log(
+    `${mark} ${r.scenario}: ${r.success} passed, ${r.failure} failed${warn}${r.note ? ` (${r.note})` : ""}`,
+  );
   if (r.status === "fail" || opts.verbose) {
-    for (const c of r.checks.filter((c) => c.status === "FAILURE" || (opts.verbose && c.status === "WARNING"))) {
+    for (const c of r.checks.filter(
+      (c) => c.status === "FAILURE" || (opts.verbose && c.status === "WARNING"),
+    )) {
       console.log(`    - ${c.status} ${c.name}: ${c.errorMessage || c.description}`);
     }
     for (const p of r.problems) console.log(`    - ${p}`);
@@ -187,7 +196,8 @@ async function runScenario(scenario) {
   const files = findFiles(out, "checks.json");
   let checks = [];
   const problems = [];
-  if (files.length === 0) problems.push(`the suite wrote no checks (exit ${res.code}): ${lastLines(res.stderr)}`);
+  if (files.length === 0)
+    problems.push(`the suite wrote no checks (exit ${res.code}): ${lastLines(res.stderr)}`);
   else checks = JSON.parse(readFileSync(files[0], "utf8"));
   const success = checks.filter((c) => c.status === "SUCCESS").length;
   const failure = checks.filter((c) => c.status === "FAILURE").length;
@@ -204,7 +214,16 @@ async function runScenario(scenario) {
   if (status === "fail" && warning > 0 && failure === 0 && problems.length === 0) {
     problems.push("warnings are only accepted where docs/conformance.md explains why");
   }
-  return { scenario, status, success, failure, warning, checks, problems, note: status === "warn" ? "warning accepted" : "" };
+  return {
+    scenario,
+    status,
+    success,
+    failure,
+    warning,
+    checks,
+    problems,
+    note: status === "warn" ? "warning accepted" : "",
+  };
 }
 
 function lastLines(text, n = 6) {

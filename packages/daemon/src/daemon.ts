@@ -9,6 +9,7 @@
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { ensurePrivateDir } from "@loxmcp/common";
+import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { DaemonConfig } from "./config.js";
 import { isLoopbackHost } from "./config.js";
@@ -42,6 +43,8 @@ export interface UpstreamFactoryContext {
   password: string | (() => Promise<string>);
   /** A fetch to use (set only with --insecure-tls). */
   fetch?: typeof fetch;
+  /** Pre-registered OAuth client (skips dynamic registration); set by the probe / conformance adapter. */
+  clientInformation?: OAuthClientInformationMixed;
 }
 
 export type UpstreamFactory = (ctx: UpstreamFactoryContext) => Upstream;

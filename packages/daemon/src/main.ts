@@ -7,9 +7,11 @@ import { UnsafeDirectoryError } from "@loxmcp/common";
 import { ConfigError, describeConfig, EX_CONFIG, loadConfig } from "./config.js";
 import { Daemon, VERSION } from "./daemon.js";
 import { createLogger, secrets } from "./log.js";
+import { probeMain } from "./probe.js";
 import { createUpstreamSession } from "./wiring.js";
 
 const USAGE = `usage: loxmcpd [--insecure-tls] [--version] [--help]
+       loxmcpd --probe [--url <mcp-url>] [--call <tool> [--args JSON]] [--json] [--timeout S]
 
 Runs the loxmcp daemon in the foreground: one Loxone login and one MCP session shared by
 every MCP client through the Unix socket (see \`loxmcp status\`).
@@ -24,6 +26,8 @@ Configuration (environment > <config dir>/.env > <config dir>/config.json):
 `;
 
 async function main(argv: string[]): Promise<void> {
+  // One-shot upstream check (`loxmcp login-check`): no socket, no lock, prints a summary, exits.
+  if (argv.includes("--probe")) process.exit(await probeMain(argv, createUpstreamSession));
   let insecureTls = false;
   for (const arg of argv) {
     if (arg === "--insecure-tls") insecureTls = true;
