@@ -161,15 +161,17 @@ export function tryStartLock(file: string, staleMs: number): StartLock | undefin
       const token = `${process.pid}:${Date.now()}:${Math.random()}`;
       writeSync(fd, JSON.stringify({ pid: process.pid, token, at: new Date().toISOString() }));
       closeSync(fd);
-      return {
-        release() {
-          try {
-            if (readFileSync(file, "utf8").includes(token)) unlinkSync(file);
-          } catch {
-            // already gone
-          }
-        },
+      const release = () => {
+        process.off("exit", release);
+        try {
+          if (readFileSync(file, "utf8").includes(token)) unlinkSync(file);
+        } catch {
+          // already gone
+        }
       };
+      // A caller that exits while starting (SIGTERM → process.exit) must not leave the lock behind.
+      process.once("exit", release);
+      return { release };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }

@@ -1,0 +1,178 @@
+/**
+ * The shim as Claude runs it (a child process over stdio, driven by the SDK Client +
+ * StdioClientTransport) against the REAL daemon, started by the shim itself, and the simulator.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { ErrorCodes, resolvePaths } from "@loxmcp/common";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { DAEMON_BIN, type DaemonStatus } from "../../../test-support/daemon.js";
+import { makeHome, type TempHome } from "../../../test-support/home.js";
+import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
+import { controlCall } from "../../../test-support/socket-client.js";
+import { waitFor } from "../../../test-support/wait.js";
+import { baseEnv, SHIM_BIN } from "./helpers.js";
+
+/** Live daemon processes whose environment has LOXMCP_HOME=<home> (Linux /proc). */
+function daemonPids(home: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      if (!cmdline.includes("loxmcpd.js")) continue;
+      const environ = readFileSync(`/proc/${entry}/environ`, "utf8").split("\0");
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      if (/\) Z /.test(stat)) continue; // zombie
+      if (environ.includes(`LOXMCP_HOME=${home}`)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+describe("shim + real daemon + simulator", () => {
+  let home: TempHome;
+  let sim: SimHandle;
+  let env: Record<string, string>;
+  let clients: Array<{ client: Client; transport: StdioClientTransport }> = [];
+
+  beforeEach(async () => {
+    home = makeHome();
+    sim = await withSimulator();
+    env = baseEnv(sim.env(home.home, { LOXMCP_DAEMON_BIN: DAEMON_BIN, LOXMCP_POLICY: "full" }));
+  });
+
+  afterEach(async () => {
+    for (const c of clients) await c.client.close().catch(() => {});
+    clients = [];
+    for (const pid of daemonPids(home.home)) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {}
+      await waitFor(() => !alive(pid), { what: `daemon ${pid} to exit`, timeoutMs: 10_000 }).catch(() => {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {}
+      });
+    }
+    await sim.stop();
+    home.cleanup();
+  });
+
+  async function connect(name: string): Promise<{ client: Client; transport: StdioClientTransport }> {
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [SHIM_BIN, "--name", name],
+      env,
+      stderr: "pipe",
+    });
+    const client = new Client({ name: `${name}-info`, version: "1.0.0" });
+    const entry = { client, transport };
+    clients.push(entry);
+    await client.connect(transport);
+    return entry;
+  }
+
+  const socket = () => resolvePaths({ LOXMCP_HOME: home.home }).socket;
+  const status = async () => (await controlCall(socket(), "loxmcp/status")) as DaemonStatus;
+
+  it("initialize, tools/list and tools/call through the shim, which started the daemon", async () => {
+    const { client, transport } = await connect("claude-test");
+    expect(client.getServerVersion()?.name).toBeTruthy();
+    const { tools } = await client.listTools();
+    const names = tools.map((t) => t.name);
+    expect(names).toContain("control_find");
+    const res = await client.callTool({ name: "control_find", arguments: { query: "" } });
+    expect(res.isError).toBeFalsy();
+    expect(JSON.stringify(res.content)).toContain("controls");
+
+    const st = await status();
+    expect(daemonPids(home.home)).toEqual([st.pid]);
+    const me = st.clients.find((c) => c.pid === transport.pid);
+    expect(me).toMatchObject({ name: "claude-test", pid: transport.pid, ppid: process.pid });
+  });
+
+  it("several shims racing with no daemon start exactly one daemon and share one login", async () => {
+    const n = 4;
+    const all = await Promise.all(Array.from({ length: n }, (_, i) => connect(`racer-${i}`)));
+    await Promise.all(
+      all.map(async ({ client }) => {
+        await client.listTools();
+        const r = await client.callTool({ name: "control_find", arguments: { query: "light" } });
+        expect(r.isError).toBeFalsy();
+      }),
+    );
+    const st = await status();
+    expect(daemonPids(home.home)).toEqual([st.pid]);
+    expect(st.clients.filter((c) => String(c.name).startsWith("racer-"))).toHaveLength(n);
+    expect(sim.sim.stats().logins).toBe(1);
+  });
+
+  it("survives kill -9 of the daemon: in-flight call errors, daemon restarts, next call works, no duplicate write", async () => {
+    const { client, transport } = await connect("killer");
+    let listChanged = 0;
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      listChanged++;
+    });
+    const light = sim.sim.house().controls.find((c) => c.type === "LightControllerV2");
+    if (!light) throw new Error("simulator has no LightControllerV2");
+    const first = await status();
+
+    // Keep a write in flight at the simulator, then kill the daemon under it.
+    sim.sim.setFaults({ latencyMs: 1_500 });
+    const before = sim.sim.stats().mcpRequests;
+    const inflight = client.callTool({
+      name: "control_command",
+      arguments: { uuid: light.uuid, command: "on" },
+    });
+    const settled = inflight.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await waitFor(() => sim.sim.stats().mcpRequests > before, { what: "the write reached the simulator" });
+    process.kill(first.pid, "SIGKILL");
+
+    const err = await settled;
+    expect(err).toBeInstanceOf(McpError);
+    expect((err as McpError).code).toBe(ErrorCodes.RequestAborted);
+    expect((err as McpError).message).toContain("not resent");
+    sim.sim.setFaults({ latencyMs: 0 });
+
+    // The shim survived, restarts the daemon on the next call, and that call works.
+    expect(alive(transport.pid!)).toBe(true);
+    const res = await client.callTool({
+      name: "control_command",
+      arguments: { uuid: light.uuid, command: "off" },
+    });
+    expect(res.isError).toBeFalsy();
+    const second = await status();
+    expect(second.pid).not.toBe(first.pid);
+    expect(daemonPids(home.home)).toEqual([second.pid]);
+    await waitFor(() => listChanged > 0, { what: "tools/list_changed after the reconnect" });
+    expect(second.clients.find((c) => c.pid === transport.pid)).toMatchObject({ name: "killer" });
+
+    // The interrupted write ran at most once; nothing resent it.
+    const runs = (command: string) =>
+      sim.sim
+        .stats()
+        .executions.filter(
+          (e) => e.tool === "control_command" && (e.arguments as { command?: string }).command === command,
+        )
+        .reduce((sum, e) => sum + e.count, 0);
+    expect(runs("on")).toBeLessThanOrEqual(1);
+    expect(runs("off")).toBe(1);
+  });
+});
