@@ -1,0 +1,519 @@
+/**
+ * The policy gate against the REAL simulator (real HTTP, OAuth login, SDK MCP session) and a
+ * real SQLite file: every safety rule, proven by what reached the simulator's execution log.
+ */
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { makeHome, type TempHome } from "../../../test-support/home.js";
+import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
+import { connectSimUpstream, type SimUpstream } from "../../../test-support/sim-upstream.js";
+import type {
+  CallContext,
+  CallToolResult,
+  ControlContext,
+  ControlHandler,
+  ControlRegistry,
+  ForwardCall,
+} from "../src/contracts.js";
+import { createPolicyGate, type PolicyConfigInput, type PolicyGate } from "../src/policy/index.js";
+import { type Database, openDatabase } from "../src/store/db.js";
+
+/** Loose JSON from control-method results. */
+// biome-ignore lint/suspicious/noExplicitAny: test assertions on JSON results
+type J = any;
+
+let s: SimHandle;
+let up: SimUpstream;
+let home: TempHome;
+let db: Database;
+let gate: PolicyGate | undefined;
+let handlers: Map<string, ControlHandler>;
+
+const logger = pino({ level: "silent" });
+const forward: ForwardCall = async (call, opts) =>
+  (await up.request("tools/call", call, { retryable: opts.retryable })) as CallToolResult;
+
+function uuidOf(name: string): string {
+  const c = s.sim.house().controls.find((x) => x.name === name);
+  if (!c) throw new Error(`no control ${name}`);
+  return c.uuid;
+}
+
+function state(name: string): Record<string, unknown> {
+  return s.sim.house().controls.find((x) => x.name === name)?.states ?? {};
+}
+
+function commandsSent(): Array<{ arguments: unknown; count: number }> {
+  return s.sim.stats().executions.filter((e) => e.tool === "control_command");
+}
+
+function ctx(
+  name = "Claude",
+  elicit?: (
+    msg: string,
+  ) => Promise<{ action: "accept" | "decline" | "cancel"; content?: Record<string, unknown> }>,
+): CallContext {
+  return {
+    client: { connId: "c1", name, pid: 4242, connectedAt: Date.now() },
+    supportsElicitation: elicit !== undefined,
+    elicit: async (message) => {
+      if (!elicit) throw new Error("no elicitation");
+      return elicit(message);
+    },
+  };
+}
+
+const cli: ControlContext = { client: { connId: "c9", name: "loxmcp-cli", connectedAt: Date.now() } };
+
+async function control(method: string, params: Record<string, unknown> = {}): Promise<J> {
+  const h = handlers.get(method);
+  if (!h) throw new Error(`${method} not registered`);
+  return h(params, cli);
+}
+
+async function makeGate(config: PolicyConfigInput = {}): Promise<PolicyGate> {
+  gate = createPolicyGate({ upstream: up, db, logger, config: { mode: "confirm", ...config } });
+  handlers = new Map();
+  const registry: ControlRegistry = { register: (m, h) => handlers.set(m, h) };
+  gate.register(registry);
+  gate.start();
+  await gate.refreshStructure();
+  s.sim.resetStats();
+  return gate;
+}
+
+async function cmd(
+  g: PolicyGate,
+  uuid: string,
+  command: string,
+  c: CallContext = ctx(),
+): Promise<CallToolResult> {
+  return g.callTool({ name: "control_command", arguments: { uuid, command } }, c, forward);
+}
+
+function text(r: CallToolResult): string {
+  return r.content.map((c) => String(c.text ?? "")).join("\n");
+}
+
+beforeAll(async () => {
+  s = await withSimulator();
+  up = await connectSimUpstream(s.sim);
+});
+
+afterAll(async () => {
+  await up?.stop();
+  await s?.stop();
+});
+
+beforeEach(() => {
+  home = makeHome();
+  db = openDatabase(`${home.home}/t.db`);
+  up.setState("ready");
+});
+
+afterEach(async () => {
+  await gate?.stop();
+  gate = undefined;
+  db.close();
+  home.cleanup();
+});
+
+describe("policy gate", () => {
+  it("reads pass and are audited; a T1 write runs once and returns the Miniserver's answer", async () => {
+    const g = await makeGate();
+    const found = await g.callTool({ name: "control_find", arguments: { query: "kitchen" } }, ctx(), forward);
+    expect(found.isError).toBeFalsy();
+    expect(text(found)).toContain("Kitchen Lights");
+
+    const res = await cmd(g, uuidOf("Kitchen Lights"), "on");
+    expect(res.isError).toBeFalsy();
+    expect(text(res)).toContain("jdev/sps/io/");
+    expect(state("Kitchen Lights").on).toBe(true);
+    expect(commandsSent()).toHaveLength(1);
+
+    const { events } = await control("loxmcp/audit", {});
+    const rows = events.filter((e: J) => e.kind !== "control");
+    expect(rows.map((e: J) => [e.tool, e.kind, e.decision, e.outcome])).toEqual([
+      ["control_find", "read", "allowed", "ok"],
+      ["control_command", "write", "allowed", "ok"],
+    ]);
+    expect(rows[1]).toMatchObject({
+      client: "Claude",
+      clientPid: 4242,
+      tier: "T1",
+      controlName: "Kitchen Lights",
+    });
+  });
+
+  it("rejects invalid uuids and commands before anything reaches the simulator", async () => {
+    const g = await makeGate();
+    const light = uuidOf("Kitchen Lights");
+    const cases: Array<[string, string]> = [
+      ["not-a-uuid", "on"],
+      ["0b734138-037d-034e-ffff403fb0c34b9e", "on"], // well-formed but not in the house
+      [light, "explode"],
+      [light, "on; rm -rf /"],
+      [light, "../../jdev/sys/reboot"],
+      [light, "on\u0000"],
+      [`${light}/../x`, "on"],
+      [uuidOf("Living Room Blinds"), "manualPosition/150"],
+      [uuidOf("Outdoor Temperature"), "on"],
+    ];
+    for (const [uuid, command] of cases) {
+      const res = await cmd(g, uuid, command);
+      expect(res.isError, `${uuid} ${command}`).toBe(true);
+      expect(text(res)).toMatch(/^loxmcp policy:/);
+    }
+    expect(commandsSent()).toEqual([]);
+    const { events } = await control("loxmcp/audit", { denied: true });
+    expect(events).toHaveLength(cases.length);
+    expect(events.every((e: J) => e.decision === "denied" && e.outcome === "not-sent")).toBe(true);
+  });
+
+  it("accepts 8-4-4-4-12 uuids in form and sub-control suffixes of known controls", async () => {
+    const g = await makeGate();
+    const blinds = uuidOf("Office Blinds");
+    const res = await cmd(g, blinds.toUpperCase(), "manualPosition/40");
+    expect(res.isError).toBeFalsy();
+    const unknownLong = await cmd(g, "0b734138-037d-034e-ffff-403fb0c34b9e", "on");
+    expect(text(unknownLong)).toMatch(/no control with uuid/);
+  });
+
+  it("denies T4 actions in every mode (built-in smoke alarm and the configured list)", async () => {
+    const smoke = s.sim.addControl({
+      name: "Smoke Detector Hall",
+      type: "SmokeAlarm",
+      room: "Hallway",
+      category: "Safety",
+    });
+    for (const mode of ["confirm", "full"] as const) {
+      const g = await makeGate({ mode, t4: ["Alarm:quit"] });
+      const r1 = await cmd(g, smoke, "mute");
+      expect(text(r1)).toMatch(/never done by an AI/);
+      const r2 = await cmd(
+        g,
+        uuidOf("Burglar Alarm"),
+        "quit",
+        ctx("Claude", async () => ({ action: "accept", content: { confirm: true } })),
+      );
+      expect(text(r2)).toMatch(/never done by an AI/);
+      expect(commandsSent()).toEqual([]);
+      const { events } = await control("loxmcp/audit", { denied: true });
+      expect(events.filter((e: J) => e.tier === "T4")).toHaveLength(2);
+      await g.stop();
+      db.close();
+      home.cleanup();
+      home = makeHome();
+      db = openDatabase(`${home.home}/t.db`);
+    }
+  });
+
+  it("two-phase confirmation: only a code the PERSON approved lets the identical call run, once", async () => {
+    const g = await makeGate();
+    const alarm = uuidOf("Burglar Alarm");
+    await cmd(g, alarm, "on", ctx()); // arming is T3 too: needs approval
+    const first = await cmd(g, alarm, "off");
+    expect(first.isError).toBe(true);
+    const code = /loxmcp approve ([A-Z0-9]{6})/.exec(text(first))?.[1];
+    expect(code).toBeDefined();
+    expect(text(first)).toContain("Burglar Alarm");
+
+    // The AI repeats the call, or stuffs the code into the arguments: nothing runs.
+    const again = await cmd(g, alarm, "off");
+    expect(text(again)).toContain(code);
+    const stuffed = await g.callTool(
+      { name: "control_command", arguments: { uuid: alarm, command: "off", code } },
+      ctx(),
+      forward,
+    );
+    expect(stuffed.isError).toBe(true);
+    // Another client repeating the exact call cannot use Claude's approval either.
+    expect(commandsSent()).toEqual([]);
+
+    const listed = await control("loxmcp/approve", { list: true });
+    expect(listed.pending.map((p: J) => p.code)).toContain(code);
+    expect(g.status().pendingApprovals.map((p) => p.code)).toContain(code);
+    await expect(control("loxmcp/approve", { code: "ZZZZZZ" })).rejects.toThrow(/no pending approval/);
+    const ok = await control("loxmcp/approve", { code: code?.toLowerCase() });
+    expect(ok.approved.summary).toContain("Burglar Alarm");
+
+    const other = await cmd(g, alarm, "off", ctx("Cursor"));
+    expect(other.isError).toBe(true);
+    expect(commandsSent()).toEqual([]);
+
+    const run = await cmd(g, alarm, "off");
+    expect(run.isError).toBeFalsy();
+    expect(text(run)).toContain("read-back");
+    expect(commandsSent()).toHaveLength(1);
+    // The code is consumed: the next identical call needs a new approval.
+    const next = await cmd(g, alarm, "off");
+    expect(next.isError).toBe(true);
+    expect(text(next)).not.toContain(code);
+    expect(commandsSent()).toHaveLength(1);
+
+    const { events } = await control("loxmcp/audit", { client: "claude" });
+    expect(events.some((e: J) => e.decision === "confirmed" && e.outcome === "ok")).toBe(true);
+    expect(events.filter((e: J) => e.decision === "denied").length).toBeGreaterThanOrEqual(3);
+    // The code the AI stuffed into the arguments is redacted in the audit.
+    expect(JSON.stringify(events)).not.toContain(`"code":"${code}"`);
+  });
+
+  it("elicitation: accept runs, decline and errors deny (fail closed)", async () => {
+    const g = await makeGate();
+    const opener = uuidOf("Front Door Opener");
+    let asked = "";
+    const declined = await cmd(
+      g,
+      opener,
+      "pulse",
+      ctx("Claude", async (m) => {
+        asked = m;
+        return { action: "decline" };
+      }),
+    );
+    expect(asked).toMatch(/Front Door Opener.*Hallway/);
+    expect(declined.isError).toBe(true);
+    expect(text(declined)).toMatch(/declined/);
+    const failed = await cmd(
+      g,
+      opener,
+      "pulse",
+      ctx("Claude", async () => {
+        throw new Error("client went away");
+      }),
+    );
+    expect(failed.isError).toBe(true);
+    const unconfirmed = await cmd(
+      g,
+      opener,
+      "pulse",
+      ctx("Claude", async () => ({ action: "accept", content: { confirm: false } })),
+    );
+    expect(unconfirmed.isError).toBe(true);
+    expect(commandsSent()).toEqual([]);
+
+    const accepted = await cmd(
+      g,
+      opener,
+      "pulse",
+      ctx("Claude", async () => ({ action: "accept", content: { confirm: true } })),
+    );
+    expect(accepted.isError).toBeFalsy();
+    expect(state("Front Door Opener").pulses).toBe(1);
+    expect(commandsSent()).toHaveLength(1);
+  });
+
+  it("temperature: 16–28 °C runs, outside needs a person (even in full mode), absurd values never go out", async () => {
+    const g = await makeGate({ mode: "full" });
+    const climate = uuidOf("Bedroom Climate");
+    expect((await cmd(g, climate, "setComfortTemperature/22")).isError).toBeFalsy();
+    expect(state("Bedroom Climate").comfortTemperature).toBe(22);
+    const hot = await cmd(g, climate, "setComfortTemperature/30");
+    expect(text(hot)).toMatch(/outside 16–28/);
+    expect(text(hot)).toMatch(/loxmcp approve/);
+    const absurd = await cmd(
+      g,
+      climate,
+      "setComfortTemperature/39",
+      ctx("Claude", async () => ({ action: "accept", content: { confirm: true } })),
+    );
+    expect(text(absurd)).toMatch(/never sent/);
+    expect(commandsSent()).toHaveLength(1);
+    const confirmed = await cmd(
+      g,
+      climate,
+      "setComfortTemperature/30",
+      ctx("Claude", async () => ({ action: "accept", content: { confirm: true } })),
+    );
+    expect(confirmed.isError).toBeFalsy();
+    expect(state("Bedroom Climate").comfortTemperature).toBe(30);
+  });
+
+  it("rate-limits motors per device and direction reversals, and says when to retry", async () => {
+    const g = await makeGate({ rateLimits: { motorPerMinute: 3, reversalCooldownMs: 60_000 } });
+    const blinds = uuidOf("Kitchen Blinds");
+    for (const p of [10, 20, 30]) expect((await cmd(g, blinds, `manualPosition/${p}`)).isError).toBeFalsy();
+    const fourth = await cmd(g, blinds, "manualPosition/40");
+    expect(fourth.isError).toBe(true);
+    expect(text(fourth)).toMatch(/retry in \d+ s/);
+    // stop is never rate-limited
+    expect((await cmd(g, blinds, "stop")).isError).toBeFalsy();
+
+    const other = uuidOf("Office Blinds");
+    expect((await cmd(g, other, "FullUp")).isError).toBeFalsy();
+    const reverse = await cmd(g, other, "FullDown");
+    expect(text(reverse)).toMatch(/reversing a motor.*retry in/);
+    expect(commandsSent()).toHaveLength(5);
+    const { events } = await control("loxmcp/audit", { denied: true });
+    expect(events.map((e: J) => e.decision)).toEqual(["rate-limited", "rate-limited"]);
+  });
+
+  it("global write limit", async () => {
+    const g = await makeGate({ rateLimits: { globalPerMinute: 2 } });
+    const sw = uuidOf("Office Socket");
+    expect((await cmd(g, sw, "on")).isError).toBeFalsy();
+    expect((await cmd(g, sw, "off")).isError).toBeFalsy();
+    expect(text(await cmd(g, sw, "on"))).toMatch(/more than 2 writes.*retry in/);
+  });
+
+  it("read-only mode and per-client rules (case-insensitive, prefix)", async () => {
+    const g = await makeGate({ mode: "confirm", clients: { cursor: "read-only", "claude-code": "full" } });
+    const light = uuidOf("Office Lights");
+    const denied = await cmd(g, light, "on", ctx("Cursor"));
+    expect(text(denied)).toMatch(/read-only/);
+    const read = await g.callTool(
+      { name: "control_describe", arguments: { uuid: light } },
+      ctx("cursor-vscode"),
+      forward,
+    );
+    expect(read.isError).toBeFalsy();
+    expect(text(await cmd(g, light, "on", ctx("cursor-vscode")))).toMatch(/read-only/);
+    // claude-code is in full mode: a T3 action runs without confirmation
+    const alarm = await cmd(g, uuidOf("Burglar Alarm"), "on", ctx("Claude-Code"));
+    expect(alarm.isError).toBeFalsy();
+    // plain "Claude" falls back to confirm
+    expect((await cmd(g, uuidOf("Burglar Alarm"), "off", ctx("Claude"))).isError).toBe(true);
+    expect(commandsSent()).toHaveLength(1);
+
+    const g2 = createPolicyGate({ upstream: up, db, logger, config: { mode: "read-only" } });
+    const r = await g2.callTool(
+      { name: "control_command", arguments: { uuid: light, command: "on" } },
+      ctx(),
+      forward,
+    );
+    expect(text(r)).toMatch(/read-only/);
+    expect(commandsSent()).toHaveLength(1);
+  });
+
+  it("refuses writes while the upstream session is not ready (reads are the upstream's business)", async () => {
+    const g = await makeGate();
+    up.setState("degraded", "relay unreachable");
+    const res = await cmd(g, uuidOf("Kitchen Lights"), "on");
+    expect(text(res)).toMatch(/session is degraded \(relay unreachable\)/);
+    up.setState("ready");
+    expect(commandsSent()).toEqual([]);
+    const { events } = await control("loxmcp/audit", { denied: true });
+    expect(events[0].reason).toMatch(/degraded/);
+  });
+
+  it("refuses writes when no structure is known (and it cannot be fetched)", async () => {
+    const g = createPolicyGate({ upstream: up, db, logger, config: { mode: "full" } });
+    s.sim.resetStats();
+    // The upstream is "ready" but the structure fetch fails: the write must not go out.
+    s.sim.setFaults({ httpErrors: 1, httpErrorStatus: 502 });
+    const res = await g.callTool(
+      { name: "control_command", arguments: { uuid: uuidOf("Kitchen Lights"), command: "on" } },
+      ctx(),
+      forward,
+    );
+    expect(text(res)).toMatch(/house structure is not known/);
+    expect(commandsSent()).toEqual([]);
+  });
+
+  it("emergency stop: stops every blind and gate, blocks writes (also across a restart) until resume", async () => {
+    const g = await makeGate({ mode: "full" });
+    const kitchen = uuidOf("Kitchen Blinds");
+    await cmd(g, kitchen, "manualPosition/70");
+    s.sim.resetStats();
+    const out = await control("loxmcp/stop-all", { reason: "test" });
+    const motors = s.sim.house().controls.filter((c) => c.type === "Jalousie" || c.type === "Gate");
+    expect(out.stopped).toHaveLength(motors.length);
+    expect(out.stopped.every((r: J) => r.ok)).toBe(true);
+    const sent = commandsSent().map((e) => e.arguments as { uuid: string; command: string });
+    expect(sent.every((a) => a.command === "stop")).toBe(true);
+    expect(new Set(sent.map((a) => a.uuid))).toEqual(new Set(motors.map((m) => m.uuid)));
+
+    const blocked = await cmd(g, uuidOf("Kitchen Lights"), "on");
+    expect(text(blocked)).toMatch(/emergency stop is active/);
+    expect((await cmd(g, kitchen, "stop")).isError).toBeFalsy(); // stopping stays possible
+
+    // The stop survives a restart of the gate (same database).
+    await g.stop();
+    const g2 = await makeGate({ mode: "full" });
+    expect(g2.status().emergencyStop?.active).toBe(true);
+    expect(text(await cmd(g2, uuidOf("Kitchen Lights"), "on"))).toMatch(/emergency stop/);
+    // The MCP tool cannot lift it; only the control method can.
+    expect(g2.extraTools().map((t) => t.name)).toEqual(["loxmcp_emergency_stop"]);
+    expect(handlers.has("loxmcp/resume")).toBe(true);
+    await control("loxmcp/resume");
+    expect((await cmd(g2, uuidOf("Kitchen Lights"), "on")).isError).toBeFalsy();
+    const { events } = await control("loxmcp/audit", {});
+    expect(events.some((e: J) => e.decision === "emergency-stop")).toBe(true);
+  });
+
+  it("the MCP emergency-stop tool stops the motors through the client's call and reports per device", async () => {
+    const g = await makeGate({ mode: "read-only" });
+    const res = await g.callTool(
+      { name: "loxmcp_emergency_stop", arguments: { reason: "kid at the window" } },
+      ctx(),
+      forward,
+    );
+    expect(res.isError).toBeFalsy();
+    expect(text(res)).toMatch(/Emergency stop is ACTIVE/);
+    expect(text(res)).toMatch(/stopped: Garage Door/);
+    expect(commandsSent().length).toBeGreaterThanOrEqual(6);
+    expect(g.status().emergencyStop?.by).toMatch(/Claude/);
+  });
+
+  it("volume above 70 or a large jump needs confirmation; small changes run", async () => {
+    const g = await makeGate();
+    const audio = uuidOf("Kitchen Audio");
+    expect((await cmd(g, audio, "volume/40")).isError).toBeFalsy();
+    expect(text(await cmd(g, audio, "volume/90"))).toMatch(/volume 90 above 70/);
+    expect(commandsSent()).toHaveLength(1);
+  });
+
+  it("T2 writes carry a read-back of the Miniserver state", async () => {
+    const g = await makeGate();
+    const res = await cmd(g, uuidOf("Dining Blinds"), "manualPosition/55");
+    expect(res.isError).toBeFalsy();
+    expect(text(res)).toMatch(/read-back of "Dining Blinds".*"position": ?55/s);
+  });
+
+  it("redacts secrets in audited arguments", async () => {
+    const g = await makeGate();
+    await g.callTool(
+      {
+        name: "control_find",
+        arguments: { query: "x", password: "hunter2", apiToken: "abc", nested: { pin: "1234" } },
+      },
+      ctx(),
+      forward,
+    );
+    const { events } = await control("loxmcp/audit", {});
+    const dump = JSON.stringify(events);
+    expect(dump).not.toContain("hunter2");
+    expect(dump).not.toContain('"abc"');
+    expect(dump).not.toContain("1234");
+  });
+
+  it("structure: show with filters, diff after the simulator renames and adds controls", async () => {
+    const g = await makeGate();
+    const shown = await control("loxmcp/structure", { action: "show", room: "kitchen" });
+    expect(shown.controls.map((c: J) => c.name).sort()).toEqual(
+      ["Coffee Machine", "Kitchen Audio", "Kitchen Blinds", "Kitchen Lights"].sort(),
+    );
+    expect(shown.controls.find((c: J) => c.name === "Kitchen Blinds").commands).toContain(
+      "manualPosition/{n}",
+    );
+    const jal = await control("loxmcp/structure", { action: "show", type: "jalousie" });
+    expect(jal.controls).toHaveLength(5);
+
+    const same = await control("loxmcp/structure", { action: "refresh" });
+    expect(same.changed).toBe(false);
+
+    s.sim.renameControl(uuidOf("Coffee Machine"), "Espresso Machine");
+    const added = s.sim.addControl({ name: "Sauna", type: "Switch", room: "Basement", category: "Power" });
+    const refreshed = await control("loxmcp/structure", { action: "refresh" });
+    expect(refreshed.changed).toBe(true);
+    const diff = await control("loxmcp/structure", { action: "diff" });
+    expect(diff.renamed).toEqual([
+      expect.objectContaining({ from: "Coffee Machine", to: "Espresso Machine", room: "Kitchen" }),
+    ]);
+    expect(diff.added.map((c: J) => c.uuid)).toContain(added);
+    expect(diff.removed).toEqual([]);
+    // The new control is usable right away, and an old uuid that is not in the house is not.
+    expect((await cmd(g, added, "on")).isError).toBeFalsy();
+    expect(g.status().structure?.controls).toBe(s.sim.house().controls.length);
+  });
+});
