@@ -1,0 +1,140 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, isAbsolute, join } from "node:path";
+import { parseEnv } from "node:util";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { CliSandbox, SHIM_BIN } from "./helpers.js";
+
+const SENTINEL = `S3ntinel'pw"$x\\y`;
+
+let sb: CliSandbox;
+beforeEach(() => {
+  sb = new CliSandbox();
+});
+afterEach(() => sb.cleanup());
+
+describe("loxmcp init (non-interactive)", () => {
+  it("writes .env 0600 in a 0700 dir from --password-stdin and never echoes the password", async () => {
+    const r = await sb.run(["init", "--serial", "504f94a00001", "--user", "ai", "--password-stdin"], {
+      input: `${SENTINEL}\n`,
+    });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const file = join(sb.loxmcpHome, "config", ".env");
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(dirname(file)).mode & 0o777).toBe(0o700);
+    const parsed = parseEnv(readFileSync(file, "utf8"));
+    expect(parsed).toMatchObject({
+      LOXONE_SERIAL: "504F94A00001",
+      LOXONE_USER: "ai",
+      LOXONE_PASSWORD: SENTINEL,
+    });
+    expect(r.stdout + r.stderr).not.toContain("S3ntinel");
+    expect(r.stdout).toContain("loxmcp login-check");
+  });
+
+  it("stores a password command instead, replacing a stored password and keeping other keys", async () => {
+    const file = join(sb.loxmcpHome, "config", ".env");
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, "# mine\nLOXMCP_POLICY=full\nLOXONE_PASSWORD=old-secret\n", { mode: 0o600 });
+    const r = await sb.run([
+      "init",
+      "--serial",
+      "504F94A00001",
+      "--user",
+      "ai",
+      "--password-command",
+      "pass show loxone/ai",
+    ]);
+    expect(r.code).toBe(0);
+    const text = readFileSync(file, "utf8");
+    const parsed = parseEnv(text);
+    expect(parsed.LOXONE_PASSWORD_COMMAND).toBe("pass show loxone/ai");
+    expect(parsed.LOXONE_PASSWORD).toBeUndefined();
+    expect(parsed.LOXMCP_POLICY).toBe("full");
+    expect(text).toContain("# mine");
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it("refuses to run without the values when stdin is not a terminal, and rejects a bad serial", async () => {
+    const missing = await sb.run(["init", "--serial", "504F94A00001"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("--user is required");
+    const bad = await sb.run(["init", "--serial", "nope", "--user", "u", "--password-stdin"], {
+      input: "pw",
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("12 hex characters");
+    expect(existsSync(join(sb.loxmcpHome, "config", ".env"))).toBe(false);
+  });
+});
+
+describe("loxmcp client-config", () => {
+  it("prints a Claude Desktop snippet with absolute node and shim paths", async () => {
+    const r = await sb.run(["client-config", "claude"]);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout) as {
+      mcpServers: { loxone: { command: string; args: string[]; env: object } };
+    };
+    const e = doc.mcpServers.loxone;
+    expect(e.command).toBe(process.execPath);
+    expect(isAbsolute(e.command)).toBe(true);
+    expect(e.args[0]).toBe(SHIM_BIN);
+    expect(existsSync(e.args[0] ?? "")).toBe(true);
+    expect(e.args.slice(1)).toEqual(["--name", "claude-desktop"]);
+    expect(e.env).toEqual({ LOXMCP_HOME: sb.loxmcpHome });
+  });
+
+  it("prints the `claude mcp add` command for claude-code and writes nothing with --write", async () => {
+    const r = await sb.run(["client-config", "claude-code", "--name", "cc", "--write"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(
+      `claude mcp add --scope user -e LOXMCP_HOME=${sb.loxmcpHome} loxone -- ${process.execPath} ${SHIM_BIN} --name cc`,
+    );
+    expect(r.stderr).toContain("run the command above");
+    expect(existsSync(sb.home)).toBe(false);
+  });
+
+  it("--write merges into an existing Cursor config with a backup, keeping other entries", async () => {
+    const file = join(sb.home, ".cursor", "mcp.json");
+    mkdirSync(dirname(file), { recursive: true });
+    const original = { theme: "dark", mcpServers: { other: { command: "x", args: ["y"] } } };
+    writeFileSync(file, JSON.stringify(original));
+    const r = await sb.run(["client-config", "cursor", "--write"]);
+    expect(r.code).toBe(0);
+    const merged = JSON.parse(readFileSync(file, "utf8"));
+    expect(merged.theme).toBe("dark");
+    expect(merged.mcpServers.other).toEqual({ command: "x", args: ["y"] });
+    expect(merged.mcpServers.loxone.command).toBe(process.execPath);
+    expect(merged.mcpServers.loxone.args).toEqual([SHIM_BIN, "--name", "cursor"]);
+    const backups = readdirSync(dirname(file)).filter((f) => f.startsWith("mcp.json.bak-"));
+    expect(backups).toHaveLength(1);
+    expect(JSON.parse(readFileSync(join(dirname(file), backups[0] ?? ""), "utf8"))).toEqual(original);
+    expect(r.stdout).toContain("backup:");
+
+    const again = await sb.run(["client-config", "cursor", "--write"]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("nothing changed");
+  });
+
+  it("--write creates the Claude Desktop config (Linux location under $HOME) when there is none", async () => {
+    const r = await sb.run(["client-config", "claude", "--write", "--name", "desk"]);
+    expect(r.code).toBe(0);
+    const file =
+      process.platform === "darwin"
+        ? join(sb.home, "Library", "Application Support", "Claude", "claude_desktop_config.json")
+        : join(sb.home, ".config", "Claude", "claude_desktop_config.json");
+    const doc = JSON.parse(readFileSync(file, "utf8"));
+    expect(doc.mcpServers.loxone.args).toEqual([SHIM_BIN, "--name", "desk"]);
+  });
+
+  it("refuses to overwrite a config file that is not valid JSON", async () => {
+    const file = join(sb.home, ".cursor", "mcp.json");
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, "{ broken json,, ");
+    const r = await sb.run(["client-config", "cursor", "--write"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("not valid JSON");
+    expect(readFileSync(file, "utf8")).toBe("{ broken json,, ");
+    expect(readdirSync(dirname(file))).toEqual(["mcp.json"]);
+  });
+});
