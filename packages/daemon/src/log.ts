@@ -56,6 +56,15 @@ export const CENSOR = "[redacted]";
 /** Secret values scrubbed from every log line and from error text shown to clients. */
 export class SecretRegistry {
   private readonly values = new Set<string>();
+  private readonly providers: Array<() => Array<string | undefined | null>> = [];
+
+  /**
+   * Registers a function that yields current secret values (e.g. the tokens in the store);
+   * it runs before every scrub and what it yields stays registered (rotated tokens too).
+   */
+  addProvider(provider: () => Array<string | undefined | null>): void {
+    this.providers.push(provider);
+  }
 
   /** Registers a secret value (ignored when shorter than 4 characters: too many false hits). */
   add(secret: string | undefined | null): void {
@@ -67,6 +76,13 @@ export class SecretRegistry {
   }
 
   list(): string[] {
+    for (const p of this.providers) {
+      try {
+        for (const v of p()) this.add(v);
+      } catch {
+        // a failing provider (e.g. DB closed) must not break logging
+      }
+    }
     return [...this.values];
   }
 
