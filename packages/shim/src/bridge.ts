@@ -132,7 +132,14 @@ export class Bridge {
         sock.end();
       });
     }
-    await new Promise<void>((resolve) => this.opts.output.write("", () => resolve()));
+    // Flush stdout (bounded: a client that stopped reading must not keep us alive).
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 1_000);
+      this.opts.output.write("", () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
     this.opts.onDone();
   }
 

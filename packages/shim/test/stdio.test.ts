@@ -131,6 +131,16 @@ describe("bridge over a real socket", () => {
     expect(s.stderr()).toBe(""); // quiet by default
   });
 
+  it("--socket overrides the socket path", async () => {
+    const custom = join(home.home, "custom.sock");
+    listener = await FrameListener.listen(custom);
+    answerBasics(listener);
+    const s = shim(["--socket", custom]);
+    s.send(INIT);
+    await s.waitMessage((m) => m.id === 0 && "result" in m, "initialize via the custom socket");
+    expect(listener.allFrames().map((f) => f.method)).toEqual(["loxmcp/hello", "initialize"]);
+  });
+
   it("answers garbage and oversized lines with errors and keeps running; stdout has only JSON-RPC", async () => {
     const l = await listen();
     answerBasics(l);
