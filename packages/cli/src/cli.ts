@@ -9,6 +9,7 @@ import { CliError, type CommandContext, type CommandSpec } from "./command.js";
 import { clientConfigCommand } from "./commands/client-config.js";
 import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
+import { loginCheckCommand } from "./commands/login-check.js";
 import { logsCommand } from "./commands/logs.js";
 import { reloginCommand } from "./commands/relogin.js";
 import { serviceCommand } from "./commands/service.js";
@@ -23,6 +24,7 @@ export const COMMANDS: CommandSpec[] = [
   statusCommand,
   logsCommand,
   reloginCommand,
+  loginCheckCommand,
   startCommand,
   stopCommand,
   initCommand,
