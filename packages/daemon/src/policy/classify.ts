@@ -7,7 +7,9 @@ import type { CallToolParams } from "../contracts.js";
 import type { PolicyConfig, SnapshotControl, Tier } from "./types.js";
 
 const READ_VERBS = new Set(
-  "find describe get list status statistics stats forecast search read history query info show".split(" "),
+  "find describe details detail get list lookup status state states statistics stats forecast weather search read history query info show".split(
+    " ",
+  ),
 );
 const WRITE_VERBS = new Set(
   "command commands cmd set execute exec run write send switch activate trigger press pulse open close script scripting toggle start stop delete update create put post".split(
@@ -95,10 +97,11 @@ export function buildCatalog(tools: Array<Record<string, unknown>>): ToolCatalog
   const all = [...map.values()];
   const cat: ToolCatalog = { tools: map };
   const find =
-    all.find((t) => t.read && /find|search/i.test(t.name) && /control|device|item/i.test(t.name)) ??
-    all.find((t) => t.read && /find|search|list/i.test(t.name));
+    all.find((t) => t.read && /find|search|lookup/i.test(t.name) && /control|device|item/i.test(t.name)) ??
+    all.find((t) => t.read && /find|search|list|lookup|query/i.test(t.name)) ??
+    all.find((t) => t.read && /control|device/i.test(t.name) && !t.requiredArgs.some((r) => r === t.uuidArg));
   const describe =
-    all.find((t) => t.read && /describe|detail|state|get/i.test(t.name) && t.uuidArg) ??
+    all.find((t) => t.read && t !== find && /describe|detail|state|get/i.test(t.name) && t.uuidArg) ??
     all.find((t) => t.read && t.uuidArg && t !== find && /control|device/i.test(t.name));
   const command =
     all.find((t) => !t.read && t.uuidArg && t.commandArg && /command|cmd|control/i.test(t.name)) ??
