@@ -100,12 +100,12 @@ export class HeadlessProvider {
     this.user = user;
     this.password = password;
     this.cacheFile = cacheFile;
-    this.state = {};
+    this.saved = {};
     if (cacheFile) {
       try {
-        this.state = JSON.parse(readFileSync(cacheFile, "utf8"));
+        this.saved = JSON.parse(readFileSync(cacheFile, "utf8"));
       } catch {
-        this.state = {};
+        this.saved = {};
       }
     }
     this.code = undefined;
@@ -123,20 +123,20 @@ export class HeadlessProvider {
     };
   }
   persist() {
-    if (this.cacheFile) writeFileSync(this.cacheFile, JSON.stringify(this.state), { mode: 0o600 });
+    if (this.cacheFile) writeFileSync(this.cacheFile, JSON.stringify(this.saved), { mode: 0o600 });
   }
   clientInformation() {
-    return this.state.client;
+    return this.saved.client;
   }
   saveClientInformation(info) {
-    this.state.client = info;
+    this.saved.client = info;
     this.persist();
   }
   tokens() {
-    return this.state.tokens;
+    return this.saved.tokens;
   }
   saveTokens(tokens) {
-    this.state.tokens = tokens;
+    this.saved.tokens = tokens;
     this.persist();
   }
   async redirectToAuthorization(url) {
@@ -153,8 +153,8 @@ export class HeadlessProvider {
     return resource ? new URL(resource) : undefined;
   }
   invalidateCredentials(scope) {
-    if (scope === "all" || scope === "tokens") delete this.state.tokens;
-    if (scope === "all" || scope === "client") delete this.state.client;
+    if (scope === "all" || scope === "tokens") delete this.saved.tokens;
+    if (scope === "all" || scope === "client") delete this.saved.client;
     this.persist();
   }
 }
