@@ -63,6 +63,8 @@ export type ConfigFile = z.infer<typeof ConfigFileSchema>;
 
 export interface DaemonConfig {
   paths: LoxmcpPaths;
+  /** LOXMCP_HOME when set (everything lives under it). */
+  home?: string;
   serial: string;
   user: string;
   /** The password, or a function yielding it (password command). Never log it. */
@@ -256,6 +258,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     file,
   };
   if (upstreamUrl !== undefined) cfg.upstreamUrl = upstreamUrl;
+  if (procEnv.LOXMCP_HOME) cfg.home = procEnv.LOXMCP_HOME;
   return cfg;
 }
 

@@ -110,7 +110,7 @@ export class Daemon {
       version: VERSION,
       startedAt: this.startedAt,
       socket: this.config.paths.socket,
-      home: process.env.LOXMCP_HOME ?? this.config.paths.state,
+      home: this.config.home ?? this.config.paths.state,
       policyMode: () => this.config.policy.mode,
       upstream: () =>
         up?.status() ?? {

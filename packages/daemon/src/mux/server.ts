@@ -15,7 +15,6 @@ import {
   encodeFrame,
   ensurePrivateDir,
   errorResponse,
-  FrameTooLargeError,
   LineDecoder,
   MAX_FRAME_BYTES,
 } from "@loxmcp/common";
@@ -135,14 +134,15 @@ export class MuxServer {
       if (oversized > 0) {
         closing = true;
         this.opts.deps.counters.oversizeFrames++;
-        const err = new FrameTooLargeError(decoder.pending + chunk.length);
+        const max = this.opts.maxFrameBytes ?? MAX_FRAME_BYTES;
+        const message = `frame larger than ${max} bytes (4 MiB) refused and this connection closed; split the request or send less data`;
         this.log.warn(
           { conn: connId, client: session.identity().name },
           "oversize frame: closing this connection",
         );
         session.onClosed();
         if (!socket.destroyed && socket.writable) {
-          socket.end(encodeFrame(errorResponse(null, ErrorCodes.InvalidRequest, err.message)));
+          socket.end(encodeFrame(errorResponse(null, ErrorCodes.InvalidRequest, message)));
         }
         // Do not wait for a slow peer to read: drop it shortly after the error is flushed.
         setTimeout(() => socket.destroy(), 1_000).unref();
