@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { parseEnv } from "node:util";
 import { type Env, type LoxmcpPaths, resolvePaths } from "@loxmcp/common";
 import { z } from "zod";
+import { policySettingsShape } from "./policy/settings.js";
 
 export const EX_CONFIG = 78;
 export const DEFAULT_CONNECT_URL = "https://connect.loxonecloud.com";
@@ -37,6 +38,7 @@ export const PolicySectionSchema = z
   .object({
     mode: z.enum(POLICY_MODES).optional(),
     clients: z.record(z.string(), z.enum(POLICY_MODES)).optional(),
+    ...policySettingsShape,
   })
   .passthrough();
 export type PolicySection = z.infer<typeof PolicySectionSchema>;
@@ -118,11 +120,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     let raw: unknown;
     try {
       raw = JSON.parse(readFileSync(jsonFile, "utf8"));
-    } catch (err) {
-      throw new ConfigError(
-        "config.json",
-        `${jsonFile} is not valid JSON (${(err as Error).message}); fix or remove it`,
-      );
+    } catch {
+      // The parser's message may quote the file (and a password in it): say only where.
+      throw new ConfigError("config.json", `${jsonFile} is not valid JSON; fix or remove it`);
     }
     const parsed = ConfigFileSchema.safeParse(raw);
     if (!parsed.success) {
@@ -130,7 +130,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
       const where = issue?.path.join(".") || "(top level)";
       throw new ConfigError(
         `config.json:${where}`,
-        `${jsonFile}: "${where}" ${issue?.message ?? "is invalid"}`,
+        `${jsonFile}: ${show(where)} ${oneLine(issue?.message ?? "is invalid")}`,
       );
     }
     file = parsed.data;
@@ -155,7 +155,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   if (!/^[0-9A-Za-z]{6,32}$/.test(serial)) {
     throw new ConfigError(
       "LOXONE_SERIAL",
-      `LOXONE_SERIAL "${serial.slice(0, 40)}" does not look like a Miniserver serial ` +
+      `LOXONE_SERIAL ${show(serial)} does not look like a Miniserver serial ` +
         `(12 hex characters, e.g. 504F94A00001) — ${fixHint}`,
     );
   }
@@ -190,7 +190,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevelRaw)) {
     throw new ConfigError(
       "LOXMCP_LOG_LEVEL",
-      `LOXMCP_LOG_LEVEL "${logLevelRaw}" is not one of ${LOG_LEVELS.join("|")} — ${fixHint}`,
+      `LOXMCP_LOG_LEVEL ${show(logLevelRaw)} is not one of ${LOG_LEVELS.join("|")} — ${fixHint}`,
     );
   }
 
@@ -198,7 +198,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   if (!(POLICY_MODES as readonly string[]).includes(policyRaw)) {
     throw new ConfigError(
       "LOXMCP_POLICY",
-      `LOXMCP_POLICY "${policyRaw}" is not one of ${POLICY_MODES.join("|")} — ${fixHint}`,
+      `LOXMCP_POLICY ${show(policyRaw)} is not one of ${POLICY_MODES.join("|")} — ${fixHint}`,
     );
   }
 
@@ -214,7 +214,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     if (!Number.isFinite(v) || v < min || v > max) {
       throw new ConfigError(
         key,
-        `${key} "${raw ?? fileValue}" must be a number of seconds between ${min} and ${max} — ${fixHint}`,
+        `${key} ${show(String(raw ?? fileValue))} must be a number of seconds between ${min} and ${max} — ${fixHint}`,
       );
     }
     return Math.round(v * 1000);
@@ -233,7 +233,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     } catch {
       throw new ConfigError(
         "allowedResources",
-        `allowedResources entry "${r}" is not a URL — fix it in ${jsonFile}`,
+        `allowedResources entry ${show(r)} is not a URL — fix it in ${jsonFile}`,
       );
     }
   }
@@ -368,17 +368,17 @@ function checkUrl(key: string, value: string, fixHint: string): string {
   try {
     u = new URL(value);
   } catch {
-    throw new ConfigError(key, `${key} "${value}" is not a URL (expected https://…) — ${fixHint}`);
+    throw new ConfigError(key, `${key} ${show(value)} is not a URL (expected https://…) — ${fixHint}`);
   }
   if (u.protocol === "https:") return value.replace(/\/+$/, "");
   if (u.protocol === "http:") {
     if (isLoopbackHost(u.hostname)) return value.replace(/\/+$/, "");
     throw new ConfigError(
       key,
-      `${key} "${value}" uses plain http to a non-loopback host; use https:// (http:// is only allowed for 127.0.0.1/localhost)`,
+      `${key} ${show(value)} uses plain http to a non-loopback host; use https:// (http:// is only allowed for 127.0.0.1/localhost)`,
     );
   }
-  throw new ConfigError(key, `${key} "${value}" must be an https:// URL — ${fixHint}`);
+  throw new ConfigError(key, `${key} ${show(value)} must be an https:// URL — ${fixHint}`);
 }
 
 export function isLoopbackHost(hostname: string): boolean {
@@ -397,4 +397,14 @@ export function parseDotenv(text: string): Record<string, string> {
     .join("\n");
   const out = parseEnv(cleaned) as Record<string, string>;
   return { ...out };
+}
+
+/** A value quoted for an error message: one line, at most 60 characters. */
+function show(v: string): string {
+  const cut = v.length > 60 ? `${v.slice(0, 60)}…` : v;
+  return JSON.stringify(cut);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ");
 }

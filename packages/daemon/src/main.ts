@@ -7,6 +7,7 @@ import { UnsafeDirectoryError } from "@loxmcp/common";
 import { ConfigError, describeConfig, EX_CONFIG, loadConfig } from "./config.js";
 import { Daemon, VERSION } from "./daemon.js";
 import { createLogger, secrets } from "./log.js";
+import { policyPlugin } from "./policy/plugin.js";
 import { probeMain } from "./probe.js";
 import { createUpstreamSession } from "./wiring.js";
 
@@ -48,7 +49,9 @@ async function main(argv: string[]): Promise<void> {
     config = loadConfig({ insecureTls });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`loxmcpd: config error: ${err.message}\n`);
+      process.stderr.write(
+        `loxmcpd: config error: ${secrets.scrub(err.message).replace(/\s*\n\s*/g, " ")}\n`,
+      );
       process.exit(EX_CONFIG);
     }
     throw err;
@@ -78,6 +81,7 @@ async function main(argv: string[]): Promise<void> {
     config,
     logger,
     createUpstream: createUpstreamSession,
+    plugins: [policyPlugin],
     onShutdownRequested: () => void shutdown("loxmcp/shutdown"),
   });
 

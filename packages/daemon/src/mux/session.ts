@@ -181,6 +181,12 @@ export class ClientSession {
       return;
     }
     if (isRequest(msg)) {
+      if (typeof msg.id !== "string" && !Number.isSafeInteger(msg.id)) {
+        this.send(
+          errorResponse(null, ErrorCodes.InvalidRequest, "invalid request id: use a string or an integer"),
+        );
+        return;
+      }
       void this.handleRequest(msg);
     } else if (isResponse(msg)) {
       this.handleResponse(msg);
