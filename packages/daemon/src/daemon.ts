@@ -76,6 +76,7 @@ export class Daemon {
   private gate: ToolGate | undefined;
   private releaseLock: (() => void) | undefined;
   private readonly statusExtensions: StatusExtension[] = [];
+  private readonly stopHooks: Array<() => Promise<void> | void> = [];
   private stopping: Promise<void> | undefined;
   private readonly secrets: SecretRegistry;
 
@@ -101,6 +102,11 @@ export class Daemon {
 
   addStatusExtension(ext: StatusExtension): void {
     this.statusExtensions.push(ext);
+  }
+
+  /** Runs on stop after the socket is closed, before the upstream and the DB close (plugins: policy). */
+  onStop(hook: () => Promise<void> | void): void {
+    this.stopHooks.push(hook);
   }
 
   /** The `loxmcp/status` object. */
@@ -244,6 +250,13 @@ export class Daemon {
       if (left > 0)
         log.warn({ inFlight: left }, "shutdown deadline passed: answering the rest with an error");
       await this.mux.close();
+    }
+    for (const hook of this.stopHooks) {
+      try {
+        await withTimeout(Promise.resolve(hook()), 5_000);
+      } catch (err) {
+        log.warn({ err }, "a component did not stop cleanly");
+      }
     }
     if (this.upstream_) {
       try {

@@ -6,6 +6,8 @@
  * (The policy engineer appends audit_events / structure_snapshots here.)
  */
 import type { Database } from "better-sqlite3";
+import { AUDIT_SCHEMA_SQL } from "./audit.js";
+import { SNAPSHOTS_SCHEMA_SQL } from "./snapshots.js";
 
 /** One step: SQL run with `db.exec`, or a function for steps that need logic. */
 export type Migration = string | ((db: Database) => void);
@@ -40,4 +42,6 @@ export const migrations: Migration[] = [
     resolved_at INTEGER NOT NULL
   );
   `,
+  // 2: policy: audit events, structure snapshots (history), policy state (emergency stop).
+  AUDIT_SCHEMA_SQL + SNAPSHOTS_SCHEMA_SQL,
 ];
