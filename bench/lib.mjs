@@ -53,6 +53,8 @@ export function simEnv(sim, home, extra = {}) {
     LOXONE_CONNECT_URL: sim.connectUrl,
     LOXMCP_HOME: home,
     LOXMCP_LOG_LEVEL: "warn",
+    LOXMCP_NO_SERVICE: "1",
+    LOXMCP_DAEMON_BIN: DAEMON_BIN,
     ...extra,
   };
 }

@@ -212,7 +212,7 @@ export function writeChaosConfig(home: string, extra: Record<string, unknown> = 
     JSON.stringify({
       policy: {
         mode: "full",
-        rateLimits: { motorPerMinute: 100_000, reversalCooldownMs: 0, globalPerMinute: 1_000_000 },
+        rateLimits: { motorPerMinute: 600, reversalCooldownMs: 0, globalPerMinute: 10_000 },
       },
       ...extra,
     }),
