@@ -6,16 +6,21 @@
 import { resolvePaths } from "@loxmcp/common";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { CliError, type CommandContext, type CommandSpec } from "./command.js";
+import { approveCommand } from "./commands/approve.js";
+import { auditCommand } from "./commands/audit.js";
 import { clientConfigCommand } from "./commands/client-config.js";
 import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
 import { loginCheckCommand } from "./commands/login-check.js";
 import { logsCommand } from "./commands/logs.js";
 import { reloginCommand } from "./commands/relogin.js";
+import { resumeCommand } from "./commands/resume.js";
 import { serviceCommand } from "./commands/service.js";
 import { startCommand } from "./commands/start.js";
 import { statusCommand } from "./commands/status.js";
 import { stopCommand } from "./commands/stop.js";
+import { stopAllCommand } from "./commands/stop-all.js";
+import { structureCommand } from "./commands/structure.js";
 
 export const VERSION = "0.1.0";
 
@@ -31,6 +36,11 @@ export const COMMANDS: CommandSpec[] = [
   clientConfigCommand,
   serviceCommand,
   doctorCommand,
+  approveCommand,
+  stopAllCommand,
+  resumeCommand,
+  auditCommand,
+  structureCommand,
 ];
 
 export interface RunOptions {

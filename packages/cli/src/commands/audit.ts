@@ -1,0 +1,72 @@
+/** `loxmcp audit`: the audit trail of every tool call (who, what, decision, outcome). */
+import { type CommandSpec, optBool, optNumber, optString, parseCount } from "../command.js";
+import { callDaemon } from "../daemon-client.js";
+import { formatLocalTime, isRecord } from "../format.js";
+
+interface Row {
+  ts: number;
+  client: string;
+  clientPid?: number;
+  tool: string;
+  args: unknown;
+  kind: string;
+  target?: string;
+  controlName?: string;
+  command?: string;
+  tier?: string;
+  decision: string;
+  reason?: string;
+  outcome: string;
+  latencyMs: number;
+}
+
+export const auditCommand: CommandSpec = {
+  name: "audit",
+  description: "show the audit trail: every tool call with client, decision, outcome and latency",
+  options: [
+    {
+      flags: "--since <when>",
+      description: "from this time: ISO date, epoch ms, or a duration like 30m, 2h, 7d",
+    },
+    { flags: "--client <name>", description: "only this client (name prefix, case-insensitive)" },
+    { flags: "--denied", description: "only refused calls (denied, rate-limited, emergency stop)" },
+    {
+      flags: "-n, --limit <n>",
+      description: "at most this many (newest)",
+      parse: parseCount,
+      defaultValue: 100,
+    },
+    { flags: "--json", description: "one JSON object per line" },
+  ],
+  async run(ctx, { opts }) {
+    const params: Record<string, unknown> = {};
+    const since = optString(opts, "since");
+    const client = optString(opts, "client");
+    if (since) params.since = since;
+    if (client) params.client = client;
+    if (optBool(opts, "denied")) params.denied = true;
+    params.limit = optNumber(opts, "limit") ?? 100;
+    const r = await callDaemon(ctx.paths.socket, "loxmcp/audit", params);
+    const events = (isRecord(r) && Array.isArray(r.events) ? r.events : []) as Row[];
+    if (optBool(opts, "json")) {
+      for (const e of events) ctx.out(JSON.stringify(e));
+      return 0;
+    }
+    if (events.length === 0) {
+      ctx.out("no audit events match");
+      return 0;
+    }
+    for (const e of events) {
+      const who = e.clientPid !== undefined ? `${e.client}[${e.clientPid}]` : e.client;
+      const what = e.controlName
+        ? `${e.tool} "${e.controlName}" ${e.command ?? ""}`.trim()
+        : `${e.tool}${e.command ? ` ${e.command}` : ""}`;
+      const tier = e.tier ? ` ${e.tier}` : "";
+      const reason = e.reason ? `  — ${e.reason}` : "";
+      ctx.out(
+        `${formatLocalTime(new Date(e.ts))}  ${who}  ${e.decision}${tier}  ${what}  → ${e.outcome} ${e.latencyMs}ms${reason}`,
+      );
+    }
+    return 0;
+  },
+};
