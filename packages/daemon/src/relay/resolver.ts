@@ -59,6 +59,8 @@ export class RelayResolver {
   private blockedUntil = 0;
   /** How many GETs this resolver sent to connect (for status/tests). */
   connectRequests = 0;
+  /** How many resolve operations ran (each may send several GETs). */
+  resolveCount = 0;
 
   constructor(private readonly opts: ResolverOptions) {
     this.connect = requireSecureUrl("connect URL (LOXONE_CONNECT_URL)", opts.connectUrl);
@@ -116,6 +118,7 @@ export class RelayResolver {
 
   private async doResolve(reason: string): Promise<string> {
     const log = this.opts.logger;
+    this.resolveCount++;
     const url = this.lookupUrl;
     const blocked = this.rateLimitedUntil();
     if (blocked) throw this.rateLimitError(blocked);

@@ -22,7 +22,8 @@ export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
   if (h === "localhost" || h.endsWith(".localhost") || h === "::1") return true;
   const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
-  return m !== null && m.slice(1).every((o) => Number(o) <= 255);
+  if (!m) return false;
+  return m.slice(1).every((o) => Number(o) <= 255);
 }
 
 /** Parses `url` and refuses anything but https, or http to a loopback host. */

@@ -7,7 +7,7 @@
 import { auth } from "@modelcontextprotocol/sdk/client/auth.js";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
-import type { TokenStore } from "../../store/tokens.js";
+import type { StoredTokens, TokenStore } from "../../store/tokens.js";
 import { networkErrorCode } from "../resolver.js";
 import { safeUrl } from "../url.js";
 import {
@@ -100,8 +100,7 @@ export class AuthManager {
     if (this.flight) await this.flight;
     const stored = this.o.store.getTokens(this.o.key);
     if (!stored) return undefined;
-    const margin = this.o.refreshMarginMs ?? 60_000;
-    if (stored.expiresAt !== undefined && stored.expiresAt - Date.now() < margin) {
+    if (stored.expiresAt !== undefined && stored.expiresAt - Date.now() < this.margin(stored)) {
       if (this.failure) throw new AuthFailedError(this.failure);
       await this.authorize(serverUrl, {}, "refresh", stored.tokens.access_token);
       return this.o.store.getTokens(this.o.key)?.tokens.access_token;
@@ -151,8 +150,8 @@ export class AuthManager {
     if (this.failure) throw new AuthFailedError(this.failure);
     if (mode === "refresh" && usedToken !== undefined) {
       const current = this.o.store.getTokens(this.o.key);
-      const margin = this.o.refreshMarginMs ?? 60_000;
-      const fresh = current?.expiresAt === undefined || current.expiresAt - Date.now() >= margin;
+      const fresh =
+        current?.expiresAt === undefined || current.expiresAt - Date.now() >= this.margin(current);
       if (current && current.tokens.access_token !== usedToken && fresh) return; // replaced meanwhile
     }
     this.flight = this.run(serverUrl, challenge, mode).finally(() => {
@@ -162,6 +161,28 @@ export class AuthManager {
   }
 
   private async run(serverUrl: string, challenge: AuthChallenge, mode: Mode): Promise<void> {
+    try {
+      await this.runOnce(serverUrl, challenge, mode);
+    } catch (err) {
+      // The cached authorization server lives elsewhere (e.g. on a relay that is gone): discover
+      // it again from the server we talk to now, once.
+      const cached = this.o.store.getDiscovery(this.o.key)?.authorizationServerUrl;
+      if (
+        !(err instanceof AuthError && err.code === "AUTH_UNAVAILABLE") ||
+        !cached ||
+        sameOrigin(cached, serverUrl)
+      )
+        throw err;
+      this.log.warn(
+        { authorizationServer: safeUrl(cached), upstream: safeUrl(serverUrl) },
+        "cached authorization server unreachable; discovering it again from the current upstream",
+      );
+      this.o.store.clearDiscovery(this.o.key);
+      await this.runOnce(serverUrl, challenge, mode);
+    }
+  }
+
+  private async runOnce(serverUrl: string, challenge: AuthChallenge, mode: Mode): Promise<void> {
     const { key, store } = this.o;
     if (mode === "login") store.clearTokens(key);
     const hadTokens = store.getTokens(key) !== undefined;
@@ -203,6 +224,13 @@ export class AuthManager {
     } finally {
       this.o.store.clearCodeVerifier(key);
     }
+  }
+
+  /** Refresh margin: 60 s by default, but at most half the token's lifetime. */
+  private margin(t: StoredTokens): number {
+    const margin = this.o.refreshMarginMs ?? 60_000;
+    if (t.expiresAt === undefined) return margin;
+    return Math.min(margin, Math.max(0, (t.expiresAt - t.obtainedAt) / 2));
   }
 
   private async runHeadlessLogin(url: URL, state: string): Promise<void> {
@@ -271,6 +299,14 @@ function isNetworkError(err: unknown): boolean {
   if (err instanceof AuthError) return err.code === "AUTH_UNAVAILABLE";
   if (networkErrorCode(err) !== undefined) return true;
   return err instanceof TypeError && /fetch failed|network/i.test(err.message);
+}
+
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
 }
 
 function truncate(s: string): string {

@@ -1,0 +1,1222 @@
+/**
+ * The one upstream MCP session: an SDK `Client` over `StreamableHTTPClientTransport` to the
+ * resolved relay entry (or a direct URL), with the Bearer token of the AuthManager.
+ *
+ * Recovery: 401 ⇒ refresh (single flight) and resend (a 401 never ran); 404 / unknown session ⇒
+ * new transport + Client + initialize (transports are single-use); network error, 502/503/504 ⇒
+ * re-resolve, then reconnect, with jittered backoff. A request that may have reached the server
+ * when the connection failed is resent only when the caller says it is retryable; otherwise it
+ * fails with OUTCOME_UNKNOWN.
+ *
+ * How we know whether a request reached the server: every request runs inside an
+ * AsyncLocalStorage context; our fetch wrapper (which the SDK transport calls from within that
+ * context) records whether the POST carrying it failed before connecting, was rejected with an
+ * HTTP status that means "not executed", or was accepted and then lost. The same context tells
+ * which request a server→client request (elicitation, sampling, roots) arrived for.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { EventEmitter } from "node:events";
+import { extractWWWAuthenticateParams } from "@modelcontextprotocol/sdk/client/auth.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
+import {
+  ErrorCode,
+  McpError,
+  ProgressNotificationSchema,
+  ToolListChangedNotificationSchema,
+} from "@modelcontextprotocol/sdk/types.js";
+import type { Logger } from "pino";
+import { z } from "zod";
+import {
+  type InitializeInfo,
+  type ServerRequest,
+  type Upstream,
+  UpstreamError,
+  type UpstreamEvents,
+  type UpstreamOptions,
+  type UpstreamRequestOptions,
+  type UpstreamState,
+  type UpstreamStatus,
+} from "../contracts.js";
+import type { TokenStore } from "../store/tokens.js";
+import { AuthError } from "./auth/errors.js";
+import { type AuthChallenge, AuthManager } from "./auth/manager.js";
+import { networkErrorCode, RelayResolver, RelayUnavailableError } from "./resolver.js";
+import { requireSecureUrl, safeUrl } from "./url.js";
+
+/** Extra knobs on top of the shared `UpstreamOptions` (all optional). */
+export interface UpstreamSessionOptions extends UpstreamOptions {
+  /** clientInfo sent in initialize (default loxmcpd/0.1.0). */
+  clientInfo?: { name: string; version: string };
+  /** Client capabilities declared upstream (default: elicitation + sampling, routed to the causing client). */
+  clientCapabilities?: Record<string, unknown>;
+  /** Resolver: longest Retry-After waited inline (default 15 s). */
+  maxRetryAfterMs?: number;
+  /** Reconnect backoff: first delay and cap (defaults 500 ms, 30 s), jittered. */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  /** OAuth: refresh this long before expiry (default 60 s, at most half the token lifetime). */
+  refreshMarginMs?: number;
+  redirectUri?: string;
+  oauthClientName?: string;
+  oauthScope?: string;
+  tokenEndpointAuthMethod?: string;
+  preRegisteredClient?: OAuthClientInformationMixed;
+  /** How long after a lost response stream we wait for the response before declaring it lost (default 500 ms). */
+  streamGraceMs?: number;
+}
+
+const Passthrough = z.unknown();
+
+/** HTTP statuses that mean the server did not execute the request. */
+const NOT_EXECUTED = new Set([400, 401, 403, 404, 405, 406, 408, 409, 413, 415, 422, 429, 503]);
+/** Statuses after which we re-resolve the relay. */
+const RELAY_GONE = new Set([502, 503, 504]);
+/** Network errors that happen before the request could be written. */
+const CONNECT_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "CERT_HAS_EXPIRED",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+type Phase = "none" | "sent" | "refused" | "rejected" | "lost" | "accepted";
+type AbortReason = "timeout" | "caller" | "stream";
+
+/** Per-request bookkeeping, carried through the SDK by AsyncLocalStorage. */
+class RequestCtx {
+  id: string | number | undefined;
+  phase: Phase = "none";
+  status: number | undefined;
+  challenge: AuthChallenge | undefined;
+  usedToken: string | undefined;
+  netCode: string | undefined;
+  abortReason: AbortReason | undefined;
+  settled = false;
+  readonly ac = new AbortController();
+  readonly startedAt = Date.now();
+  private graceTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly method: string,
+    readonly retryable: boolean,
+    readonly onServerRequest?: (req: ServerRequest) => Promise<unknown>,
+  ) {}
+
+  abort(reason: AbortReason): void {
+    if (this.settled || this.abortReason) return;
+    this.abortReason = reason;
+    this.ac.abort(new Error(`request ${reason}`));
+  }
+
+  /** The response stream ended or broke; give the SDK a moment to deliver what it already got. */
+  streamEnded(graceMs: number, broken: boolean): void {
+    if (this.settled || this.graceTimer) return;
+    if (broken) this.phase = "lost";
+    this.graceTimer = setTimeout(() => {
+      if (!this.settled) {
+        this.phase = "lost";
+        this.abort("stream");
+      }
+    }, graceMs);
+  }
+
+  settle(): void {
+    this.settled = true;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+  }
+
+  /** True when the request may have reached the server (and so may have run). */
+  get mayHaveRun(): boolean {
+    return this.phase === "sent" || this.phase === "lost" || this.phase === "accepted";
+  }
+}
+
+interface Conn {
+  id: number;
+  client: Client;
+  transport: StreamableHTTPClientTransport;
+  entry: string;
+  startedAt: number;
+  inflight: number;
+  retired: boolean;
+}
+
+type FailureKind = "session" | "network" | "auth";
+
+export class UpstreamSession extends EventEmitter implements Upstream {
+  private readonly log: Logger;
+  private readonly auth: AuthManager;
+  private readonly resolver: RelayResolver | undefined;
+  private readonly als = new AsyncLocalStorage<RequestCtx>();
+  private readonly key: string;
+  private readonly direct: string | undefined;
+
+  private state: UpstreamState = "starting";
+  private reason: string | undefined;
+  private entry: string | undefined;
+  private conn: Conn | undefined;
+  private connSeq = 0;
+  private connecting: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryAt: number | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pingFlight: Promise<void> | undefined;
+  private toolsFlight: Promise<void> | undefined;
+  private started = false;
+  private stopped = false;
+  private failures = 0;
+  private connectedOnce = false;
+  private info: InitializeInfo | undefined;
+  private tools: { tools: Array<Record<string, unknown>> } | undefined;
+  private lastActivity = 0;
+  private lastPingAt: number | undefined;
+  private readonly inflight = new Set<RequestCtx>();
+  private readonly counters = { reconnects: 0, requests: 0, errors: 0 };
+
+  constructor(
+    private readonly opts: UpstreamSessionOptions,
+    private readonly store: TokenStore,
+  ) {
+    super();
+    this.log = opts.logger.child({ component: "upstream" });
+    if (opts.upstreamUrl) {
+      this.direct = requireSecureUrl("upstream URL (LOXMCP_UPSTREAM_URL)", opts.upstreamUrl).href;
+      this.key = this.direct;
+    } else {
+      this.key = opts.serial;
+      const resolverOptions: ConstructorParameters<typeof RelayResolver>[0] = {
+        connectUrl: opts.connectUrl,
+        serial: opts.serial,
+        store,
+        logger: opts.logger.child({ component: "resolver" }),
+      };
+      if (opts.fetch) resolverOptions.fetch = opts.fetch;
+      if (opts.maxRetryAfterMs !== undefined) resolverOptions.maxRetryAfterMs = opts.maxRetryAfterMs;
+      this.resolver = new RelayResolver(resolverOptions);
+    }
+    const authOptions: ConstructorParameters<typeof AuthManager>[0] = {
+      key: this.key,
+      store,
+      user: opts.user,
+      password: opts.password,
+      logger: opts.logger.child({ component: "auth" }),
+      resourcePolicy: {
+        ...(opts.serial ? { serial: opts.serial } : {}),
+        ...(opts.allowedResources ? { allowedResources: opts.allowedResources } : {}),
+      },
+    };
+    if (opts.fetch) authOptions.fetch = opts.fetch;
+    if (opts.redirectUri !== undefined) authOptions.redirectUri = opts.redirectUri;
+    if (opts.oauthClientName !== undefined) authOptions.clientName = opts.oauthClientName;
+    if (opts.oauthScope !== undefined) authOptions.scope = opts.oauthScope;
+    if (opts.tokenEndpointAuthMethod !== undefined)
+      authOptions.tokenEndpointAuthMethod = opts.tokenEndpointAuthMethod;
+    if (opts.preRegisteredClient !== undefined) authOptions.preRegisteredClient = opts.preRegisteredClient;
+    if (opts.refreshMarginMs !== undefined) authOptions.refreshMarginMs = opts.refreshMarginMs;
+    this.auth = new AuthManager(authOptions);
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.log.info(
+      { upstream: this.direct ? safeUrl(this.direct) : `serial ${this.opts.serial}` },
+      "starting upstream session",
+    );
+    this.kick(0);
+    this.pingTimer = setInterval(() => this.periodicPing(), Math.max(250, this.opts.pingIntervalMs));
+    this.pingTimer.unref?.();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.retryTimer = undefined;
+    this.pingTimer = undefined;
+    for (const ctx of this.inflight) ctx.abort("caller");
+    const conn = this.conn;
+    this.conn = undefined;
+    this.setState("stopped", "daemon stopping");
+    if (conn) {
+      await withTimeout(
+        conn.transport.terminateSession().catch(() => {}),
+        2_000,
+      );
+      await conn.client.close().catch(() => {});
+    }
+    await this.connecting?.catch(() => {});
+    this.log.info("upstream session stopped");
+  }
+
+  status(): UpstreamStatus {
+    const s: UpstreamStatus = {
+      state: this.state,
+      counters: {
+        logins: this.auth.counters.logins,
+        refreshes: this.auth.counters.refreshes,
+        resolves: this.resolver?.resolveCount ?? 0,
+        reconnects: this.counters.reconnects,
+        requests: this.counters.requests,
+        errors: this.counters.errors,
+      },
+    };
+    if (this.reason !== undefined) s.reason = this.reason;
+    const entry = this.conn?.entry ?? this.entry;
+    if (entry !== undefined) s.entry = safeUrl(entry);
+    const exp = this.auth.tokenExpiresAt();
+    if (exp !== undefined) s.tokenExpiresAt = exp;
+    if (this.conn) s.sessionStartedAt = this.conn.startedAt;
+    if (this.lastPingAt !== undefined) s.lastPingAt = this.lastPingAt;
+    return s;
+  }
+
+  whenReady(timeoutMs: number): Promise<void> {
+    if (this.state === "ready" && this.conn) return Promise.resolve();
+    if (this.state === "auth_failed") return Promise.reject(this.authFailedError());
+    if (this.stopped)
+      return Promise.reject(new UpstreamError("UNAVAILABLE", "the upstream session is stopped"));
+    if (!this.started) this.start();
+    return new Promise<void>((resolve, reject) => {
+      const onState = (s: UpstreamStatus) => {
+        if (s.state === "ready") done(() => resolve());
+        else if (s.state === "auth_failed") done(() => reject(this.authFailedError()));
+        else if (s.state === "stopped") {
+          done(() => reject(new UpstreamError("UNAVAILABLE", "the upstream session is stopped")));
+        }
+      };
+      const timer = setTimeout(
+        () =>
+          done(() =>
+            reject(
+              new UpstreamError(
+                "UNAVAILABLE",
+                `the Loxone relay is not reachable right now (${this.state}${this.reason ? `: ${this.reason}` : ""}); nothing was sent, try again later`,
+              ),
+            ),
+          ),
+        Math.max(0, timeoutMs),
+      );
+      const done = (fn: () => void) => {
+        clearTimeout(timer);
+        this.off("state", onState);
+        fn();
+      };
+      this.on("state", onState);
+    });
+  }
+
+  initializeInfo(): InitializeInfo | undefined {
+    return this.info;
+  }
+
+  async listTools(): Promise<{ tools: Array<Record<string, unknown>> }> {
+    if (this.tools) return this.tools;
+    await this.whenReady(this.opts.requestTimeoutMs);
+    if (!this.tools) await this.refreshTools("first use");
+    return this.tools ?? { tools: [] };
+  }
+
+  async request(method: string, params: unknown, opts: UpstreamRequestOptions): Promise<unknown> {
+    this.counters.requests++;
+    try {
+      return await this.requestWithRecovery(method, params, opts);
+    } catch (err) {
+      this.counters.errors++;
+      throw err;
+    }
+  }
+
+  async notify(method: string, params?: unknown): Promise<void> {
+    await this.whenReady(Math.min(this.opts.requestTimeoutMs, 10_000));
+    const conn = this.conn;
+    if (!conn) throw new UpstreamError("UNAVAILABLE", "no upstream session; the notification was not sent");
+    const n = params === undefined ? { method } : { method, params: params as Record<string, unknown> };
+    await conn.client.notification(n).catch((err: unknown) => {
+      throw new UpstreamError("UNAVAILABLE", `could not send ${method} upstream: ${describe(err)}`);
+    });
+  }
+
+  async relogin(): Promise<void> {
+    if (this.stopped) throw new UpstreamError("UNAVAILABLE", "the upstream session is stopped");
+    this.log.info("relogin requested: dropping tokens and logging in again");
+    this.auth.reset();
+    this.store.clearTokens(this.key);
+    const conn = this.conn;
+    if (conn) this.dropConn(conn, "auth", "relogin requested");
+    if (this.state === "auth_failed") this.setState("authenticating", "relogin requested");
+    this.kick(0);
+    await this.whenReady(Math.max(this.opts.requestTimeoutMs, 30_000)).catch((err: unknown) => {
+      throw err instanceof UpstreamError ? err : new UpstreamError("UNAVAILABLE", describe(err));
+    });
+  }
+
+  override on<E extends keyof UpstreamEvents>(event: E, listener: UpstreamEvents[E]): this {
+    return super.on(event, listener);
+  }
+
+  override off<E extends keyof UpstreamEvents>(event: E, listener: UpstreamEvents[E]): this {
+    return super.off(event, listener);
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  private async requestWithRecovery(
+    method: string,
+    params: unknown,
+    opts: UpstreamRequestOptions,
+  ): Promise<unknown> {
+    const timeoutMs = opts.timeoutMs ?? this.opts.requestTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    let authRetried = false;
+    let stepUpTried = false;
+    let resends = 0;
+    for (let attempt = 1; ; attempt++) {
+      if (opts.signal?.aborted) throw cancelled(method, false);
+      if (this.state === "auth_failed") throw this.authFailedError();
+      const conn = await this.readyConn(deadline, method, opts.signal);
+      if (this.opts.idleCheckMs > 0 && Date.now() - this.lastActivity > this.opts.idleCheckMs) {
+        await this.healthCheck("idle");
+        if (this.conn !== conn) continue; // the check replaced the session; wait for the new one
+      }
+      const ctx = new RequestCtx(method, opts.retryable, opts.onServerRequest);
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw timeoutError(method, timeoutMs, false, opts.retryable);
+      let result: unknown;
+      try {
+        result = await this.send(conn, ctx, method, params, remaining, opts.signal);
+        return result;
+      } catch (err) {
+        const verdict = this.judge(conn, ctx, err);
+        if (verdict.kind === "final") throw verdict.error;
+        if (verdict.kind === "auth") {
+          if (authRetried) {
+            throw new UpstreamError(
+              "AUTH_FAILED",
+              `the relay rejected the ${method} request as unauthorized even after a token refresh; it did not run. Try \`loxmcp relogin\``,
+            );
+          }
+          authRetried = true;
+          await this.reauthorize(conn, ctx);
+          continue;
+        }
+        if (verdict.kind === "stepup") {
+          if (stepUpTried) {
+            throw new UpstreamError(
+              "AUTH_FAILED",
+              `the server still refuses ${method} for insufficient scope after a new authorization; it did not run`,
+            );
+          }
+          stepUpTried = true;
+          await this.reauthorize(conn, ctx, true);
+          continue;
+        }
+        // Connection-level trouble. The session is being recovered (judge() started it).
+        if (ctx.mayHaveRun) {
+          if (!opts.retryable) {
+            throw new UpstreamError(
+              "OUTCOME_UNKNOWN",
+              `the connection to the Loxone relay failed while ${describeCall(method, params)} was in flight: outcome unknown: it may or may not have run; not retried automatically. Check the device state before trying again`,
+              undefined,
+              { method },
+            );
+          }
+          if (++resends > 3) {
+            throw new UpstreamError(
+              "UNAVAILABLE",
+              `${method} failed ${resends} times because the relay connection kept breaking; giving up`,
+            );
+          }
+          this.log.warn(
+            { method, attempt, reason: verdict.reason },
+            "connection lost while a read was in flight; resending it after recovery",
+          );
+        } else {
+          this.log.info(
+            { method, attempt, reason: verdict.reason },
+            "request was not delivered; resending after recovery",
+          );
+        }
+        if (attempt >= 8) {
+          throw new UpstreamError(
+            "UNAVAILABLE",
+            `${method} could not be delivered after ${attempt} attempts`,
+          );
+        }
+      }
+    }
+  }
+
+  /** One send on one connection, inside the request's ALS context. */
+  private async send(
+    conn: Conn,
+    ctx: RequestCtx,
+    method: string,
+    params: unknown,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
+    const onCallerAbort = () => ctx.abort("caller");
+    signal?.addEventListener("abort", onCallerAbort, { once: true });
+    const timer = setTimeout(() => ctx.abort("timeout"), timeoutMs);
+    conn.inflight++;
+    this.inflight.add(ctx);
+    try {
+      const req =
+        params === undefined || params === null
+          ? { method }
+          : { method, params: params as Record<string, unknown> };
+      const result = await this.als.run(ctx, () =>
+        conn.client.request(req, Passthrough, {
+          signal: ctx.ac.signal,
+          // Our own timer decides (ctx.abortReason); the SDK's is only a backstop.
+          timeout: timeoutMs + 60_000,
+        }),
+      );
+      this.lastActivity = Date.now();
+      return result;
+    } finally {
+      ctx.settle();
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onCallerAbort);
+      this.inflight.delete(ctx);
+      conn.inflight--;
+      if (conn.retired && conn.inflight === 0) void this.closeConn(conn);
+    }
+  }
+
+  private judge(
+    conn: Conn,
+    ctx: RequestCtx,
+    err: unknown,
+  ):
+    | { kind: "final"; error: UpstreamError }
+    | { kind: "auth" }
+    | { kind: "stepup" }
+    | { kind: "recover"; reason: string } {
+    const method = ctx.method;
+    if (ctx.abortReason === "caller") return { kind: "final", error: cancelled(method, ctx.mayHaveRun) };
+    if (ctx.abortReason === "timeout") {
+      const ms = Date.now() - ctx.startedAt;
+      return { kind: "final", error: timeoutError(method, ms, ctx.mayHaveRun, ctx.retryable) };
+    }
+    if (err instanceof AuthError) {
+      // Getting a token failed before anything was sent.
+      if (err.code === "AUTH_UNAVAILABLE") {
+        return {
+          kind: "final",
+          error: new UpstreamError("UNAVAILABLE", `${err.message}; ${method} was not sent`),
+        };
+      }
+      this.enterAuthFailed(err.message);
+      return { kind: "final", error: this.authFailedError() };
+    }
+    // A JSON-RPC error answered by the server: pass it through.
+    if (err instanceof McpError && ctx.phase === "accepted" && !ctx.abortReason) {
+      return {
+        kind: "final",
+        error: new UpstreamError("REMOTE_ERROR", stripMcpPrefix(err.message, err.code), err.code, err.data),
+      };
+    }
+    if (ctx.phase === "rejected") {
+      const status = ctx.status ?? 0;
+      if (status === 401) return { kind: "auth" };
+      if (status === 403 && ctx.challenge?.error === "insufficient_scope") return { kind: "stepup" };
+      if (status === 404) {
+        this.dropConn(conn, "session", "the relay forgot our MCP session (HTTP 404)");
+        return { kind: "recover", reason: "session expired (404)" };
+      }
+      if (
+        status === 400 ||
+        status === 403 ||
+        status === 405 ||
+        status === 406 ||
+        status === 415 ||
+        status === 422
+      ) {
+        const why = status === 403 ? "forbidden" : "refused as malformed";
+        return {
+          kind: "final",
+          error: new UpstreamError(
+            "REMOTE_ERROR",
+            `the relay ${why} ${method} (HTTP ${status}); it did not run`,
+            status,
+          ),
+        };
+      }
+      this.dropConn(conn, "network", `the relay answered HTTP ${status}`);
+      return { kind: "recover", reason: `HTTP ${status}` };
+    }
+    if (ctx.phase === "refused") {
+      this.dropConn(conn, "network", `cannot connect to the relay (${ctx.netCode ?? "network error"})`);
+      return { kind: "recover", reason: ctx.netCode ?? "connection refused" };
+    }
+    if (ctx.phase === "none") {
+      // Never reached fetch: the SDK refused (closed client) or the session was replaced.
+      if (this.conn === conn && !conn.retired) {
+        this.dropConn(conn, "network", `could not send: ${describe(err)}`);
+      }
+      return { kind: "recover", reason: describe(err) };
+    }
+    // sent / accepted / lost: it may have run.
+    const status = ctx.status;
+    const why =
+      ctx.phase === "lost" && status && status >= 500
+        ? `the relay answered HTTP ${status}`
+        : `the connection broke (${ctx.netCode ?? describe(err)})`;
+    if (!conn.retired) this.dropConn(conn, "network", why);
+    return { kind: "recover", reason: why };
+  }
+
+  private async reauthorize(conn: Conn, ctx: RequestCtx, stepUp = false): Promise<void> {
+    try {
+      if (stepUp) await this.auth.stepUp(conn.entry, ctx.challenge ?? {});
+      else await this.auth.handleUnauthorized(conn.entry, ctx.usedToken, ctx.challenge ?? {});
+    } catch (err) {
+      throw this.authError(err, ctx.method);
+    }
+  }
+
+  private authError(err: unknown, method: string): UpstreamError {
+    if (err instanceof AuthError && err.code !== "AUTH_UNAVAILABLE") {
+      this.enterAuthFailed(err.message);
+      return this.authFailedError();
+    }
+    return new UpstreamError("UNAVAILABLE", `${describe(err)}; ${method} did not run`);
+  }
+
+  /** Waits (bounded) until a session is ready and returns it. */
+  private async readyConn(deadline: number, method: string, signal: AbortSignal | undefined): Promise<Conn> {
+    for (;;) {
+      if (this.stopped)
+        throw new UpstreamError("UNAVAILABLE", "the upstream session is stopped; nothing was sent");
+      const conn = this.conn;
+      if (conn && this.state === "ready" && !conn.retired) return conn;
+      if (this.state === "auth_failed") throw this.authFailedError();
+      if (signal?.aborted) throw cancelled(method, false);
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new UpstreamError(
+          "UNAVAILABLE",
+          `the Loxone relay is not reachable right now (${this.state}${this.reason ? `: ${this.reason}` : ""}); ${method} was not sent, try again later`,
+          undefined,
+          this.retryAt ? { retryAt: this.retryAt } : undefined,
+        );
+      }
+      if (this.retryAt !== undefined && this.retryAt > deadline) {
+        // The next attempt is scheduled after our deadline (e.g. connect rate limit): fail now.
+        throw new UpstreamError(
+          "UNAVAILABLE",
+          `the Loxone relay is not reachable right now (${this.reason ?? this.state}); ${method} was not sent, next attempt at ${new Date(this.retryAt).toISOString()}`,
+          undefined,
+          { retryAt: this.retryAt },
+        );
+      }
+      await this.whenReady(left).catch((err: unknown) => {
+        if (err instanceof UpstreamError && err.code === "AUTH_FAILED") throw err;
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ connection lifecycle
+
+  /** Starts a connect attempt now or after `delayMs`, unless one is running or scheduled. */
+  private kick(delayMs: number): void {
+    if (this.stopped || this.connecting || this.conn || this.state === "auth_failed") return;
+    if (this.retryTimer) return;
+    if (delayMs > 0) {
+      this.retryAt = Date.now() + delayMs;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.retryAt = undefined;
+        this.kick(0);
+      }, delayMs);
+      return;
+    }
+    this.retryAt = undefined;
+    // Outside any request context: the session outlives the request that noticed the failure.
+    const attempt = this.als.exit(() => this.establish());
+    this.connecting = attempt;
+    attempt.then(
+      () => {
+        this.connecting = undefined;
+        if (this.stopped || this.conn || this.state === "auth_failed") return;
+        // Connected, then lost it again during setup (e.g. tools/list failed): back off.
+        this.onConnectFailed(new Error(this.reason ?? "the new session failed right away"));
+      },
+      (err: unknown) => {
+        this.connecting = undefined;
+        this.onConnectFailed(err);
+      },
+    );
+  }
+
+  private async establish(): Promise<void> {
+    let entry: string;
+    if (this.direct) {
+      entry = this.direct;
+    } else {
+      const resolver = this.resolver!;
+      const cached = resolver.cached();
+      if (cached) {
+        entry = cached;
+      } else {
+        this.setState("resolving", this.reason);
+        entry = await resolver.resolve(this.entry ? "the previous relay entry failed" : "first connect");
+      }
+    }
+    this.entry = entry;
+    let authTries = 0;
+    for (;;) {
+      if (this.stopped) return;
+      this.setState(this.auth.hasTokens() ? "connecting" : "authenticating", this.reason);
+      const conn = this.newConn(entry);
+      const ctx = new RequestCtx("initialize", true);
+      const timer = setTimeout(() => ctx.abort("timeout"), this.opts.requestTimeoutMs);
+      try {
+        await this.als.run(ctx, () =>
+          conn.client.connect(conn.transport, {
+            signal: ctx.ac.signal,
+            timeout: this.opts.requestTimeoutMs + 60_000,
+          }),
+        );
+      } catch (err) {
+        await conn.client.close().catch(() => {});
+        if (this.stopped) return;
+        if (err instanceof AuthError) throw err;
+        if (ctx.phase === "rejected" && (ctx.status === 401 || ctx.status === 403) && authTries < 2) {
+          authTries++;
+          this.setState("authenticating", this.reason);
+          if (ctx.status === 403 && ctx.challenge?.error === "insufficient_scope") {
+            await this.auth.stepUp(entry, ctx.challenge);
+          } else if (ctx.status === 401) {
+            await this.auth.handleUnauthorized(entry, ctx.usedToken, ctx.challenge ?? {});
+          } else {
+            throw new ConnectError(`the relay refused the session (HTTP 403)`, false);
+          }
+          continue;
+        }
+        throw this.connectError(ctx, err, entry);
+      } finally {
+        ctx.settle();
+        clearTimeout(timer);
+      }
+      if (this.stopped) {
+        await conn.client.close().catch(() => {});
+        return;
+      }
+      conn.startedAt = Date.now();
+      this.lastActivity = conn.startedAt;
+      this.conn = conn;
+      this.info = initializeInfoOf(conn);
+      const reconnect = this.connectedOnce;
+      this.connectedOnce = true;
+      if (reconnect) this.counters.reconnects++;
+      this.log.info(
+        { entry: safeUrl(entry), sessionId: shortId(conn.transport.sessionId), reconnect },
+        reconnect
+          ? "upstream session re-established; refreshing the tool list"
+          : "upstream session established",
+      );
+      try {
+        await this.fetchTools(conn);
+      } catch (err) {
+        this.log.warn(
+          { error: describe(err) },
+          "tools/list failed right after initialize; the session stays up",
+        );
+      }
+      if (this.conn !== conn) return; // failed meanwhile; recovery is already running
+      this.setState("ready", undefined);
+      if (reconnect) this.emit("toolsChanged");
+      return;
+    }
+  }
+
+  private connectError(ctx: RequestCtx, err: unknown, entry: string): Error {
+    if (ctx.abortReason === "timeout") {
+      return new ConnectError(`initialize at ${safeUrl(entry)} timed out`, true);
+    }
+    if (ctx.phase === "refused") {
+      return new ConnectError(
+        `cannot connect to ${safeUrl(entry)} (${ctx.netCode ?? "network error"})`,
+        true,
+      );
+    }
+    if (ctx.phase === "rejected" || (ctx.status !== undefined && ctx.status >= 400)) {
+      const status = ctx.status ?? 0;
+      return new ConnectError(
+        `the relay at ${safeUrl(entry)} answered HTTP ${status} to initialize`,
+        RELAY_GONE.has(status) || status === 404,
+      );
+    }
+    if (err instanceof McpError && ctx.phase === "accepted") {
+      return new ConnectError(
+        `the server refused initialize: ${stripMcpPrefix(err.message, err.code)}`,
+        false,
+      );
+    }
+    return new ConnectError(`initialize at ${safeUrl(entry)} failed (${ctx.netCode ?? describe(err)})`, true);
+  }
+
+  private onConnectFailed(err: unknown): void {
+    if (this.stopped) return;
+    if (err instanceof AuthError && err.code !== "AUTH_UNAVAILABLE") {
+      this.enterAuthFailed(err.message);
+      return;
+    }
+    this.failures++;
+    let delay = backoff(this.failures, this.opts.backoffMinMs ?? 500, this.opts.backoffMaxMs ?? 30_000);
+    let reason = describe(err);
+    if (err instanceof RelayUnavailableError && err.retryAt !== undefined) {
+      delay = Math.max(delay, err.retryAt - Date.now());
+    }
+    if (err instanceof ConnectError && err.relayGone && this.resolver && this.entry) {
+      this.resolver.invalidate(this.entry);
+      reason += "; will ask connect for the current relay";
+    }
+    this.setState("degraded", reason);
+    this.log.warn(
+      { reason, retryInMs: Math.round(delay), failures: this.failures },
+      "could not (re)connect to the upstream; retrying after a pause",
+    );
+    this.kick(delay);
+  }
+
+  private newConn(entry: string): Conn {
+    const transport = new StreamableHTTPClientTransport(new URL(entry), {
+      fetch: this.trackingFetch,
+      reconnectionOptions: {
+        initialReconnectionDelay: 1_000,
+        maxReconnectionDelay: 30_000,
+        reconnectionDelayGrowFactor: 1.5,
+        maxRetries: 2,
+      },
+    });
+    const client = new Client(this.opts.clientInfo ?? { name: "loxmcpd", version: "0.1.0" }, {
+      capabilities: (this.opts.clientCapabilities ?? { elicitation: {}, sampling: {} }) as never,
+    });
+    const conn: Conn = {
+      id: ++this.connSeq,
+      client,
+      transport,
+      entry,
+      startedAt: 0,
+      inflight: 0,
+      retired: false,
+    };
+    client.onerror = (err) => {
+      this.log.debug({ conn: conn.id, error: describe(err) }, "transport reported an error");
+    };
+    client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+      if (this.conn !== conn) return;
+      this.log.info("server says the tool list changed; fetching it again");
+      await this.refreshTools("tools/list_changed");
+    });
+    // Progress tokens belong to the clients (the mux maps them); pass progress through as is.
+    client.setNotificationHandler(ProgressNotificationSchema, async (n) => {
+      this.emit("notification", { method: n.method, params: n.params });
+    });
+    client.fallbackNotificationHandler = async (n) => {
+      const out: { method: string; params?: unknown } = { method: n.method };
+      if (n.params !== undefined) out.params = n.params;
+      this.emit("notification", out);
+    };
+    client.fallbackRequestHandler = async (request) =>
+      this.routeServerRequest(request.method, request.params);
+    return conn;
+  }
+
+  /** Server→client request: to the request that caused it, else the oldest one that can answer. */
+  private async routeServerRequest(method: string, params: unknown): Promise<never> {
+    const ctx = this.als.getStore();
+    let target = ctx?.onServerRequest && !ctx.settled ? ctx : undefined;
+    if (!target) {
+      for (const c of this.inflight) {
+        if (c.onServerRequest && !c.settled) {
+          target = c;
+          break;
+        }
+      }
+    }
+    if (!target?.onServerRequest) {
+      throw new McpError(ErrorCode.MethodNotFound, `no connected client can answer ${method} right now`);
+    }
+    const req: ServerRequest = params === undefined ? { method } : { method, params };
+    return (await target.onServerRequest(req)) as never;
+  }
+
+  /** Marks `conn` dead (once), starts recovery. In-flight requests on it finish on their own. */
+  private dropConn(conn: Conn, kind: FailureKind, reason: string): void {
+    if (conn.retired) return;
+    conn.retired = true;
+    if (conn.inflight === 0) void this.closeConn(conn);
+    if (this.conn !== conn) return;
+    this.conn = undefined;
+    if (this.stopped) return;
+    if (kind === "network" && this.resolver) this.resolver.invalidate(conn.entry);
+    const next =
+      kind === "session"
+        ? "opening a new session"
+        : kind === "auth"
+          ? "logging in again"
+          : this.resolver
+            ? "asking connect for the current relay, then reconnecting"
+            : "reconnecting";
+    // The first attempt after a session that worked for a while goes at once; a session that
+    // keeps dying young backs off (never a tight loop).
+    const young = Date.now() - conn.startedAt < 5_000;
+    if (young) this.failures++;
+    else this.failures = 0;
+    const delay = young
+      ? backoff(this.failures, this.opts.backoffMinMs ?? 500, this.opts.backoffMaxMs ?? 30_000)
+      : 0;
+    this.log.warn(
+      { entry: safeUrl(conn.entry), reason, retryInMs: Math.round(delay) },
+      `upstream session lost; ${next}`,
+    );
+    this.setState("degraded", reason);
+    this.kick(delay);
+  }
+
+  private async closeConn(conn: Conn): Promise<void> {
+    await conn.client.close().catch(() => {});
+  }
+
+  // ------------------------------------------------------------------ health
+
+  private periodicPing(): void {
+    if (this.stopped || this.state !== "ready" || !this.conn) return;
+    if (Date.now() - this.lastActivity < this.opts.pingIntervalMs / 2) return;
+    void this.healthCheck("interval");
+  }
+
+  /** One MCP ping on the current session (single flight); failure ⇒ recovery. */
+  private healthCheck(why: "interval" | "idle"): Promise<void> {
+    if (!this.pingFlight) {
+      this.pingFlight = this.als
+        .exit(() => this.doPing(why))
+        .finally(() => {
+          this.pingFlight = undefined;
+        });
+    }
+    return this.pingFlight;
+  }
+
+  private async doPing(why: string): Promise<void> {
+    for (let authTries = 0; authTries < 2; authTries++) {
+      const conn = this.conn;
+      if (!conn || conn.retired) return;
+      const ctx = new RequestCtx("ping", true);
+      try {
+        await this.send(
+          conn,
+          ctx,
+          "ping",
+          undefined,
+          Math.min(this.opts.requestTimeoutMs, 10_000),
+          undefined,
+        );
+        this.lastPingAt = Date.now();
+        this.log.debug({ why }, "upstream ping ok");
+        return;
+      } catch (err) {
+        if (ctx.abortReason === "timeout") {
+          this.dropConn(conn, "network", "ping timed out");
+          return;
+        }
+        const verdict = this.judge(conn, ctx, err);
+        if (verdict.kind === "auth") {
+          try {
+            await this.reauthorize(conn, ctx);
+          } catch {
+            return;
+          }
+          continue;
+        }
+        if (verdict.kind === "final" && conn === this.conn && !conn.retired) {
+          // A JSON-RPC error to ping still proves the session is alive.
+          if (verdict.error.code === "REMOTE_ERROR") this.lastPingAt = Date.now();
+        }
+        return;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ tools
+
+  private refreshTools(why: string): Promise<void> {
+    if (!this.toolsFlight) {
+      this.toolsFlight = this.als
+        .exit(async () => {
+          const before = JSON.stringify(this.tools);
+          const conn = await this.readyConn(Date.now() + this.opts.requestTimeoutMs, "tools/list", undefined);
+          await this.fetchTools(conn);
+          if (JSON.stringify(this.tools) !== before) {
+            this.log.info({ why, tools: this.tools?.tools.length }, "tool list updated; telling clients");
+            this.emit("toolsChanged");
+          }
+        })
+        .catch((err: unknown) => {
+          this.log.warn(
+            { why, error: describe(err) },
+            "could not refresh the tool list; keeping the old one",
+          );
+        })
+        .finally(() => {
+          this.toolsFlight = undefined;
+        });
+    }
+    return this.toolsFlight;
+  }
+
+  private async fetchTools(conn: Conn): Promise<void> {
+    const tools: Array<Record<string, unknown>> = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < 50; page++) {
+      const ctx = new RequestCtx("tools/list", true);
+      const res = (await this.send(
+        conn,
+        ctx,
+        "tools/list",
+        cursor ? { cursor } : undefined,
+        this.opts.requestTimeoutMs,
+        undefined,
+      ).catch((err: unknown) => {
+        this.judge(conn, ctx, err);
+        throw err;
+      })) as { tools?: Array<Record<string, unknown>>; nextCursor?: string };
+      tools.push(...(res.tools ?? []));
+      cursor = res.nextCursor;
+      if (!cursor) break;
+    }
+    this.tools = { tools };
+  }
+
+  // ------------------------------------------------------------------ state
+
+  private setState(state: UpstreamState, reason: string | undefined): void {
+    const changed = state !== this.state || reason !== this.reason;
+    this.state = state;
+    this.reason = reason;
+    if (!changed) return;
+    if (state === "ready") this.log.info({ entry: this.entry && safeUrl(this.entry) }, "upstream ready");
+    this.emit("state", this.status());
+  }
+
+  private enterAuthFailed(reason: string): void {
+    if (this.state === "auth_failed") return;
+    const conn = this.conn;
+    this.conn = undefined;
+    if (conn) {
+      conn.retired = true;
+      if (conn.inflight === 0) void this.closeConn(conn);
+    }
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.log.error(
+      { reason },
+      "login impossible; upstream paused in auth_failed until relogin or a config change",
+    );
+    this.setState("auth_failed", reason);
+  }
+
+  private authFailedError(): UpstreamError {
+    return new UpstreamError(
+      "AUTH_FAILED",
+      `${this.reason ?? this.auth.failedReason ?? "login failed"}; fix the credentials, then run \`loxmcp relogin\``,
+    );
+  }
+
+  /** The fetch the SDK transport uses: adds the Bearer token and records what happened. */
+  private readonly trackingFetch = async (
+    input: string | URL | Request,
+    init?: RequestInit,
+  ): Promise<Response> => {
+    const base = this.opts.fetch ?? fetch;
+    const url = input instanceof Request ? input.url : String(input);
+    const ctx = this.als.getStore();
+    const method = (init?.method ?? "GET").toUpperCase();
+    const tracked = ctx !== undefined && method === "POST" && this.claim(ctx, init?.body);
+    const headers = new Headers(init?.headers);
+    const token = await this.auth.accessToken(this.conn?.entry ?? this.entry ?? url);
+    if (token) headers.set("authorization", `Bearer ${token}`);
+    else headers.delete("authorization");
+    if (tracked) {
+      ctx.usedToken = token;
+      ctx.phase = "sent";
+    }
+    let res: Response;
+    try {
+      res = await base(input, { ...init, headers });
+    } catch (err) {
+      if (tracked) {
+        const code = networkErrorCode(err);
+        ctx.netCode = code;
+        if (!ctx.abortReason && code && CONNECT_ERRORS.has(code)) ctx.phase = "refused";
+        else ctx.phase = "lost";
+      }
+      throw err;
+    }
+    if (res.status === 401 || res.status === 403) {
+      const challenge = extractWWWAuthenticateParams(res);
+      if (tracked) ctx.challenge = challenge;
+    }
+    if (!tracked) return res;
+    ctx.status = res.status;
+    if (!res.ok) {
+      ctx.phase = NOT_EXECUTED.has(res.status) ? "rejected" : "lost";
+      return res;
+    }
+    ctx.phase = "accepted";
+    if (!res.body || !/text\/event-stream/i.test(res.headers.get("content-type") ?? "")) return res;
+    return watchBody(res, ctx, this.opts.streamGraceMs ?? 500);
+  };
+
+  /** Binds the first JSON-RPC request POSTed in `ctx` to it; true when `body` is that request. */
+  private claim(ctx: RequestCtx, body: unknown): boolean {
+    if (typeof body !== "string") return false;
+    let msg: unknown;
+    try {
+      msg = JSON.parse(body);
+    } catch {
+      return false;
+    }
+    if (!msg || typeof msg !== "object" || Array.isArray(msg)) return false;
+    const m = msg as { id?: unknown; method?: unknown };
+    if (typeof m.method !== "string" || (typeof m.id !== "string" && typeof m.id !== "number")) return false;
+    if (ctx.id === undefined && m.method === ctx.method) ctx.id = m.id;
+    return ctx.id === m.id;
+  }
+}
+
+/** Factory for main.ts: same as `new UpstreamSession(opts, store)`. */
+export function createUpstream(opts: UpstreamSessionOptions, store: TokenStore): UpstreamSession {
+  return new UpstreamSession(opts, store);
+}
+
+class ConnectError extends Error {
+  constructor(
+    message: string,
+    readonly relayGone: boolean,
+  ) {
+    super(message);
+    this.name = "ConnectError";
+  }
+}
+
+/** Wraps an SSE response body so that its end or failure is noticed for `ctx`. */
+function watchBody(res: Response, ctx: RequestCtx, graceMs: number): Response {
+  const reader = res.body!.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          controller.close();
+          ctx.streamEnded(graceMs, false);
+        } else {
+          controller.enqueue(value);
+        }
+      } catch (err) {
+        ctx.netCode = networkErrorCode(err) ?? "stream broken";
+        ctx.streamEnded(graceMs, true);
+        controller.error(err);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+function initializeInfoOf(conn: Conn): InitializeInfo {
+  const server = conn.client.getServerVersion();
+  const info: InitializeInfo = {
+    protocolVersion: conn.transport.protocolVersion ?? "",
+    capabilities: (conn.client.getServerCapabilities() ?? {}) as Record<string, unknown>,
+    serverInfo: (server ?? { name: "unknown", version: "0" }) as InitializeInfo["serverInfo"],
+  };
+  const instructions = conn.client.getInstructions();
+  if (instructions !== undefined) info.instructions = instructions;
+  return info;
+}
+
+function backoff(failures: number, minMs: number, maxMs: number): number {
+  if (failures <= 1) return minMs * (0.5 + Math.random() / 2);
+  const exp = Math.min(maxMs, minMs * 2 ** (failures - 1));
+  return exp * (0.5 + Math.random() / 2);
+}
+
+function cancelled(method: string, mayHaveRun: boolean): UpstreamError {
+  return new UpstreamError(
+    "CANCELLED",
+    mayHaveRun
+      ? `${method} was cancelled after it was sent; it may or may not have run`
+      : `${method} was cancelled before it was sent`,
+  );
+}
+
+function timeoutError(method: string, ms: number, mayHaveRun: boolean, retryable: boolean): UpstreamError {
+  const sec = Math.round(ms / 100) / 10;
+  if (mayHaveRun && !retryable) {
+    return new UpstreamError(
+      "OUTCOME_UNKNOWN",
+      `${method} got no answer within ${sec} s: outcome unknown: it may or may not have run; not retried automatically`,
+    );
+  }
+  return new UpstreamError(
+    "TIMEOUT",
+    mayHaveRun
+      ? `${method} got no answer within ${sec} s (it may still run upstream)`
+      : `${method} could not be sent within ${sec} s`,
+  );
+}
+
+function describeCall(method: string, params: unknown): string {
+  if (method === "tools/call" && params && typeof params === "object") {
+    const name = (params as { name?: unknown }).name;
+    if (typeof name === "string") return `the call of tool ${name}`;
+  }
+  return method;
+}
+
+function stripMcpPrefix(message: string, code: number): string {
+  const prefix = `MCP error ${code}: `;
+  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.message.length > 300 ? `${err.message.slice(0, 300)}…` : err.message;
+  return String(err);
+}
+
+function shortId(id: string | undefined): string | undefined {
+  return id ? `${id.slice(0, 8)}…` : undefined;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms))),
+    ]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
