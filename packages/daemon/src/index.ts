@@ -16,3 +16,27 @@ export { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
 export { acquireInstance, probeSocket } from "./mux/instance.js";
 export { MuxServer } from "./mux/server.js";
 export { ClientSession, type MuxCounters } from "./mux/session.js";
+// relay/ + store/ (daemon-relay engineer)
+export {
+  AuthError,
+  AuthFailedError,
+  AuthorizationDeniedError,
+  LoginFormError,
+  LoginRejectedError,
+  ResourceMismatchError,
+} from "./relay/auth/errors.js";
+export { headlessAuthorize } from "./relay/auth/login-form.js";
+export { type AuthChallenge, AuthManager, type AuthManagerOptions } from "./relay/auth/manager.js";
+export { DEFAULT_REDIRECT_URI, StoreOAuthProvider } from "./relay/auth/provider.js";
+export { isLoxoneHostOf, type ResourcePolicy, validateResource } from "./relay/auth/resource.js";
+export {
+  parseRetryAfter,
+  RelayResolver,
+  RelayUnavailableError,
+  type ResolverOptions,
+} from "./relay/resolver.js";
+export { createUpstream, UpstreamSession, type UpstreamSessionOptions } from "./relay/upstream.js";
+export { requireSecureUrl, safeUrl } from "./relay/url.js";
+export { openDatabase, StoreError } from "./store/db.js";
+export { type Migration, migrations } from "./store/migrations.js";
+export { type RelayEntry, type StoredTokens, TokenStore } from "./store/tokens.js";
