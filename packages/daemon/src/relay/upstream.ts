@@ -600,6 +600,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
 
   /** Waits (bounded) until a session is ready and returns it. */
   private async readyConn(deadline: number, method: string, signal: AbortSignal | undefined): Promise<Conn> {
+    if (!this.started) this.start();
     for (;;) {
       if (this.stopped)
         throw new UpstreamError("UNAVAILABLE", "the upstream session is stopped; nothing was sent");
@@ -625,10 +626,23 @@ export class UpstreamSession extends EventEmitter implements Upstream {
           { retryAt: this.retryAt },
         );
       }
-      await this.whenReady(left).catch((err: unknown) => {
-        if (err instanceof UpstreamError && err.code === "AUTH_FAILED") throw err;
-      });
+      await this.nextState(left, signal);
     }
+  }
+
+  /** Resolves on the next state change, after `ms`, or when `signal` aborts. */
+  private nextState(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.off("state", done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.on("state", done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
   }
 
   // ------------------------------------------------------------------ connection lifecycle
