@@ -1,5 +1,12 @@
 /** `loxmcp status [--json] [--wait S]`: the daemon's state from `loxmcp/status`; exit 0 only when ready. */
-import { type CommandContext, type CommandSpec, optBool, optNumber, parseSeconds } from "../command.js";
+import {
+  CliError,
+  type CommandContext,
+  type CommandSpec,
+  optBool,
+  optNumber,
+  parseSeconds,
+} from "../command.js";
 import { callDaemon, DaemonNotRunningError, delay } from "../daemon-client.js";
 import { formatDuration, formatLocalTime, isRecord, toDate } from "../format.js";
 
@@ -104,7 +111,33 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
   row("session age", age === undefined ? "(no session)" : formatDuration(age));
   const ping = num(s.lastPingAgoSec);
   row("last ping", ping === undefined ? "(none yet)" : `${formatDuration(ping)} ago`);
-  row("policy", typeof s.policy?.mode === "string" ? s.policy.mode : "(unknown)");
+  const pol = isRecord(s.policy) ? s.policy : {};
+  const perClient = isRecord(pol.clients)
+    ? Object.entries(pol.clients)
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(", ")
+    : "";
+  row(
+    "policy",
+    `${typeof pol.mode === "string" ? pol.mode : "(unknown)"}${perClient ? `  (clients: ${perClient})` : ""}`,
+  );
+  if (isRecord(pol.emergencyStop)) {
+    const e = pol.emergencyStop;
+    const since = toDate(e.since);
+    row(
+      "EMERGENCY STOP",
+      `active${since ? ` since ${formatLocalTime(since)}` : ""}${typeof e.by === "string" ? ` by ${e.by}` : ""}: writes are blocked; \`loxmcp resume\` lifts it`,
+    );
+  }
+  if (isRecord(pol.structure) && typeof pol.structure.controls === "number") {
+    const checked = toDate(pol.structure.checkedAt);
+    row(
+      "structure",
+      `${pol.structure.controls} controls${checked ? ` (checked ${formatDuration((now - checked.getTime()) / 1000)} ago)` : ""}`,
+    );
+  } else if (typeof pol.structureError === "string") {
+    row("structure", `unknown: ${pol.structureError}`);
+  }
   if (s.clients.length === 0) row("clients", "none");
   s.clients.forEach((c, i) => {
     const name = typeof c.name === "string" && c.name ? c.name : "(unnamed)";
@@ -119,7 +152,7 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
     const c = Object.entries(s.counters)
       .filter(([, v]) => typeof v === "number" || typeof v === "string")
       .map(([k, v]) => `${k} ${v}`);
-    if (c.length) row("counters", c.join(" · "));
+    for (let i = 0; i < c.length; i += 5) row(i === 0 ? "counters" : "", c.slice(i, i + 5).join(" · "));
   }
   const pending = Array.isArray(s.pendingApprovals) ? s.pendingApprovals : [];
   if (pending.length === 0) row("pending approvals", "none");
@@ -133,11 +166,15 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
 
 function describeApproval(p: unknown): string {
   if (!isRecord(p)) return String(p);
-  const code = typeof p.code === "string" ? p.code : "?";
-  const rest = Object.entries(p)
-    .filter(([k, v]) => k !== "code" && (typeof v === "string" || typeof v === "number"))
-    .map(([k, v]) => `${k}=${v}`);
-  return [code, ...rest].join("  ");
+  const parts = [typeof p.code === "string" ? p.code : "?"];
+  if (typeof p.client === "string") parts.push(p.client);
+  if (typeof p.summary === "string") parts.push(p.summary);
+  const extra: string[] = [];
+  if (typeof p.tool === "string") extra.push(p.tool);
+  if (typeof p.expiresInSec === "number") extra.push(`expires in ${formatDuration(p.expiresInSec)}`);
+  if (p.approved === true) extra.push("approved, waiting for the repeated call");
+  if (extra.length) parts.push(`(${extra.join(", ")})`);
+  return parts.join("  ");
 }
 
 export const statusCommand: CommandSpec = {
@@ -153,7 +190,16 @@ export const statusCommand: CommandSpec = {
   ],
   async run(ctx, { opts }) {
     const wait = optNumber(opts, "wait");
-    let s = await fetchStatus(ctx);
+    const json = optBool(opts, "json");
+    let s: DaemonStatus;
+    try {
+      s = await fetchStatus(ctx);
+    } catch (err) {
+      // --json promises one object even when the socket cannot be used (permission, timeout)
+      if (!json || !(err instanceof CliError)) throw err;
+      ctx.out(JSON.stringify({ ...downStatus(ctx), state: "unreachable", reason: err.message }));
+      return 1;
+    }
     if (wait !== undefined) {
       const deadline = Date.now() + wait * 1000;
       while (s.state !== "ready" && Date.now() < deadline) {
@@ -161,7 +207,7 @@ export const statusCommand: CommandSpec = {
         s = await fetchStatus(ctx);
       }
     }
-    if (optBool(opts, "json")) {
+    if (json) {
       ctx.out(JSON.stringify(s));
     } else {
       for (const l of renderStatus(s)) ctx.out(l);
