@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DaemonProcess, spawnDaemon } from "../../../test-support/daemon.js";
@@ -13,7 +14,7 @@ import { makeHome, type TempHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
 import { controlCall, SocketClientTransport } from "../../../test-support/socket-client.js";
 import { waitFor } from "../../../test-support/wait.js";
-import { runCli } from "../../cli/test/helpers.js";
+import { runCli, SHIM_BIN } from "../../cli/test/helpers.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: loose JSON from control methods
 type J = any;
@@ -316,6 +317,62 @@ describe("policy through the real daemon", () => {
     expect(text(r)).toMatch(/Emergency stop is ACTIVE/);
     expect(commandsSent().length).toBeGreaterThan(0);
     expect((await cli(["resume"])).code).toBe(0);
+  });
+
+  it("outcome unknown: a write whose answer is lost is reported as unknown, audited, never resent", async () => {
+    const c = await connect("claude-e2e");
+    s.sim.resetStats();
+    s.sim.setFaults({ dropAfterExecute: 1 });
+    await expect(command(c, uuidOf("Garden Lights"), "on")).rejects.toThrow();
+    expect(commandsSent()).toHaveLength(1);
+    const last = (await audit({ client: "claude-e2e", limit: 1 }))[0];
+    expect(last).toMatchObject({ tool: "control_command", decision: "allowed", outcome: "unknown" });
+    await d!.waitReady(30_000);
+  });
+
+  it("through the real shim: elicitation yes/no and a T4 refusal", async () => {
+    const shimEnv: Record<string, string> = {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: h.home,
+      LOXMCP_HOME: h.home,
+    };
+    let answer: "accept" | "decline" = "decline";
+    const client = new Client(
+      { name: "claude-desktop", version: "1.0.0" },
+      { capabilities: { elicitation: {} } },
+    );
+    client.setRequestHandler(ElicitRequestSchema, async () =>
+      answer === "accept" ? { action: "accept", content: { confirm: true } } : { action: "decline" },
+    );
+    await client.connect(
+      new StdioClientTransport({ command: process.execPath, args: [SHIM_BIN], env: shimEnv }),
+    );
+    clients.push(client);
+    s.sim.resetStats();
+    const opener = uuidOf("Front Door Opener");
+    const no = (await client.callTool({
+      name: "control_command",
+      arguments: { uuid: opener, command: "pulse" },
+    })) as ToolResult;
+    expect(no.isError).toBe(true);
+    expect(text(no)).toMatch(/declined/);
+    expect(stateOf("Front Door Opener").pulses).toBe(0);
+    answer = "accept";
+    const yes = (await client.callTool({
+      name: "control_command",
+      arguments: { uuid: opener, command: "pulse" },
+    })) as ToolResult;
+    expect(yes.isError).toBeFalsy();
+    expect(stateOf("Front Door Opener").pulses).toBe(1);
+    const t4 = (await client.callTool({
+      name: "control_command",
+      arguments: { uuid: uuidOf("Smoke Detector"), command: "mute" },
+    })) as ToolResult;
+    expect(text(t4)).toMatch(/never done by an AI/);
+    expect(commandsSent()).toHaveLength(1);
+    const rows = await audit({ client: "claude-desktop" });
+    expect(rows.map((e) => e.decision)).toEqual(["denied", "confirmed", "denied"]);
+    expect(rows[1].reason).toMatch(/elicitation/);
   });
 
   it("refuses writes while the upstream session is not ready", async () => {
