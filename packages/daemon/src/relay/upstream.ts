@@ -1135,14 +1135,34 @@ class ConnectError extends Error {
 /** Wraps an SSE response body so that its end or failure is noticed for `ctx`. */
 function watchBody(res: Response, ctx: RequestCtx, graceMs: number): Response {
   const reader = res.body!.getReader();
+  // SSE resumability (SEP-1699): a stream that carried an event id and then closed gracefully is
+  // resumed by the SDK with GET + Last-Event-ID after the server's `retry` (else its own backoff,
+  // 1 s then 1.5 s); the response arrives there. Give it that long before calling the request lost.
+  const sse = {
+    decoder: new TextDecoder(),
+    partial: "",
+    sawId: false,
+    retryMs: undefined as number | undefined,
+  };
+  const scan = (chunk: Uint8Array) => {
+    const lines = (sse.partial + sse.decoder.decode(chunk, { stream: true })).split(/\r\n|\r|\n/);
+    sse.partial = lines.pop() ?? "";
+    for (const line of lines) {
+      if (/^id:\s*\S/.test(line)) sse.sawId = true;
+      const retry = /^retry:\s*(\d+)\s*$/.exec(line);
+      if (retry) sse.retryMs = Number(retry[1]);
+    }
+  };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         const { done, value } = await reader.read();
         if (done) {
           controller.close();
-          ctx.streamEnded(graceMs, false);
+          const resumeMs = sse.sawId ? 2 * (sse.retryMs ?? 1_250) + 2_000 : 0;
+          ctx.streamEnded(Math.max(graceMs, resumeMs), false);
         } else {
+          scan(value);
           controller.enqueue(value);
         }
       } catch (err) {
