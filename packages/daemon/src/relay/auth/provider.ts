@@ -76,6 +76,7 @@ export class StoreOAuthProvider implements OAuthClientProvider {
   }
 
   async redirectToAuthorization(url: URL): Promise<void> {
+    addOfflineAccess(url, this.discoveryState()?.authorizationServerMetadata?.scopes_supported);
     const state = url.searchParams.get("state") ?? this.lastState ?? "";
     await this.o.onAuthorizationUrl(url, state);
   }
@@ -122,4 +123,15 @@ export class StoreOAuthProvider implements OAuthClientProvider {
   discoveryState(): OAuthDiscoveryState | undefined {
     return this.o.store.getDiscovery(this.o.key);
   }
+}
+
+/**
+ * SEP-2207: the daemon lives on refresh tokens, so when the authorization server lists
+ * `offline_access` in scopes_supported we ask for it (and never when it does not).
+ */
+export function addOfflineAccess(url: URL, scopesSupported: readonly string[] | undefined): void {
+  if (!scopesSupported?.includes("offline_access")) return;
+  const scopes = (url.searchParams.get("scope") ?? "").split(" ").filter(Boolean);
+  if (scopes.includes("offline_access")) return;
+  url.searchParams.set("scope", [...scopes, "offline_access"].join(" "));
 }
