@@ -115,6 +115,22 @@ describe("loxmcp status / logs / relogin / stop against a real daemon", () => {
     }
   });
 
+  it("doctor: a healthy setup passes, the daemon is ready and the clock matches the connect service", async () => {
+    const daemon = startDaemon();
+    await daemon.waitReady();
+    const r = await sb.run(["doctor", "--json"]);
+    const doc = JSON.parse(r.stdout) as { ok: boolean; checks: Array<{ id: string; level: string }> };
+    const level = (id: string) => doc.checks.find((c) => c.id === id)?.level;
+    expect(level("daemon")).toBe("ok");
+    expect(level("socket")).toBe("ok");
+    expect(level("file.db")).toBe("ok");
+    expect(level("dir.state")).toBe("ok");
+    expect(level("clock")).toBe("ok");
+    expect(r.code, r.stdout).toBe(0);
+    expect(doc.ok).toBe(true);
+    expect(r.stdout).not.toContain(s.sim.password);
+  });
+
   it("logs: pretty lines from the daemon's real log, -n and --level", async () => {
     const daemon = startDaemon();
     await daemon.waitReady();
