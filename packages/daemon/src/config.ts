@@ -57,6 +57,7 @@ export const ConfigFileSchema = z
     pingIntervalSec: z.number().positive().optional(),
     idleCheckSec: z.number().positive().optional(),
     requestTimeoutSec: z.number().positive().optional(),
+    shutdownGraceSec: z.number().nonnegative().optional(),
     allowedResources: z.array(z.string()).optional(),
     policy: PolicySectionSchema.optional(),
   })
@@ -81,6 +82,8 @@ export interface DaemonConfig {
   pingIntervalMs: number;
   idleCheckMs: number;
   requestTimeoutMs: number;
+  /** On SIGTERM, how long in-flight requests may take to finish before they get an error. */
+  shutdownGraceMs: number;
   allowedResources: string[];
   insecureTls: boolean;
   /** Files that were read (for the log). */
@@ -252,6 +255,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     pingIntervalMs: seconds("LOXMCP_PING_INTERVAL", file.pingIntervalSec, 30, 1, 3600),
     idleCheckMs: seconds("LOXMCP_IDLE_CHECK", file.idleCheckSec, 60, 1, 86400),
     requestTimeoutMs: seconds("LOXMCP_REQUEST_TIMEOUT", file.requestTimeoutSec, 60, 1, 3600),
+    shutdownGraceMs: seconds("LOXMCP_SHUTDOWN_GRACE", file.shutdownGraceSec, 5, 0, 600),
     allowedResources,
     insecureTls,
     sources,

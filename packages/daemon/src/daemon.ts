@@ -56,7 +56,7 @@ export interface DaemonOptions {
   createUpstream: UpstreamFactory;
   plugins?: DaemonPlugin[];
   secrets?: SecretRegistry;
-  /** How long in-flight requests may take to finish on shutdown (default 5 s). */
+  /** How long in-flight requests may take to finish on shutdown (default: config.shutdownGraceMs). */
   drainMs?: number;
   /** Called when a client asks for `loxmcp/shutdown` (main.ts exits after stop()). */
   onShutdownRequested?: () => void;
@@ -104,7 +104,7 @@ export class Daemon {
     this.statusExtensions.push(ext);
   }
 
-  /** Runs on stop after the socket is closed, before the upstream and the DB close (plugins: policy). */
+  /** Runs on stop after the socket and the upstream session are closed, before the DB closes (plugins: policy). */
   onStop(hook: () => Promise<void> | void): void {
     this.stopHooks.push(hook);
   }
@@ -246,23 +246,23 @@ export class Daemon {
     log.info("stopping");
     if (this.mux) {
       this.mux.stopAccepting();
-      const left = await this.mux.drain(this.opts.drainMs ?? 5_000);
+      const left = await this.mux.drain(this.opts.drainMs ?? this.config.shutdownGraceMs);
       if (left > 0)
         log.warn({ inFlight: left }, "shutdown deadline passed: answering the rest with an error");
       await this.mux.close();
-    }
-    for (const hook of this.stopHooks) {
-      try {
-        await withTimeout(Promise.resolve(hook()), 5_000);
-      } catch (err) {
-        log.warn({ err }, "a component did not stop cleanly");
-      }
     }
     if (this.upstream_) {
       try {
         await withTimeout(this.upstream_.stop(), 5_000);
       } catch (err) {
         log.warn({ err }, "upstream did not stop cleanly");
+      }
+    }
+    for (const hook of this.stopHooks) {
+      try {
+        await withTimeout(Promise.resolve(hook()), 5_000);
+      } catch (err) {
+        log.warn({ err }, "a component did not stop cleanly");
       }
     }
     if (this.db_) {

@@ -10,7 +10,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type DaemonProcess, spawnDaemon } from "../../../test-support/daemon.js";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
-import { controlCall, SocketClientTransport } from "../../../test-support/socket-client.js";
+import { controlCall, RawConnection, SocketClientTransport } from "../../../test-support/socket-client.js";
+import { waitFor } from "../../../test-support/wait.js";
 
 let cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -81,6 +82,39 @@ describe("loxmcpd lifecycle", () => {
     expect(exit.code).toBe(0);
     expect(existsSync(d.socketPath)).toBe(false);
     expect(existsSync(join(d.paths.state, "daemon.lock"))).toBe(false);
+  });
+
+  it("on SIGTERM a request still in flight after the grace period gets exactly one error answer", async () => {
+    const { h, s } = await setup();
+    const d = start(s.env(h.home, { LOXMCP_SHUTDOWN_GRACE: "1" }));
+    await d.waitReady();
+    const r = await RawConnection.open(d.socketPath);
+    cleanups.push(() => r.close());
+    await r.send({
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "slow", version: "1" } },
+    });
+    await r.waitMessage((m) => m.id === 0);
+    const before = s.sim.stats().mcpRequests;
+    s.sim.setFaults({ latencyMs: 8_000 });
+    await r.send({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/call",
+      params: { name: "system_status", arguments: {} },
+    });
+    await waitFor(() => s.sim.stats().mcpRequests > before, { what: "the call to reach the simulator" });
+    d.child.kill("SIGTERM");
+    const answer = await r.waitMessage((m) => m.id === 1, 10_000);
+    expect((answer.error as { code: number; message: string }).code).toBe(-32006);
+    expect((answer.error as { message: string }).message).toMatch(/shutting down/);
+    expect((answer.error as { message: string }).message).toMatch(/may or may not have run/);
+    expect((await d.waitExit()).code).toBe(0);
+    await r.closedPromise;
+    expect(r.messages.filter((m) => m.id === 1)).toHaveLength(1);
+    expect(existsSync(d.socketPath)).toBe(false);
   });
 
   it("reuses the stored tokens after a restart (no new login), also after SIGKILL left a stale socket and lock", async () => {

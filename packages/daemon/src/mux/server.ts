@@ -179,7 +179,7 @@ export class MuxServer {
   }
 
   /** Answers what is still in flight with an error, closes every connection, removes the socket. */
-  async close(reason = "loxmcpd is shutting down; retry in a moment"): Promise<void> {
+  async close(reason = "loxmcpd is shutting down"): Promise<void> {
     this.stopAccepting();
     const flushes: Promise<void>[] = [];
     for (const { session, socket } of this.sessions.values()) {

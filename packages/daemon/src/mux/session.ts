@@ -103,6 +103,8 @@ const RETRYABLE_METHODS = new Set([
 interface InFlight {
   id: JsonRpcId;
   method: string;
+  /** For tools/call: the tool name. */
+  tool?: string;
   controller: AbortController;
   /** The client cancelled it: answer nothing. */
   cancelled: boolean;
@@ -223,6 +225,9 @@ export class ClientSession {
       cancelled: false,
       answered: false,
     };
+    if (req.method === "tools/call" && isObject(req.params) && typeof req.params.name === "string") {
+      entry.tool = req.params.name;
+    }
     this.inflight.set(key, entry);
     this.deps.counters.requests++;
     const progressToken = progressTokenOf(req.params);
@@ -235,7 +240,7 @@ export class ClientSession {
       this.deps.counters.errors++;
       if (error.code === ErrorCodes.OutcomeUnknown) this.deps.counters.outcomeUnknown++;
       const level = error.code === ErrorCodes.MethodNotFound ? "debug" : "warn";
-      this.log[level]({ method: req.method, code: error.code, msg2: error.message }, "request failed");
+      this.log[level]({ method: req.method, rpcCode: error.code, error: error.message }, "request failed");
       this.finish(entry, { jsonrpc: "2.0", id: req.id, error });
     } finally {
       if (progressToken !== undefined && this.deps.progressRoutes.get(progressToken) === this) {
@@ -470,7 +475,11 @@ export class ClientSession {
   abortAll(message: string): void {
     for (const entry of [...this.inflight.values()]) {
       entry.controller.abort(new UpstreamError("CANCELLED", message));
-      this.finish(entry, errorResponse(entry.id, ErrorCodes.RequestAborted, message));
+      const text =
+        entry.tool === undefined
+          ? message
+          : `${message}. tools/call ${entry.tool} was interrupted and may or may not have run — check the device before retrying`;
+      this.finish(entry, errorResponse(entry.id, ErrorCodes.RequestAborted, text));
     }
   }
 
