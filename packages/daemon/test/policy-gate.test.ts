@@ -258,6 +258,51 @@ describe("policy gate", () => {
     expect(JSON.stringify(events)).not.toContain(`"code":"${code}"`);
   });
 
+  it("approve and resume are refused from MCP client connections (the person's side only)", async () => {
+    const g = await makeGate();
+    const res = await cmd(g, uuidOf("Burglar Alarm"), "off");
+    const code = /loxmcp approve ([A-Z0-9]{6})/.exec(text(res))?.[1] ?? "";
+    const approve = handlers.get("loxmcp/approve")!;
+    // the connection that made the tool call
+    await expect(async () => approve({ code }, { client: ctx().client })).rejects.toThrow(
+      /only accepted from the loxmcp CLI/,
+    );
+    // any shim connection (it said hello with its pid)
+    const shim = { client: { connId: "c5", name: "Zed", pid: 77, connectedAt: Date.now() } };
+    await expect(async () => approve({ code }, shim)).rejects.toThrow(/only accepted from the loxmcp CLI/);
+    await expect(async () => handlers.get("loxmcp/resume")!({}, shim)).rejects.toThrow(/only accepted/);
+    expect(g.pendingApprovals()[0]?.approved).toBe(false);
+    await control("loxmcp/approve", { code });
+    expect(g.pendingApprovals()[0]?.approved).toBe(true);
+  });
+
+  it("a control added after the last snapshot is found by one on-demand refresh", async () => {
+    const g = await makeGate();
+    const added = s.sim.addControl({
+      name: "Hall Spot",
+      type: "Switch",
+      room: "Hallway",
+      category: "Lighting",
+    });
+    const res = await cmd(g, added, "on");
+    expect(res.isError).toBeFalsy();
+    expect(state("Hall Spot").active).toBe(true);
+    // an unknown, well-formed uuid right after does not trigger another refresh storm
+    const before = s.sim.stats().executions.filter((e) => e.tool === "control_find").length;
+    await cmd(g, "0b734138-037d-034e-ffff403fb0c34b9e", "on");
+    await cmd(g, "0b734138-037d-034e-ffff403fb0c34b9f", "on");
+    expect(s.sim.stats().executions.filter((e) => e.tool === "control_find").length).toBe(before);
+  });
+
+  it("volume jumps are judged against the level the Miniserver last reported", async () => {
+    const g = await makeGate();
+    const audio = uuidOf("Living Room Audio");
+    expect((await cmd(g, audio, "volume/50")).isError).toBeFalsy(); // 25 → 50
+    expect((await cmd(g, audio, "volume/65")).isError).toBeFalsy(); // 50 → 65
+    const down = await cmd(g, audio, "volume/10"); // 65 → 10: jump of 55
+    expect(text(down)).toMatch(/volume jump 65 → 10/);
+  });
+
   it("elicitation: accept runs, decline and errors deny (fail closed)", async () => {
     const g = await makeGate();
     const opener = uuidOf("Front Door Opener");

@@ -4,6 +4,7 @@
  * tiered, rate-limited, confirmed by a person where needed, sent once, read back, audited.
  * Control methods for the CLI: loxmcp/approve, stop-all, resume, audit, structure.
  */
+import { ErrorCodes } from "@loxmcp/common";
 import type { Logger } from "pino";
 import type {
   CallContext,
@@ -36,7 +37,9 @@ import { redactArgs } from "./redact.js";
 import {
   type CallTool,
   diffControls,
+  extractControls,
   fetchStructure,
+  resultPayloads,
   type StructureDiff,
   structureHash,
 } from "./structure.js";
@@ -51,7 +54,7 @@ import {
   type SnapshotControl,
   type Tier,
 } from "./types.js";
-import { resolveControl, sanitizeArgs, validateCommand } from "./validate.js";
+import { isUuid, resolveControl, sanitizeArgs, validateCommand } from "./validate.js";
 
 export { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode } from "./types.js";
 
@@ -160,6 +163,9 @@ class PolicyEngine implements PolicyGate {
   private controls = new Map<string, SnapshotControl>();
   private states = new Map<string, Record<string, unknown>>();
   private refreshing: Promise<{ snapshot: Snapshot; changed: boolean }> | undefined;
+  private lastOnDemandRefresh = 0;
+  /** Socket connections that made MCP tool calls: they may not approve or resume (the person's side). */
+  private readonly mcpConnections = new Set<string>();
   private structureError: string | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -442,6 +448,8 @@ class PolicyEngine implements PolicyGate {
 
   async callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult> {
     const t0 = this.now();
+    this.mcpConnections.add(ctx.client.connId);
+    if (this.mcpConnections.size > 10_000) this.mcpConnections.clear();
     const args = call.arguments ?? {};
     if (call.name === EMERGENCY_STOP_TOOL) return this.callEmergencyStop(call, ctx, forward, t0);
 
@@ -528,7 +536,7 @@ class PolicyEngine implements PolicyGate {
     let control: SnapshotControl | undefined;
     let cls: Classification;
     if (target) {
-      control = resolveControl(target.uuid, this.controls).control;
+      control = await this.resolveTarget(target.uuid);
       draft.controlName = control.name;
       draft.controlType = control.type;
       draft.nfc = /NfcCodeTouch/i.test(control.type);
@@ -607,10 +615,61 @@ class PolicyEngine implements PolicyGate {
 
     this.limiter.record(rateKey);
     const res = await this.send(call, forward, false, draft);
+    if (!res.isError && control) this.rememberStates(res, control.uuid);
     if (!res.isError && control && target && (cls.tier === "T2" || cls.tier === "T3")) {
       return this.readBack(res, control, target.uuid, forward);
     }
     return res;
+  }
+
+  /**
+   * Looks the uuid up in the snapshot. A well-formed uuid that is not there may be a control
+   * added since the last refresh: re-read the structure once (at most every 30 s) and look again.
+   */
+  private async resolveTarget(uuid: string): Promise<SnapshotControl> {
+    try {
+      return resolveControl(uuid, this.controls).control;
+    } catch (err) {
+      const wellFormed = isUuid(uuid);
+      if (!(err instanceof PolicyDenied) || !wellFormed || this.now() - this.lastOnDemandRefresh < 30_000)
+        throw err;
+      this.lastOnDemandRefresh = this.now();
+      try {
+        await this.refreshStructure();
+      } catch {
+        throw err;
+      }
+      return resolveControl(uuid, this.controls).control;
+    }
+  }
+
+  /** Keeps the last state the Miniserver reported for a control (volume jumps are judged against it). */
+  private rememberStates(res: CallToolResult, uuid: string): void {
+    const mine = resultPayloads(res)
+      .flatMap((p) => extractControls(p))
+      .find((c) => c.uuid.toLowerCase() === uuid.toLowerCase() && c.states);
+    if (mine?.states) {
+      this.states.set(uuid.toLowerCase(), mine.states);
+      return;
+    }
+    for (const p of resultPayloads(res)) {
+      if (p && typeof p === "object" && !Array.isArray(p)) {
+        const st = (p as Record<string, unknown>).states;
+        if (st && typeof st === "object" && !Array.isArray(st))
+          this.states.set(uuid.toLowerCase(), st as Record<string, unknown>);
+      }
+    }
+  }
+
+  /** approve / resume belong to the person: refused on connections that act as MCP clients. */
+  private assertPersonSide(ctx: ControlContext, what: string): void {
+    const viaShim = ctx.client.pid !== undefined && ctx.client.name !== "loxmcp-cli";
+    if (this.mcpConnections.has(ctx.client.connId) || viaShim) {
+      throw new ControlError(
+        ErrorCodes.PolicyDenied,
+        `${what} is only accepted from the loxmcp CLI, not from an MCP client connection; run \`loxmcp ${what}\` in a terminal`,
+      );
+    }
   }
 
   private assertUpstreamReady(): void {
@@ -733,6 +792,7 @@ class PolicyEngine implements PolicyGate {
   register(control: ControlRegistry): void {
     control.register("loxmcp/approve", (params, ctx) => {
       if (params.list === true || params.code === undefined) return { pending: this.approvals.list() };
+      this.assertPersonSide(ctx, "approve");
       if (typeof params.code !== "string" || !/^[A-Za-z0-9]{4,12}$/.test(params.code.trim())) {
         throw new ControlError(
           JSONRPC_INVALID_PARAMS,
@@ -787,6 +847,7 @@ class PolicyEngine implements PolicyGate {
     });
 
     control.register("loxmcp/resume", (_params, ctx) => {
+      this.assertPersonSide(ctx, "resume");
       const t0 = this.now();
       const out = this.resume(ctx.client.name);
       this.recordAudit(
