@@ -3,7 +3,7 @@
  * access tokens, a write whose connection drops after it ran, a cancelled request.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type DaemonProcess, spawnDaemon } from "../../../test-support/daemon.js";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
@@ -17,6 +17,8 @@ let h: TempHome;
 let s: SimHandle;
 let d: DaemonProcess;
 let client: Client;
+let watcher: Client;
+const listChanged = { client: 0, watcher: 0 };
 
 beforeAll(async () => {
   h = makeHome();
@@ -31,7 +33,15 @@ beforeAll(async () => {
     "the structure snapshot",
   );
   client = new Client({ name: "recovery-test", version: "1" });
+  client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+    listChanged.client++;
+  });
   await client.connect(new SocketClientTransport(d.socketPath));
+  watcher = new Client({ name: "watcher", version: "1" });
+  watcher.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+    listChanged.watcher++;
+  });
+  await watcher.connect(new SocketClientTransport(d.socketPath));
 });
 
 afterEach(() => {
@@ -40,6 +50,7 @@ afterEach(() => {
 
 afterAll(async () => {
   await client?.close().catch(() => {});
+  await watcher?.close().catch(() => {});
   await d?.stop().catch(() => d.kill9());
   await s?.stop();
   h?.cleanup();
@@ -60,13 +71,17 @@ async function read(): Promise<string> {
 }
 
 describe("recovery through the daemon", () => {
-  it("an expired MCP session is re-initialized transparently", async () => {
+  it("an expired MCP session is re-initialized transparently and every client hears tools/list_changed", async () => {
     expect(await read()).toContain(s.sim.serial);
     const before = s.sim.stats().sessions;
+    const heard = { ...listChanged };
     s.sim.expireSessions();
     expect(await read()).toContain(s.sim.serial);
     expect(s.sim.stats().sessions).toBe(before + 1);
     expect(s.sim.stats().logins).toBe(1);
+    await waitFor(() => listChanged.client > heard.client && listChanged.watcher > heard.watcher, {
+      what: "notifications/tools/list_changed at both clients",
+    });
   });
 
   it("expired access tokens: one refresh for many concurrent calls", async () => {

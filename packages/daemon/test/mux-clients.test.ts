@@ -3,6 +3,7 @@
  * ids that collide across clients, framing errors that hurt only the offending connection.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DaemonProcess, spawnDaemon } from "../../../test-support/daemon.js";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
@@ -182,6 +183,34 @@ describe("socket multiplexer", () => {
     await r.send({ jsonrpc: "2.0", id: 9, method: "ping" });
     expect((await r.waitMessage((m) => m.id === 9)).result).toEqual({});
     expect(r.closed).toBe(false);
+  });
+
+  it("a server→client request (elicitation) goes only to the client whose call caused it", async () => {
+    const asked: string[] = [];
+    const withElicitation = async (name: string) => {
+      const c = new Client({ name, version: "1" }, { capabilities: { elicitation: {} } });
+      c.setRequestHandler(ElicitRequestSchema, async (req) => {
+        asked.push(`${name}: ${req.params.message}`);
+        return { action: "accept", content: { confirm: true } };
+      });
+      await c.connect(new SocketClientTransport(d.socketPath, { name: null }));
+      clients.push(c);
+      return c;
+    };
+    const asker = await withElicitation("asker");
+    await withElicitation("other");
+    const alarm = s.sim.house().controls.find((c) => c.type === "Alarm");
+    expect(alarm).toBeDefined();
+    const args = { uuid: alarm!.uuid, command: "quit" };
+    const r = await asker.callTool({ name: "control_command", arguments: args });
+    expect(r.isError ?? false, JSON.stringify(r.content)).toBe(false);
+    expect(asked).toHaveLength(1);
+    expect(asked[0]).toMatch(/^asker: /);
+    const ran = s.sim.stats().executions.filter((e) => {
+      const a = e.arguments as { uuid?: string; command?: string };
+      return e.tool === "control_command" && a.uuid === args.uuid && a.command === args.command;
+    });
+    expect(ran.map((e) => e.count)).toEqual([1]);
   });
 
   it("control methods work without initialize; an unknown one is MethodNotFound", async () => {
