@@ -160,6 +160,14 @@ describe("loxmcpd lifecycle", () => {
     expect(st.reason).toMatch(/rejected|LOXONE_PASSWORD|password/i);
     expect(JSON.stringify(st)).not.toContain("definitely-wrong-pw");
     expect(s.sim.stats().logins).toBe(0);
+    // An MCP client connecting now gets a clear initialize error, not a hang.
+    const client = new Client({ name: "too-early", version: "1" });
+    const err = await client
+      .connect(new SocketClientTransport(d.socketPath))
+      .catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/login|rejected|LOXONE_PASSWORD/i);
+    await client.close();
     const r = (await controlCall(d.socketPath, "loxmcp/shutdown")) as { ok: boolean };
     expect(r.ok).toBe(true);
     expect((await d.waitExit()).code).toBe(0);
