@@ -108,6 +108,26 @@ describe("loxmcp service --print (linux: systemd user unit)", () => {
     },
   );
 
+  it("--no-sandbox leaves out only the namespace-based options", async () => {
+    const r = await sb.run(["service", "install", "--print", "--platform", "linux", "--no-sandbox"]);
+    expect(r.code).toBe(0);
+    const active = r.stdout.split("\n").filter((l) => !l.startsWith("#"));
+    for (const key of ["PrivateUsers=", "PrivateTmp=", "ProtectSystem=", "ProtectHome=", "ReadWritePaths="]) {
+      expect(
+        active.some((l) => l.startsWith(key)),
+        key,
+      ).toBe(false);
+    }
+    for (const line of [
+      "NoNewPrivileges=yes",
+      "UMask=0077",
+      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    ]) {
+      expect(active).toContain(line);
+    }
+    if (hasSystemdAnalyze) expect(verifyUnit(sb.root, r.stdout, true).complaints).toEqual([]);
+  });
+
   it.skipIf(!hasSystemdAnalyze)("the verify check itself catches a broken unit (the test can fail)", () => {
     const v = verifyUnit(sb.root, "[Service]\nExecStart=/bin/true\nBogusKey=1\n", false);
     expect(v.complaints.join("\n")).toContain("BogusKey");

@@ -15,9 +15,12 @@ import { stopDaemon } from "./stop.js";
 
 const ACTIONS = ["install", "uninstall", "start", "stop", "status"] as const;
 
-export function platformFor(ctx: CommandContext, override?: string): ServicePlatform {
+export function platformFor(ctx: CommandContext, override?: string, sandbox = true): ServicePlatform {
   const platform = currentPlatform(override);
-  return servicePlatform(platform, defaultServiceOptions(ctx.env, ctx.paths, daemonBin(ctx.env)));
+  return servicePlatform(platform, {
+    ...defaultServiceOptions(ctx.env, ctx.paths, daemonBin(ctx.env)),
+    sandbox,
+  });
 }
 
 export const serviceCommand: CommandSpec = {
@@ -35,6 +38,11 @@ export const serviceCommand: CommandSpec = {
       choices: ["linux", "darwin"],
     },
     {
+      flags: "--no-sandbox",
+      description:
+        "systemd: leave out the file-system sandbox (for systems where user units fail with status=226/NAMESPACE)",
+    },
+    {
       flags: "--allow-root",
       description: "allow `install` as root (it installs for root's own user manager)",
     },
@@ -44,7 +52,7 @@ Linux: ~/.config/systemd/user/loxmcpd.service, then systemctl --user enable --no
 macOS: ~/Library/LaunchAgents/com.loxmcp.daemon.plist, then launchctl bootstrap gui/$UID.`,
   async run(ctx, { args, opts }) {
     const action = args[0] as (typeof ACTIONS)[number];
-    const svc = platformFor(ctx, optString(opts, "platform"));
+    const svc = platformFor(ctx, optString(opts, "platform"), opts.sandbox !== false);
     if (optBool(opts, "print")) {
       ctx.out(svc.render().replace(/\n$/, ""));
       return 0;

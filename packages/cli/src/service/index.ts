@@ -22,6 +22,8 @@ export interface ServiceOptions {
   /** The user's home (respects $HOME). */
   home: string;
   uid: number;
+  /** false: leave out the file-system sandbox (systemd namespacing needs user namespaces). */
+  sandbox?: boolean;
 }
 
 export interface ServiceState {

@@ -61,7 +61,7 @@ export class SystemdService implements ServicePlatform {
     const privateTmp = writable.some(underTmp)
       ? "# PrivateTmp=yes left out: loxmcp's files live under /tmp, which clients must see."
       : "PrivateTmp=yes";
-    return renderTemplate(templatePath(env, "systemd/loxmcpd.service.in"), {
+    const text = renderTemplate(templatePath(env, "systemd/loxmcpd.service.in"), {
       EXEC_START: [this.o.nodePath, this.o.daemonBin].map((w) => systemdQuote(w, { dollar: true })).join(" "),
       ENVIRONMENT: envLines.join("\n"),
       PRIVATE_TMP: privateTmp,
@@ -69,6 +69,12 @@ export class SystemdService implements ServicePlatform {
       READ_WRITE_PATHS: `ReadWritePaths=${writable.map((d) => systemdQuote(`-${d}`)).join(" ")}`,
       RUNTIME_DIRECTORY: this.runtimeIsXdg() ? "RuntimeDirectory=loxmcp\nRuntimeDirectoryMode=0700" : "",
     });
+    if (this.o.sandbox !== false) return text;
+    // --no-sandbox: for systems where user units cannot use namespaces (status=226/NAMESPACE)
+    return text.replace(
+      /^(PrivateUsers|PrivateTmp|ProtectSystem|ProtectHome|ReadWritePaths)=/gm,
+      "# (left out by --no-sandbox) $1=",
+    );
   }
 
   isInstalled(): boolean {
