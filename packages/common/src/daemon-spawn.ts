@@ -9,12 +9,13 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
+  linkSync,
   openSync,
   readdirSync,
   readFileSync,
   statSync,
   unlinkSync,
-  writeSync,
+  writeFileSync,
 } from "node:fs";
 import { createConnection, type Socket } from "node:net";
 import { homedir } from "node:os";
@@ -155,12 +156,10 @@ function pidAlive(pid: number): boolean {
  * `staleMs`, is removed and taken over. Returns undefined when another live starter holds it.
  */
 export function tryStartLock(file: string, staleMs: number): StartLock | undefined {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(file, "wx", 0o600);
-      const token = `${process.pid}:${Date.now()}:${Math.random()}`;
-      writeSync(fd, JSON.stringify({ pid: process.pid, token, at: new Date().toISOString() }));
-      closeSync(fd);
+  const token = `${process.pid}:${Date.now()}:${Math.random()}`;
+  const content = JSON.stringify({ pid: process.pid, token, at: new Date().toISOString() });
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (createComplete(file, content)) {
       const release = () => {
         process.off("exit", release);
         try {
@@ -172,25 +171,60 @@ export function tryStartLock(file: string, staleMs: number): StartLock | undefin
       // A caller that exits while starting (SIGTERM → process.exit) must not leave the lock behind.
       process.once("exit", release);
       return { release };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
-    let stale = false;
+    let seen: string;
+    try {
+      seen = readFileSync(file, "utf8");
+    } catch {
+      continue; // vanished meanwhile: try again
+    }
+    let stale: boolean;
     try {
       const age = Date.now() - statSync(file).mtimeMs;
-      const owner = (JSON.parse(readFileSync(file, "utf8")) as { pid?: unknown }).pid;
+      const owner = (JSON.parse(seen) as { pid?: unknown }).pid;
       stale = age > staleMs || typeof owner !== "number" || !pidAlive(owner);
     } catch {
-      stale = true; // unreadable / half-written / vanished: try again
+      stale = true; // corrupt (locks are written complete, see createComplete)
     }
     if (!stale) return undefined;
     try {
-      unlinkSync(file);
+      // Only remove the very lock we judged stale, not one a racer just took over.
+      if (readFileSync(file, "utf8") === seen) unlinkSync(file);
     } catch {
       // someone else removed it
     }
   }
   return undefined;
+}
+
+/**
+ * Creates `file` with `content` only if it does not exist, atomically WITH its content (write a
+ * private temp file, then hard-link it into place), so a racer never reads a half-written lock.
+ */
+function createComplete(file: string, content: string): boolean {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  writeFileSync(tmp, content, { mode: 0o600, flag: "wx" });
+  try {
+    linkSync(tmp, file);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return false;
+    // No hard links on this filesystem: fall back to an exclusive create.
+    try {
+      writeFileSync(file, content, { mode: 0o600, flag: "wx" });
+      return true;
+    } catch (e2) {
+      if ((e2 as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw e2;
+    }
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // ignore
+    }
+  }
 }
 
 export interface ConnectOrStartOptions {
