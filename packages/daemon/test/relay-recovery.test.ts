@@ -194,4 +194,46 @@ describe("upstream recovery", () => {
     await up.whenReady(10_000);
     await up.request("tools/call", READ, { retryable: true });
   });
+
+  it("periodic ping notices a dead relay and recovers with no request in flight", async () => {
+    const { r, up } = await readyRig({}, { pingIntervalMs: 300 });
+    rig = r;
+    await waitFor(() => up.status().lastPingAt, "first ping");
+    const oldEntry = up.status().entry;
+    const states: string[] = [];
+    up.on("state", (s) => states.push(s.state));
+    r.sim.killRelay();
+    await waitFor(
+      () => up.status().state === "ready" && up.status().entry !== oldEntry,
+      "recovery onto the new relay",
+    );
+    expect(states).toContain("degraded");
+    expect(up.status().counters.reconnects).toBe(1);
+  });
+
+  it("idle check: a ping before use replaces an expired session before the request is sent", async () => {
+    const { r, up } = await readyRig({}, { idleCheckMs: 1 });
+    rig = r;
+    r.sim.expireSessions();
+    r.sim.resetStats();
+    const uuid = r.sim.house().controls.find((c) => c.type === "LightControllerV2")!.uuid;
+    await new Promise((res) => setTimeout(res, 5)); // let the session become "idle" (> 1 ms)
+    await up.request(
+      "tools/call",
+      { name: "control_command", arguments: { uuid, command: "on" } },
+      { retryable: false },
+    );
+    expect(up.status().counters.reconnects).toBe(1);
+    expect(r.sim.stats().executions.find((e) => e.tool === "control_command")?.count).toBe(1);
+  });
+
+  it("stop() ends the session cleanly and later requests fail as UNAVAILABLE", async () => {
+    const { r, up } = await readyRig();
+    rig = r;
+    await up.stop();
+    expect(up.status().state).toBe("stopped");
+    await expect(up.request("tools/call", READ, { retryable: true })).rejects.toMatchObject({
+      code: "UNAVAILABLE",
+    });
+  });
 });
