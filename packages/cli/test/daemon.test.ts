@@ -115,6 +115,23 @@ describe("loxmcp status / logs / relogin / stop against a real daemon", () => {
     }
   });
 
+  it("status: exit 1 with the degraded hint when every relay is gone", async () => {
+    const daemon = startDaemon({ LOXMCP_PING_INTERVAL: "1" });
+    await daemon.waitReady();
+    for (let i = 0; i < s.sim.relayUrls.length; i++) s.sim.killRelay(i);
+    const st = await daemon.waitStatus((x) => x.state === "degraded", 30_000, "state degraded");
+    const r = await sb.run(["status", "--json"]);
+    expect(r.code).toBe(1);
+    const json = JSON.parse(r.stdout) as { state: string };
+    expect(json.state).not.toBe("ready");
+    const human = await sb.run(["status"]);
+    expect(human.code).toBe(1);
+    // the daemon keeps retrying, so the state may move between degraded and resolving/connecting
+    expect(human.stdout).toMatch(/loxmcpd: (degraded|resolving|connecting|authenticating)/);
+    expect(human.stdout).toMatch(/hint: .*loxmcp (logs|status)/);
+    expect(st.state).toBe("degraded");
+  });
+
   it("doctor: a healthy setup passes, the daemon is ready and the clock matches the connect service", async () => {
     const daemon = startDaemon();
     await daemon.waitReady();
