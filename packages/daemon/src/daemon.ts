@@ -7,7 +7,6 @@
  * - `setGate(gate)`, `controls.register(...)`, `addStatusExtension(fn)`.
  */
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { ensurePrivateDir } from "@loxmcp/common";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
@@ -21,19 +20,9 @@ import { acquireInstance } from "./mux/instance.js";
 import { MuxServer } from "./mux/server.js";
 import { type MuxCounters, newMuxCounters } from "./mux/session.js";
 import { type Database, openDatabase } from "./store/db.js";
+import { VERSION } from "./version.js";
 
-export const VERSION: string = readVersion();
-
-function readVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-      version?: string;
-    };
-    return pkg.version ?? "0.0.0";
-  } catch {
-    return "0.0.0";
-  }
-}
+export { VERSION };
 
 export interface UpstreamFactoryContext {
   config: DaemonConfig;

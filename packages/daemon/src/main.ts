@@ -5,11 +5,13 @@
 
 import { UnsafeDirectoryError } from "@loxmcp/common";
 import { ConfigError, describeConfig, EX_CONFIG, loadConfig } from "./config.js";
-import { Daemon, VERSION } from "./daemon.js";
+import type { StartResult } from "./daemon.js";
 import { createLogger, secrets } from "./log.js";
-import { policyPlugin } from "./policy/plugin.js";
-import { probeMain } from "./probe.js";
-import { createUpstreamSession } from "./wiring.js";
+import { probeSocket } from "./mux/instance.js";
+import { VERSION } from "./version.js";
+
+// The relay, SDK and policy modules are loaded only once the configuration is valid and no
+// other daemon answers on the socket: config errors and "already running" exit fast.
 
 const USAGE = `usage: loxmcpd [--insecure-tls] [--version] [--help]
        loxmcpd --probe [--url <mcp-url>] [--call <tool> [--args JSON]] [--json] [--timeout S]
@@ -28,7 +30,13 @@ Configuration (environment > <config dir>/.env > <config dir>/config.json):
 
 async function main(argv: string[]): Promise<void> {
   // One-shot upstream check (`loxmcp login-check`): no socket, no lock, prints a summary, exits.
-  if (argv.includes("--probe")) process.exit(await probeMain(argv, createUpstreamSession));
+  if (argv.includes("--probe")) {
+    const [{ probeMain }, { createUpstreamSession }] = await Promise.all([
+      import("./probe.js"),
+      import("./wiring.js"),
+    ]);
+    process.exit(await probeMain(argv, createUpstreamSession));
+  }
   let insecureTls = false;
   for (const arg of argv) {
     if (arg === "--insecure-tls") insecureTls = true;
@@ -58,6 +66,13 @@ async function main(argv: string[]): Promise<void> {
   }
   if (typeof config.password === "string") secrets.add(config.password);
 
+  // Fast path for racing starters: a live daemon already answers on the socket.
+  const live = await probeSocket(config.paths.socket);
+  if (live.kind === "live") {
+    process.stderr.write(`loxmcpd already running${live.pid === undefined ? "" : ` (pid ${live.pid})`}\n`);
+    process.exit(0);
+  }
+
   const pretty = process.stderr.isTTY === true || config.debug;
   let log: ReturnType<typeof createLogger>;
   try {
@@ -75,6 +90,12 @@ async function main(argv: string[]): Promise<void> {
   }
   const logger = log.logger;
   logger.info({ config: describeConfig(config) }, "configuration loaded");
+
+  const [{ Daemon }, { createUpstreamSession }, { policyPlugin }] = await Promise.all([
+    import("./daemon.js"),
+    import("./wiring.js"),
+    import("./policy/plugin.js"),
+  ]);
 
   let exiting = false;
   const daemon = new Daemon({
@@ -110,7 +131,7 @@ async function main(argv: string[]): Promise<void> {
     logger.error({ err: reason }, "unhandled promise rejection");
   });
 
-  let result: Awaited<ReturnType<Daemon["start"]>>;
+  let result: StartResult;
   try {
     result = await daemon.start();
   } catch (err) {
