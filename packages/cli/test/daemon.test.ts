@@ -199,6 +199,15 @@ describe("loxmcp status / logs / relogin / stop against a real daemon", () => {
     expect(r.stderr).toContain("loxmcp service start");
   });
 
+  it("start: a configuration error ends the wait at once with the daemon's own message", async () => {
+    const r = await sb.run(["start"], { timeoutMs: 40_000 }, { LOXONE_SERIAL: "" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("LOXONE_SERIAL is missing");
+    expect(r.stderr).toContain("exited with code 78");
+    const st = await sb.run(["status", "--json"]);
+    expect(JSON.parse(st.stdout).state).toBe("down");
+  });
+
   it("start: starts a detached daemon, waits for its socket, and is idempotent", async () => {
     const r = await sb.run(["start"], { timeoutMs: 40_000 });
     expect(r.code, r.stdout + r.stderr).toBe(0);

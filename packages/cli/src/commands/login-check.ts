@@ -1,5 +1,5 @@
 /**
- * `loxmcp login-check [--url <mcp-url>] [--call <tool> [--args JSON]] [--json]`: one-shot check
+ * `loxmcp login-check [--url <mcp-url>] [--fresh] [--call <tool> [--args JSON]] [--json]`: one-shot check
  * of the whole upstream path (resolve, headless login, initialize, tools/list, optionally one
  * tool call). It does not need the daemon running and never touches tokens itself: it runs
  * `loxmcpd --probe …`, the daemon's own client code in a separate one-shot process, and passes
@@ -17,6 +17,10 @@ export const loginCheckCommand: CommandSpec = {
       flags: "--url <mcp-url>",
       description: "talk to this MCP URL directly instead of resolving the serial via connect (direct mode)",
     },
+    {
+      flags: "--fresh",
+      description: "forget the stored tokens of this Miniserver/URL first, so the password is really checked",
+    },
     { flags: "--call <tool>", description: "also call this tool (read tools only make sense here)" },
     { flags: "--args <json>", description: "arguments for --call, as a JSON object", defaultValue: "{}" },
     { flags: "--timeout <seconds>", description: "give up after this many seconds", defaultValue: "90" },
@@ -31,6 +35,7 @@ export const loginCheckCommand: CommandSpec = {
     const call = optString(opts, "call");
     const callArgs = optString(opts, "args") ?? "{}";
     if (url !== undefined) args.push("--url", url);
+    if (optBool(opts, "fresh")) args.push("--fresh");
     if (call !== undefined) {
       try {
         const parsed: unknown = JSON.parse(callArgs);

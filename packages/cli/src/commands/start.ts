@@ -1,7 +1,22 @@
 /** `loxmcp start`: start the daemon if it is not running (installed service first, else detached), wait for its socket. */
+import { existsSync } from "node:fs";
 import { connectOrStartDaemon, DaemonUnreachableError, startTimeoutFromEnv } from "@loxmcp/common";
 import { CliError, type CommandSpec, optNumber, parseSeconds } from "../command.js";
+import { type LogLine, prettyLine, tailLines } from "./logs.js";
 import { fetchStatus, hintFor } from "./status.js";
+
+/** The last few error lines (or plain-text lines) of the daemon log, pretty-printed. */
+function lastProblems(file: string): string[] {
+  if (!existsSync(file)) return [];
+  try {
+    const keep = (l: LogLine) => l.obj === undefined || (l.level ?? 0) >= 50;
+    return tailLines(file, 3, keep).lines.map(
+      (l) => `loxmcpd: ${l.obj ? prettyLine(l, false) : l.raw.replace(/^loxmcpd: /, "")}`,
+    );
+  } catch {
+    return [];
+  }
+}
 
 export const startCommand: CommandSpec = {
   name: "start",
@@ -24,7 +39,11 @@ export const startCommand: CommandSpec = {
       c.socket.destroy();
       started = c.started;
     } catch (err) {
-      if (err instanceof DaemonUnreachableError) throw new CliError(err.code, err.message);
+      if (err instanceof DaemonUnreachableError) {
+        // the daemon's own last words (e.g. "config error: LOXONE_SERIAL is missing …") are in its log
+        if (err.detail.exitCode !== undefined) for (const l of lastProblems(ctx.paths.logFile)) ctx.err(l);
+        throw new CliError(err.code, err.message);
+      }
       throw err;
     }
     const s = await fetchStatus(ctx);
