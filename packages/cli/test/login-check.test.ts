@@ -65,6 +65,37 @@ describe("loxmcp login-check", () => {
     expect(s.sim.stats().failedLogins).toBeLessThanOrEqual(1);
   });
 
+  it("reuses valid stored tokens, and --fresh really checks the password again", async () => {
+    const first = await box.run(["login-check"], { timeoutMs: 60_000 });
+    expect(first.code, `${first.stdout}\n${first.stderr}`).toBe(0);
+    expect(first.stdout).toMatch(/login:\s+ok \(logged in\)/);
+    const reused = await box.run(
+      ["login-check"],
+      { timeoutMs: 60_000 },
+      { LOXONE_PASSWORD: "changed-password" },
+    );
+    expect(reused.code, `${reused.stdout}\n${reused.stderr}`).toBe(0);
+    expect(reused.stdout).toMatch(/login:\s+ok \(stored tokens/);
+    expect(s.sim.stats().logins).toBe(1);
+    const fresh = await box.run(
+      ["login-check", "--fresh"],
+      { timeoutMs: 60_000 },
+      { LOXONE_PASSWORD: "changed-password" },
+    );
+    expect(fresh.code, `${fresh.stdout}\n${fresh.stderr}`).toBe(1);
+    expect(fresh.stdout).toMatch(/login:\s+REJECTED/);
+  });
+
+  it("an unreachable URL fails after the first attempt with a network hint, not at the probe's deadline", async () => {
+    // --timeout 600: only failing on the first attempt finishes within the run's 60 s deadline.
+    const r = await box.run(["login-check", "--url", "http://127.0.0.1:9/mcp", "--timeout", "600"], {
+      timeoutMs: 60_000,
+    });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(1);
+    expect(r.stdout).toMatch(/login:\s+failed/);
+    expect(r.stdout).toMatch(/hint:.*cannot reach the URL/);
+  });
+
   it("--url talks to a relay directly (no connect request) and stores the login under that URL", async () => {
     const relay = s.sim.relayUrls[1] as string;
     s.sim.resetStats();

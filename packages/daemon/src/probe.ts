@@ -9,12 +9,13 @@
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import { ConfigError, type DaemonConfig, EX_CONFIG, loadConfig } from "./config.js";
-import type { Upstream, UpstreamState } from "./contracts.js";
+import type { Upstream, UpstreamState, UpstreamStatus } from "./contracts.js";
 import { UpstreamError } from "./contracts.js";
 import type { UpstreamFactory } from "./daemon.js";
 import { createLogger, secrets } from "./log.js";
 import { safeUrl } from "./relay/url.js";
 import { openDatabase } from "./store/db.js";
+import { TokenStore } from "./store/tokens.js";
 
 export interface ProbeCall {
   name: string;
@@ -34,6 +35,8 @@ export interface ProbeOptions {
   clientInformation?: OAuthClientInformationMixed;
   /** Answers server→client requests (elicitation …) raised while the tool call runs. */
   onServerRequest?: (req: { method: string; params?: unknown }) => Promise<unknown>;
+  /** Forget the stored tokens of this upstream first: a real login with the current credentials. */
+  fresh?: boolean;
 }
 
 export interface ProbeSummary {
@@ -44,6 +47,8 @@ export interface ProbeSummary {
   /** The MCP URL traffic went to (resolved relay entry, or the direct URL). */
   entry?: string;
   login: "ok" | "rejected" | "failed";
+  /** True when this run logged in (false: stored tokens were still valid and were used). */
+  freshLogin: boolean;
   state: UpstreamState;
   server?: { name: string; version: string; protocolVersion: string };
   tools: string[];
@@ -66,6 +71,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
     mode: direct ? "direct" : "connect",
     target: safeUrl(target),
     login: "failed",
+    freshLogin: false,
     state: "starting",
     tools: [],
     durationMs: 0,
@@ -82,10 +88,23 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
     };
     if (opts.fetch) ctx.fetch = opts.fetch;
     if (opts.clientInformation) ctx.clientInformation = opts.clientInformation;
+    // The token store is keyed like the session keys it: the URL in direct mode, else the serial.
+    if (opts.fresh) new TokenStore(db).clearTokens(direct ? new URL(target).href : config.serial);
     upstream = opts.createUpstream(ctx);
+    const session = upstream;
+    // One shot: the first failed attempt ("degraded": the session would back off and retry) ends it.
+    let onState: ((st: UpstreamStatus) => void) | undefined;
+    const firstFailure = new Promise<never>((_, reject) => {
+      onState = (st) => {
+        if (st.state === "degraded")
+          reject(new UpstreamError("UNAVAILABLE", st.reason ?? "the first attempt failed"));
+      };
+      session.on("state", onState);
+    });
+    firstFailure.catch(() => {});
     upstream.start();
     try {
-      await upstream.whenReady(Math.max(1, deadline - Date.now()));
+      await Promise.race([upstream.whenReady(Math.max(1, deadline - Date.now())), firstFailure]);
     } catch (err) {
       const st = upstream.status();
       summary.state = st.state;
@@ -95,11 +114,14 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
       summary.login = /LOGIN_REJECTED|login was rejected/i.test(text) ? "rejected" : "failed";
       summary.hint = hintFor(text, summary);
       return summary;
+    } finally {
+      if (onState) upstream.off("state", onState);
     }
     const st = upstream.status();
     summary.state = st.state;
     if (st.entry) summary.entry = safeUrl(st.entry);
     summary.login = "ok";
+    summary.freshLogin = st.counters.logins > 0;
     const info = upstream.initializeInfo();
     if (info) {
       summary.server = {
@@ -200,7 +222,8 @@ export function formatProbeSummary(s: ProbeSummary): string[] {
   const lines: string[] = [];
   lines.push(`mode:      ${s.mode === "direct" ? "direct URL" : "connect resolution"} (${s.target})`);
   if (s.entry) lines.push(`entry:     ${s.entry}`);
-  lines.push(`login:     ${s.login === "ok" ? "ok" : s.login === "rejected" ? "REJECTED" : "failed"}`);
+  const ok = s.freshLogin ? "ok (logged in)" : "ok (stored tokens still valid; --fresh logs in again)";
+  lines.push(`login:     ${s.login === "ok" ? ok : s.login === "rejected" ? "REJECTED" : "failed"}`);
   if (s.server)
     lines.push(`server:    ${s.server.name} ${s.server.version} (protocol ${s.server.protocolVersion})`);
   if (s.login === "ok") {
@@ -223,6 +246,7 @@ export interface ProbeArgs {
   json: boolean;
   timeoutMs: number;
   insecureTls: boolean;
+  fresh: boolean;
 }
 
 export class ProbeUsageError extends Error {
@@ -235,7 +259,7 @@ export class ProbeUsageError extends Error {
 
 /** Parses the arguments after `--probe`. */
 export function parseProbeArgs(argv: readonly string[]): ProbeArgs {
-  const out: ProbeArgs = { json: false, timeoutMs: 90_000, insecureTls: false };
+  const out: ProbeArgs = { json: false, timeoutMs: 90_000, insecureTls: false, fresh: false };
   let callName: string | undefined;
   let callArgs: Record<string, unknown> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -262,6 +286,7 @@ export function parseProbeArgs(argv: readonly string[]): ProbeArgs {
       callArgs = parsed as Record<string, unknown>;
     } else if (a === "--json") out.json = true;
     else if (a === "--insecure-tls") out.insecureTls = true;
+    else if (a === "--fresh") out.fresh = true;
     else if (a === "--timeout") {
       const n = Number(value());
       if (!Number.isFinite(n) || n <= 0)
@@ -274,7 +299,7 @@ export function parseProbeArgs(argv: readonly string[]): ProbeArgs {
 }
 
 /**
- * `loxmcpd --probe [--url U] [--call T [--args JSON]] [--json] [--timeout S]`: prints the summary
+ * `loxmcpd --probe [--url U] [--fresh] [--call T [--args JSON]] [--json] [--timeout S]`: prints the summary
  * (text or one JSON object) to stdout; resolves with the exit code (0 ok, 1 failed, 78 config).
  */
 export async function probeMain(
@@ -319,6 +344,7 @@ export async function probeMain(
       logger: log.logger.child({ component: "probe" }),
     };
     if (args.call) probeOpts.call = args.call;
+    if (args.fresh) probeOpts.fresh = true;
     const summary = await runProbe(probeOpts);
     if (args.json) io.out(`${JSON.stringify(summary)}\n`);
     else io.out(`${formatProbeSummary(summary).join("\n")}\n`);
