@@ -6,7 +6,11 @@ import { readdirSync, readFileSync } from "node:fs";
 import { ErrorCodes, resolvePaths } from "@loxmcp/common";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import {
+  ElicitRequestSchema,
+  McpError,
+  ToolListChangedNotificationSchema,
+} from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DAEMON_BIN, type DaemonStatus } from "../../../test-support/daemon.js";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
@@ -72,14 +76,22 @@ describe("shim + real daemon + simulator", () => {
     home.cleanup();
   });
 
-  async function connect(name: string): Promise<{ client: Client; transport: StdioClientTransport }> {
+  async function connect(
+    name: string,
+    elicit?: (message: string) => { action: "accept" | "decline"; content?: Record<string, unknown> },
+  ): Promise<{ client: Client; transport: StdioClientTransport }> {
     const transport = new StdioClientTransport({
       command: process.execPath,
       args: [SHIM_BIN, "--name", name],
       env,
       stderr: "pipe",
     });
-    const client = new Client({ name: `${name}-info`, version: "1.0.0" });
+    const client = new Client(
+      { name: `${name}-info`, version: "1.0.0" },
+      elicit ? { capabilities: { elicitation: {} } } : {},
+    );
+    if (elicit)
+      client.setRequestHandler(ElicitRequestSchema, async (req) => elicit(String(req.params.message)));
     const entry = { client, transport };
     clients.push(entry);
     await client.connect(transport);
@@ -174,5 +186,25 @@ describe("shim + real daemon + simulator", () => {
         .reduce((sum, e) => sum + e.count, 0);
     expect(runs("on")).toBeLessThanOrEqual(1);
     expect(runs("off")).toBe(1);
+  });
+
+  it("routes the daemon's elicitation to the client through the shim and the answer back", async () => {
+    env = { ...env, LOXMCP_POLICY: "confirm" };
+    const asked: string[] = [];
+    const { client } = await connect("asker", (m) => {
+      asked.push(m);
+      return { action: "accept", content: { confirm: true } };
+    });
+    const door = sim.sim.house().controls.find((c) => c.type === "Intercom" || /door/i.test(c.name));
+    if (!door) throw new Error("simulator has no door control");
+    sim.sim.resetStats();
+    const res = await client.callTool({
+      name: "control_command",
+      arguments: { uuid: door.uuid, command: "open" },
+    });
+    expect(res.isError, JSON.stringify(res.content)).toBeFalsy();
+    expect(asked).toHaveLength(1);
+    expect(asked[0]).toContain(door.name);
+    expect(sim.sim.stats().executions.filter((e) => e.tool === "control_command")).toHaveLength(1);
   });
 });
