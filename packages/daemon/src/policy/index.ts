@@ -17,7 +17,7 @@ import type {
   Upstream,
 } from "../contracts.js";
 import { ControlError, UpstreamError } from "../contracts.js";
-import type { AuditQuery, AuditRow } from "../store/audit.js";
+import type { AuditEvent, AuditQuery, AuditRow } from "../store/audit.js";
 import { AuditStore } from "../store/audit.js";
 import type { Database } from "../store/db.js";
 import { SnapshotStore } from "../store/snapshots.js";
@@ -63,6 +63,8 @@ const ESTOP_KEY = "emergencyStop";
 const MOTOR_TYPES = /^(Jalousie|Gate|Window|AutomaticJalousie|CentralJalousie|CentralGate)$/i;
 const JSONRPC_INVALID_PARAMS = -32602;
 const DAY_MS = 86_400_000;
+const AUDIT_FLUSH_MS = 50;
+const AUDIT_BATCH = 200;
 
 export interface EmergencyStopState {
   active: boolean;
@@ -164,6 +166,13 @@ class PolicyEngine implements PolicyGate {
   private states = new Map<string, Record<string, unknown>>();
   private refreshing: Promise<{ snapshot: Snapshot; changed: boolean }> | undefined;
   private lastOnDemandRefresh = 0;
+  /**
+   * Read events wait here up to AUDIT_FLUSH_MS and go to SQLite in one transaction: with
+   * synchronous=FULL every commit is an fsync (~3 ms), too slow for every read. Writes and control
+   * actions are stored (with everything queued before them) before their answer goes out.
+   */
+  private auditQueue: AuditEvent[] = [];
+  private auditTimer: NodeJS.Timeout | undefined;
   /** Socket connections that made MCP tool calls: they may not approve or resume (the person's side). */
   private readonly mcpConnections = new Set<string>();
   private structureError: string | undefined;
@@ -221,6 +230,7 @@ class PolicyEngine implements PolicyGate {
     this.upstream.off("state", this.onState);
     this.upstream.off("toolsChanged", this.onToolsChanged);
     await this.refreshing?.catch(() => {});
+    this.flushAudit();
   }
 
   private pruneAudit(): void {
@@ -389,22 +399,25 @@ class PolicyEngine implements PolicyGate {
             report = { ...pick(c), ok: false, answer: errorText(err) };
           }
           stopped.push(report);
-          this.audit.record({
-            ts: t0,
-            client: by,
-            tool: tool.name,
-            args: { [uuidArg]: c.uuid, [commandArg]: "stop" },
-            kind: "write",
-            target: c.uuid,
-            controlName: c.name,
-            controlType: c.type,
-            command: "stop",
-            tier: "T1",
-            decision: "allowed",
-            reason: "emergency stop",
-            outcome: report.ok ? "ok" : "error",
-            latencyMs: this.now() - t0,
-          });
+          this.queueAudit(
+            {
+              ts: t0,
+              client: by,
+              tool: tool.name,
+              args: { [uuidArg]: c.uuid, [commandArg]: "stop" },
+              kind: "write",
+              target: c.uuid,
+              controlName: c.name,
+              controlType: c.type,
+              command: "stop",
+              tier: "T1",
+              decision: "allowed",
+              reason: "emergency stop",
+              outcome: report.ok ? "ok" : "error",
+              latencyMs: this.now() - t0,
+            },
+            true,
+          );
         }
       };
       await Promise.all(Array.from({ length: Math.min(4, motors.length) }, worker));
@@ -755,6 +768,27 @@ class PolicyEngine implements PolicyGate {
     }
   }
 
+  private queueAudit(e: AuditEvent, now: boolean): void {
+    this.auditQueue.push(e);
+    if (now || this.auditQueue.length >= AUDIT_BATCH) {
+      this.flushAudit();
+    } else if (!this.auditTimer) {
+      this.auditTimer = setTimeout(() => this.flushAudit(), AUDIT_FLUSH_MS);
+    }
+  }
+
+  private flushAudit(): void {
+    if (this.auditTimer) clearTimeout(this.auditTimer);
+    this.auditTimer = undefined;
+    const batch = this.auditQueue;
+    this.auditQueue = [];
+    try {
+      this.audit.recordMany(batch);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, events: batch.length }, "could not write audit events");
+    }
+  }
+
   private recordAudit(
     call: CallToolParams,
     ctx: CallContext | ControlContext,
@@ -762,26 +796,29 @@ class PolicyEngine implements PolicyGate {
     t0: number,
   ): void {
     try {
-      this.audit.record({
-        ts: t0,
-        connId: ctx.client.connId,
-        client: ctx.client.name,
-        ...(ctx.client.pid !== undefined ? { clientPid: ctx.client.pid } : {}),
-        tool: call.name,
-        args: redactArgs(call.arguments ?? {}, { nfc: d.nfc === true }),
-        kind: d.kind,
-        ...(d.target !== undefined ? { target: d.target } : {}),
-        ...(d.controlName !== undefined ? { controlName: d.controlName } : {}),
-        ...(d.controlType !== undefined ? { controlType: d.controlType } : {}),
-        ...(d.command !== undefined
-          ? { command: d.nfc ? String(redactArgs(d.command, { nfc: true })) : d.command }
-          : {}),
-        ...(d.tier !== undefined ? { tier: d.tier } : {}),
-        decision: d.decision,
-        ...(d.reason !== undefined ? { reason: String(redactArgs(d.reason)).slice(0, 1000) } : {}),
-        outcome: d.outcome,
-        latencyMs: this.now() - t0,
-      });
+      this.queueAudit(
+        {
+          ts: t0,
+          connId: ctx.client.connId,
+          client: ctx.client.name,
+          ...(ctx.client.pid !== undefined ? { clientPid: ctx.client.pid } : {}),
+          tool: call.name,
+          args: redactArgs(call.arguments ?? {}, { nfc: d.nfc === true }),
+          kind: d.kind,
+          ...(d.target !== undefined ? { target: d.target } : {}),
+          ...(d.controlName !== undefined ? { controlName: d.controlName } : {}),
+          ...(d.controlType !== undefined ? { controlType: d.controlType } : {}),
+          ...(d.command !== undefined
+            ? { command: d.nfc ? String(redactArgs(d.command, { nfc: true })) : d.command }
+            : {}),
+          ...(d.tier !== undefined ? { tier: d.tier } : {}),
+          decision: d.decision,
+          ...(d.reason !== undefined ? { reason: String(redactArgs(d.reason)).slice(0, 1000) } : {}),
+          outcome: d.outcome,
+          latencyMs: this.now() - t0,
+        },
+        d.kind !== "read",
+      );
     } catch (err) {
       this.log.error({ err: (err as Error).message, tool: call.name }, "could not write the audit event");
     }
@@ -871,6 +908,7 @@ class PolicyEngine implements PolicyGate {
           throw new ControlError(JSONRPC_INVALID_PARAMS, "limit must be a positive number");
         q.limit = n;
       }
+      this.flushAudit();
       const events: AuditRow[] = this.audit.query(q);
       return { events };
     });

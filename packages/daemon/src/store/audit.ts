@@ -116,6 +116,14 @@ export class AuditStore {
     return Number(info.lastInsertRowid);
   }
 
+  /** Stores several events in one transaction (one fsync). */
+  recordMany(events: readonly AuditEvent[]): void {
+    if (events.length === 0) return;
+    this.db.transaction(() => {
+      for (const e of events) this.record(e);
+    })();
+  }
+
   query(q: AuditQuery = {}): AuditRow[] {
     const where: string[] = [];
     const params: Record<string, unknown> = {};
