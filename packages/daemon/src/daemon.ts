@@ -159,7 +159,7 @@ export class Daemon {
     upstream.on("state", (s) => {
       const fields = { state: s.state, reason: s.reason, entry: s.entry };
       if (s.state === "auth_failed" || s.state === "degraded") logger.warn(fields, `upstream ${s.state}`);
-      else logger.info(fields, `upstream ${s.state}`);
+      else logger.debug(fields, `upstream ${s.state}`);
     });
 
     this.gate = new PassThroughGate(async (name) => {
