@@ -834,6 +834,11 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     };
     client.onerror = (err) => {
       this.log.debug({ conn: conn.id, error: describe(err) }, "transport reported an error");
+      // The SDK gave up resuming the server's notification stream (GET SSE): without it we would
+      // silently miss tools/list_changed and other notifications, so start a fresh session.
+      if (/Maximum reconnection attempts/.test(describe(err)) && this.conn === conn && !conn.retired) {
+        this.dropConn(conn, "session", "the server's notification stream could not be resumed");
+      }
     };
     client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
       if (this.conn !== conn) return;
