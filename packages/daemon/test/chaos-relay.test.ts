@@ -70,6 +70,10 @@ describe("chaos: relay rotation/kill, session expiry, token expiry/revocation un
     }
 
     const problems = rig.ledgers.flatMap((l, i) => l.problems().map((p) => `client ${i}: ${p}`));
+    const counters = (await rig.daemon.status()).counters;
+    console.info(
+      `${expect.getState().currentTestName}: ${JSON.stringify(outcomeSummary(load.records))} daemon ${JSON.stringify(counters)}`,
+    );
     expect(problems).toEqual([]);
     const stats = sim.stats();
     expect(checkExecutions(stats, rig.writeTool, load.records)).toEqual([]);
