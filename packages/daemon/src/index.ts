@@ -40,3 +40,4 @@ export { requireSecureUrl, safeUrl } from "./relay/url.js";
 export { openDatabase, StoreError } from "./store/db.js";
 export { type Migration, migrations } from "./store/migrations.js";
 export { type RelayEntry, type StoredTokens, TokenStore } from "./store/tokens.js";
+export { createUpstreamSession } from "./wiring.js";
