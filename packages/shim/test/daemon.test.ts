@@ -52,6 +52,7 @@ describe("shim + real daemon + simulator", () => {
   let sim: SimHandle;
   let env: Record<string, string>;
   let clients: Array<{ client: Client; transport: StdioClientTransport }> = [];
+  let transportErrors: string[] = [];
 
   beforeEach(async () => {
     home = makeHome();
@@ -62,6 +63,7 @@ describe("shim + real daemon + simulator", () => {
   afterEach(async () => {
     for (const c of clients) await c.client.close().catch(() => {});
     clients = [];
+    transportErrors = [];
     for (const pid of daemonPids(home.home)) {
       try {
         process.kill(pid, "SIGTERM");
@@ -92,6 +94,8 @@ describe("shim + real daemon + simulator", () => {
     );
     if (elicit)
       client.setRequestHandler(ElicitRequestSchema, async (req) => elicit(String(req.params.message)));
+    // Anything on the shim's stdout that is not MCP would surface here.
+    client.onerror = (e) => transportErrors.push(`${name}: ${e.message}`);
     const entry = { client, transport };
     clients.push(entry);
     await client.connect(transport);
@@ -115,6 +119,7 @@ describe("shim + real daemon + simulator", () => {
     expect(daemonPids(home.home)).toEqual([st.pid]);
     const me = st.clients.find((c) => c.pid === transport.pid);
     expect(me).toMatchObject({ name: "claude-test", pid: transport.pid, ppid: process.pid });
+    expect(transportErrors).toEqual([]);
   });
 
   it("several shims racing with no daemon start exactly one daemon and share one login", async () => {
@@ -131,6 +136,7 @@ describe("shim + real daemon + simulator", () => {
     expect(daemonPids(home.home)).toEqual([st.pid]);
     expect(st.clients.filter((c) => String(c.name).startsWith("racer-"))).toHaveLength(n);
     expect(sim.sim.stats().logins).toBe(1);
+    expect(transportErrors).toEqual([]);
   });
 
   it("survives kill -9 of the daemon: in-flight call errors, daemon restarts, next call works, no duplicate write", async () => {

@@ -139,6 +139,7 @@ describe("bridge over a real socket", () => {
     s.send(INIT);
     await s.waitMessage((m) => m.id === 0 && "result" in m, "initialize via the custom socket");
     expect(listener.allFrames().map((f) => f.method)).toEqual(["loxmcp/hello", "initialize"]);
+    expect((listener.allFrames()[0]!.params as { name: unknown }).name).toBeNull(); // no --name
   });
 
   it("answers garbage and oversized lines with errors and keeps running; stdout has only JSON-RPC", async () => {
