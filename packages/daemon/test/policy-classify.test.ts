@@ -13,6 +13,7 @@ import type { CallToolResult } from "../src/contracts.js";
 import { buildCatalog, classifyWrite, extractTarget } from "../src/policy/classify.js";
 import { ApprovalBook, modeForClient } from "../src/policy/confirm.js";
 import { RateLimiter } from "../src/policy/ratelimit.js";
+import { readBackMismatch } from "../src/policy/readback.js";
 import { redactArgs } from "../src/policy/redact.js";
 import { diffControls, fetchStructure } from "../src/policy/structure.js";
 import { DEFAULT_POLICY_CONFIG, PolicyDenied, type SnapshotControl } from "../src/policy/types.js";
@@ -224,6 +225,24 @@ describe("approvals, modes, rate limits, redaction", () => {
     expect(out).toContain("output/1");
     expect(out).toContain("kitchen");
     expect(JSON.stringify(redactArgs({ command: "addCode/123456" }, { nfc: true }))).not.toContain("123456");
+  });
+});
+
+describe("read-back check", () => {
+  it("flags states that differ from the command, stays quiet when they match or cannot tell", () => {
+    const blinds = ctl("Office Blinds");
+    expect(readBackMismatch(blinds, "manualPosition/55", { position: 55 })).toBeUndefined();
+    expect(readBackMismatch(blinds, "manualPosition/55", { position: 0.55 })).toBeUndefined();
+    expect(readBackMismatch(blinds, "manualPosition/55", { position: 0 })).toMatch(
+      /position is 0, asked for 55.*moving/,
+    );
+    const alarm = ctl("Burglar Alarm");
+    expect(readBackMismatch(alarm, "off", { armed: false })).toBeUndefined();
+    expect(readBackMismatch(alarm, "off", { armed: true })).toMatch(/armed is true/);
+    expect(
+      readBackMismatch(ctl("Bedroom Climate"), "setComfortTemperature/30", { comfortTemperature: 22 }),
+    ).toMatch(/comfortTemperature is 22/);
+    expect(readBackMismatch(ctl("Garage Door"), "open", { position: 0 })).toBeUndefined();
   });
 });
 

@@ -33,6 +33,7 @@ import {
 } from "./classify.js";
 import { ApprovalBook, confirmByElicitation, modeForClient, type PendingApproval } from "./confirm.js";
 import { RateLimiter } from "./ratelimit.js";
+import { readBackMismatch } from "./readback.js";
 import { redactArgs } from "./redact.js";
 import {
   type CallTool,
@@ -630,7 +631,7 @@ class PolicyEngine implements PolicyGate {
     const res = await this.send(call, forward, false, draft);
     if (!res.isError && control) this.rememberStates(res, control.uuid);
     if (!res.isError && control && target && (cls.tier === "T2" || cls.tier === "T3")) {
-      return this.readBack(res, control, target.uuid, forward);
+      return this.readBack(res, control, target.uuid, target.command, forward);
     }
     return res;
   }
@@ -704,6 +705,7 @@ class PolicyEngine implements PolicyGate {
     res: CallToolResult,
     control: SnapshotControl,
     uuid: string,
+    command: string,
     forward: ForwardCall,
   ): Promise<CallToolResult> {
     const describe = this.catalog?.describe;
@@ -721,6 +723,11 @@ class PolicyEngine implements PolicyGate {
         } else {
           const text = resultText(back);
           note = `loxmcp read-back of "${control.name}" (${control.room}) after the command: ${text}`;
+          this.rememberStates(back, control.uuid);
+          const states = this.states.get(control.uuid.toLowerCase());
+          const differs = states ? readBackMismatch(control, command, states) : undefined;
+          if (differs)
+            note += `\nloxmcp warning: the state differs from what was asked: ${differs}; check it before assuming the command worked`;
         }
       } catch (err) {
         note = `loxmcp warning: the state of "${control.name}" could not be read back (${errorText(err)}); check it before assuming it changed`;
