@@ -72,13 +72,15 @@ macOS: ~/Library/LaunchAgents/com.loxmcp.daemon.plist, then launchctl bootstrap 
           );
         }
         const s = await fetchStatus(ctx);
-        if (s.state !== "down" && !svc.state().active) {
-          ctx.out(
-            `stopping the daemon that runs outside the service (pid ${s.pid ?? "?"}) so the service can take over`,
-          );
-          await stopDaemon(ctx, 15_000);
-        }
+        const outside = s.state !== "down" && svc.state().active !== true;
+        // install first: if the service manager is unusable, the running daemon is left alone
         for (const l of svc.install()) ctx.out(l);
+        if (outside) {
+          // the service's daemon found this one live and stepped aside (exit 0): hand over
+          ctx.out(`handing over from the daemon started outside the service (pid ${s.pid ?? "?"})`);
+          await stopDaemon(ctx, 15_000);
+          for (const l of svc.start()) ctx.out(l);
+        }
         return 0;
       }
       case "uninstall":
