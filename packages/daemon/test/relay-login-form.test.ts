@@ -66,6 +66,10 @@ async function startAs() {
       if (mode === "auto") return back({ code: "auto-code", state });
       if (mode === "denied") return back({ error: "access_denied", state });
       if (mode === "badstate") return back({ code: "c", state: "other" });
+      if (mode === "down") {
+        res.writeHead(503, { "content-type": "text/html" });
+        return res.end("<p>maintenance</p>");
+      }
       if (mode === "json") {
         res.writeHead(200, { "content-type": "application/json" });
         return res.end("{}");
@@ -170,5 +174,9 @@ describe("headlessAuthorize", () => {
       AuthorizationDeniedError,
     );
     await expect(headlessAuthorize(as.authorize("json"), opts())).rejects.toBeInstanceOf(LoginFormError);
+    // An overloaded authorization server is "try later", not a rejected login.
+    await expect(headlessAuthorize(as.authorize("down"), opts())).rejects.toMatchObject({
+      code: "AUTH_UNAVAILABLE",
+    });
   });
 });

@@ -9,7 +9,13 @@ import { type HTMLElement, parse } from "node-html-parser";
 import type { Logger } from "pino";
 import { CookieJar } from "tough-cookie";
 import { safeUrl } from "../url.js";
-import { AuthError, AuthorizationDeniedError, LoginFormError, LoginRejectedError } from "./errors.js";
+import {
+  AuthError,
+  AuthorizationDeniedError,
+  AuthUnavailableError,
+  LoginFormError,
+  LoginRejectedError,
+} from "./errors.js";
 
 export interface HeadlessLoginOptions {
   /** The registered redirect_uri; reaching it ends the flow. */
@@ -88,6 +94,11 @@ export async function headlessAuthorize(authorizationUrl: URL, opts: HeadlessLog
 
     const type = res.headers.get("content-type") ?? "";
     const text = await res.text().catch(() => "");
+    if (res.status >= 500 || res.status === 429) {
+      throw new AuthUnavailableError(
+        `the authorization server answered HTTP ${res.status} at ${safeUrl(step.url)}; will retry later`,
+      );
+    }
     if (!/html/i.test(type) && !/<form[\s>]/i.test(text)) {
       const what = res.ok ? "a page without a form" : `HTTP ${res.status}`;
       throw new LoginFormError(

@@ -5,6 +5,7 @@
  * in `auth_failed` when the credentials are rejected — no hammering until `reset()`.
  */
 import { auth } from "@modelcontextprotocol/sdk/client/auth.js";
+import { ServerError, TemporarilyUnavailableError } from "@modelcontextprotocol/sdk/server/auth/errors.js";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { StoredTokens, TokenStore } from "../../store/tokens.js";
@@ -266,7 +267,7 @@ export class AuthManager {
         err instanceof AuthError
           ? err
           : new AuthUnavailableError(
-              `the authorization server is unreachable (${networkErrorCode(err) ?? "network error"}); will retry later`,
+              `the authorization server is unavailable (${networkErrorCode(err) ?? truncate(err instanceof Error ? err.message : String(err))}); will retry later`,
             );
       log.warn(
         { reason: e.message },
@@ -297,6 +298,9 @@ export class AuthManager {
 
 function isNetworkError(err: unknown): boolean {
   if (err instanceof AuthError) return err.code === "AUTH_UNAVAILABLE";
+  // The authorization server is overloaded or failing (5xx, temporarily_unavailable): not a rejection.
+  if (err instanceof TemporarilyUnavailableError) return true;
+  if (err instanceof ServerError && /^HTTP (5\d\d|429)\b/.test(err.message)) return true;
   if (networkErrorCode(err) !== undefined) return true;
   return err instanceof TypeError && /fetch failed|network/i.test(err.message);
 }
