@@ -2,6 +2,7 @@
 // Reports throughput, latency percentiles, errors, and what the simulator saw: logins and
 // upstream MCP sessions (both should stay 1), plus daemon and shim memory under that load.
 import { performance } from "node:perf_hooks";
+import { connectUpstream } from "./baseline-proxy.mjs";
 import {
   connectShim,
   envInt,
@@ -75,9 +76,37 @@ export async function run() {
     const elapsedMs = performance.now() - t0;
     clearInterval(sampler);
 
+    // What the simulator saw from the daemon (before the direct reference adds its own login).
+    const stats = await sim.stats();
     const daemonAfter = memOf(daemon.pid);
     const shimMem = clients.map((c) => memOf(c.pid)).filter(Boolean);
-    const stats = sim.stats();
+
+    // Reference: the simulator's own capacity — one direct SDK client with the same number of
+    // calls in flight overall. If this is as slow, the simulator (same machine) is the bottleneck.
+    const direct = await connectUpstream({
+      connectUrl: sim.connectUrl,
+      serial: sim.serial,
+      user: sim.user,
+      password: sim.password,
+    });
+    defer(() => direct.client.close());
+    const directLat = [];
+    let directNext = 0;
+    const d0 = performance.now();
+    await Promise.all(
+      Array.from({ length: shims * concurrency }, async () => {
+        while (directNext < latencies.length) {
+          directNext++;
+          const s = performance.now();
+          await direct.client.callTool({ name: tool, arguments: {} });
+          directLat.push(performance.now() - s);
+        }
+      }),
+    );
+    const directElapsed = performance.now() - d0;
+    const directSummary = summarize(directLat);
+    const directThroughput = directLat.length / (directElapsed / 1000);
+
     const lat = summarize(latencies);
     const throughput = latencies.length / (elapsedMs / 1000);
     const maxShimRss = Math.max(...shimMem.map((m) => m.rssMb));
@@ -93,6 +122,12 @@ export async function run() {
       latency: lat,
       errors: errors.length,
       errorSamples: errors.slice(0, 5),
+      directReference: {
+        calls: directLat.length,
+        inFlight: shims * concurrency,
+        throughputPerSec: round(directThroughput, 1),
+        latency: directSummary,
+      },
       simulatorLogins: stats.logins,
       simulatorSessions: stats.sessions,
       daemonRssMb: {
@@ -104,6 +139,7 @@ export async function run() {
       shimRssMb: { mean: round(meanShimRss, 1), max: maxShimRss },
       rows: [
         {
+          path: `${shims} shims → daemon → simulator`,
           calls: latencies.length,
           "throughput/s": round(throughput, 1),
           p50_ms: lat.p50,
@@ -114,6 +150,14 @@ export async function run() {
           sessions: stats.sessions,
           daemon_peak_rss_mb: peakDaemonRss,
           shim_max_rss_mb: maxShimRss,
+        },
+        {
+          path: "reference: 1 direct SDK client → simulator",
+          calls: directLat.length,
+          "throughput/s": round(directThroughput, 1),
+          p50_ms: directSummary.p50,
+          p99_ms: directSummary.p99,
+          max_ms: directSummary.max,
         },
       ],
       goals: [

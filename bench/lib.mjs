@@ -25,13 +25,53 @@ export function log(msg) {
   process.stderr.write(`[bench] ${msg}\n`);
 }
 
-/** Starts the simulator in this process. connect's rate limit is lifted: benchmarks resolve often. */
-export async function startSim(opts = {}) {
-  const mod = await import("@loxmcp/simulator");
-  if (typeof mod.startSimulator !== "function") {
-    throw new Error("@loxmcp/simulator does not export startSimulator: run `pnpm build` first");
-  }
-  return mod.startSimulator({ port: 0, connectRateLimit: 1_000_000, ...opts });
+export const SIM_BIN = join(REPO, "packages/simulator/bin/loxmcp-sim.js");
+
+/**
+ * Starts the simulator as its own process (`loxmcp-sim`), so that its CPU time is not spent on
+ * the benchmark's event loop (where the measuring SDK clients live). connect's rate limit is
+ * lifted: benchmarks resolve often. `stats()` reads the admin API (`GET /stats`).
+ */
+export async function startSim() {
+  const child = spawn(process.execPath, [SIM_BIN, "--port", "0", "--rate-limit", "1000000"], {
+    cwd: REPO,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  child.stderr.setEncoding("utf8").on("data", (d) => {
+    err += d;
+  });
+  const exited = new Promise((r) => child.once("exit", r));
+  const info = await new Promise((resolvePromise, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`simulator did not start:\n${err}`)), 20_000);
+    child.stdout.setEncoding("utf8").on("data", (d) => {
+      out += d;
+      const nl = out.indexOf("\n");
+      if (nl === -1) return;
+      clearTimeout(timer);
+      try {
+        resolvePromise(JSON.parse(out.slice(0, nl)));
+      } catch (e) {
+        reject(new Error(`simulator printed ${out.slice(0, nl)}: ${e.message}`));
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`simulator exited (${code}):\n${err}`)));
+  });
+  return {
+    ...info,
+    pid: child.pid,
+    async stats() {
+      const res = await fetch(`${info.adminUrl}/stats`);
+      return res.json();
+    },
+    async stop() {
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
 }
 
 /** A short private temp LOXMCP_HOME (Unix socket paths must stay short). */

@@ -53,7 +53,7 @@ export async function run() {
     await timeStart(process.execPath, [BASELINE_BIN], baseEnv, "warmup-baseline");
     await timeStart(process.execPath, [BASELINE_BIN], cachedEnv, "warmup-baseline-cached");
 
-    const loginsBefore = sim.stats().logins;
+    const loginsBefore = (await sim.stats()).logins;
     const shim = [];
     const baseline = [];
     const cached = [];
@@ -63,7 +63,7 @@ export async function run() {
       baseline.push(await timeStart(process.execPath, [BASELINE_BIN], baseEnv, "baseline"));
       cached.push(await timeStart(process.execPath, [BASELINE_BIN], cachedEnv, "baseline-cached"));
     }
-    const baselineLogins = sim.stats().logins - loginsBefore;
+    const baselineLogins = (await sim.stats()).logins - loginsBefore;
     log(`start: ${iterations} iterations done`);
 
     const s = summarize(shim);
