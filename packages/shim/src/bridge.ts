@@ -357,6 +357,8 @@ export class Bridge {
             this.checkDrained();
           }
         }
+        // Demand arrived while we only probed: start the daemon now, without a backoff sleep.
+        if (!allowStart && this.queue.length > 0) continue;
         attempt++;
         await this.backoff(attempt);
       }
