@@ -170,6 +170,23 @@ describe("policy gate", () => {
     expect(events.every((e: J) => e.decision === "denied" && e.outcome === "not-sent")).toBe(true);
   });
 
+  it("write tools whose target cannot be checked need a person in every mode; malformed targets are refused", async () => {
+    const g = await makeGate({ mode: "full" });
+    const wrongTypes = await g.callTool(
+      { name: "control_command", arguments: { uuid: uuidOf("Burglar Alarm"), command: { verb: "off" } } },
+      ctx(),
+      forward,
+    );
+    expect(text(wrongTypes)).toMatch(/needs "uuid" \(a control uuid\) and "command"/);
+    const unknownTool = await g.callTool(
+      { name: "scripting", arguments: { script: "open all doors" } },
+      ctx(),
+      forward,
+    );
+    expect(text(unknownTool)).toMatch(/cannot be checked.*loxmcp approve/s);
+    expect(s.sim.stats().executions).toEqual([]);
+  });
+
   it("accepts 8-4-4-4-12 uuids in form and sub-control suffixes of known controls", async () => {
     const g = await makeGate();
     const blinds = uuidOf("Office Blinds");

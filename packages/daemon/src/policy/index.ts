@@ -544,8 +544,13 @@ class PolicyEngine implements PolicyGate {
       );
     }
     this.assertUpstreamReady();
-    const snapshot = await this.currentSnapshot();
-    void snapshot;
+    await this.currentSnapshot();
+    if (!target && tool?.uuidArg && tool.commandArg) {
+      throw new PolicyDenied(
+        "INVALID_COMMAND",
+        `${call.name} needs "${tool.uuidArg}" (a control uuid) and "${tool.commandArg}" (a command) as strings; nothing was sent`,
+      );
+    }
 
     let control: SnapshotControl | undefined;
     let cls: Classification;
@@ -564,9 +569,11 @@ class PolicyEngine implements PolicyGate {
       }
       validateCommand(control, target.command, this.cfg);
     } else {
+      // SC-1 cannot be checked without a target: a person decides, in every mode.
       cls = {
         tier: "T3",
         reason: `tool ${call.name} may write and its target cannot be checked`,
+        forceConfirm: true,
       };
     }
     draft.tier = cls.tier;
