@@ -515,14 +515,14 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     }
     if (err instanceof AuthError) {
       // Getting a token failed before anything was sent.
-      if (err.code === "AUTH_UNAVAILABLE") {
-        return {
-          kind: "final",
-          error: new UpstreamError("UNAVAILABLE", `${err.message}; ${method} was not sent`),
-        };
+      if (this.auth.failedReason) {
+        this.enterAuthFailed(this.auth.failedReason);
+        return { kind: "final", error: this.authFailedError() };
       }
-      this.enterAuthFailed(err.message);
-      return { kind: "final", error: this.authFailedError() };
+      return {
+        kind: "final",
+        error: new UpstreamError("UNAVAILABLE", `${err.message}; ${method} was not sent`),
+      };
     }
     // A JSON-RPC error answered by the server: pass it through.
     if (err instanceof McpError && ctx.phase === "accepted" && !ctx.abortReason) {
@@ -591,8 +591,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   }
 
   private authError(err: unknown, method: string): UpstreamError {
-    if (err instanceof AuthError && err.code !== "AUTH_UNAVAILABLE") {
-      this.enterAuthFailed(err.message);
+    if (err instanceof AuthError && this.auth.failedReason) {
+      this.enterAuthFailed(this.auth.failedReason);
       return this.authFailedError();
     }
     return new UpstreamError("UNAVAILABLE", `${describe(err)}; ${method} did not run`);
@@ -788,8 +788,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
 
   private onConnectFailed(err: unknown): void {
     if (this.stopped) return;
-    if (err instanceof AuthError && err.code !== "AUTH_UNAVAILABLE") {
-      this.enterAuthFailed(err.message);
+    if (err instanceof AuthError && this.auth.failedReason) {
+      this.enterAuthFailed(this.auth.failedReason);
       return;
     }
     this.failures++;
