@@ -3,6 +3,7 @@
  * `commands/<name>.ts`; to add one: import it and append it to COMMANDS.
  */
 
+import { isAbsolute, resolve } from "node:path";
 import { resolvePaths } from "@loxmcp/common";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { CliError, type CommandContext, type CommandSpec } from "./command.js";
@@ -96,9 +97,22 @@ function addSpec(
   }
 }
 
+/**
+ * LOXMCP_HOME / LOXMCP_SOCKET made absolute: they end up in service files, client configs and
+ * the environment of a detached daemon whose working directory differs from ours.
+ */
+function absolutePathVars(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const key of ["LOXMCP_HOME", "LOXMCP_SOCKET"]) {
+    const v = out[key];
+    if (v && !isAbsolute(v)) out[key] = resolve(v);
+  }
+  return out;
+}
+
 /** Builds the commander program (exported for help/doc generation and tests). */
 export function buildProgram(opts: RunOptions = {}): { program: Command; state: { exitCode: number } } {
-  const env = opts.env ?? process.env;
+  const env = absolutePathVars(opts.env ?? process.env);
   const stdout = opts.stdout ?? process.stdout;
   const stderr = opts.stderr ?? process.stderr;
   const state = { exitCode: 0 };
