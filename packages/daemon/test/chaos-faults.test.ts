@@ -95,6 +95,7 @@ describe("chaos: 5xx, dropped responses and latency under load", () => {
     const light = sim.house().controls.find((c) => c.type === "LightControllerV2")!;
     const args = { uuid: light.uuid, command: "changeTo/778" };
     sim.setFaults({ dropAfterExecute: 1 });
+    const t0 = Date.now();
     let outcome: string;
     try {
       const r = await client.callTool({ name: rig.writeTool, arguments: args });
@@ -110,9 +111,14 @@ describe("chaos: 5xx, dropped responses and latency under load", () => {
     });
     expect(ran.map((e) => e.count)).toEqual([1]);
 
+    const writeMs = Date.now() - t0;
     sim.setFaults({ dropAfterExecute: 1 });
+    const t1 = Date.now();
     const read = await client.callTool({ name: rig.readTool, arguments: {} });
     expect(read.isError ?? false).toBe(false);
+    console.info(
+      `dropped write answered (${outcome.slice(0, 120)}) after ${writeMs} ms; dropped read retried and answered after ${Date.now() - t1} ms`,
+    );
     const problems = rig.ledgers.flatMap((l, i) => l.problems().map((p) => `client ${i}: ${p}`));
     expect(problems).toEqual([]);
   });

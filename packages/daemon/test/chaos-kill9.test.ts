@@ -156,6 +156,9 @@ describe("chaos: kill -9 of the daemon under load, repeatedly", () => {
     expect(integrity(paths.db)).toBe("ok");
 
     const problems = ledgers.flatMap((l, i) => l.problems().map((p) => `shim ${i}: ${p}`));
+    console.info(
+      `kill -9 ×3: ${JSON.stringify(outcomeSummary(load.records))}; daemons ${[...pids, last].join(" → ")}`,
+    );
     expect(problems).toEqual([]);
     const stats = s.stats();
     expect(checkExecutions(stats, "control_command", load.records)).toEqual([]);

@@ -166,6 +166,9 @@ describe("secrets: sentinel password and issued tokens never leak", () => {
     const logText = haystacks.find(([n]) => n.endsWith("daemon.log"))?.[1] ?? "";
     expect(logText.length, "the daemon wrote a log file").toBeGreaterThan(0);
 
+    console.info(
+      `secrets checked: the password + ${secrets.size - 1} issued values, in ${haystacks.length} places`,
+    );
     const hits: string[] = [];
     for (const [where, text] of haystacks) {
       for (const s of secrets) {

@@ -112,7 +112,7 @@ describe("fuzz: configuration → exit 78 with one clear line", () => {
           expectConfigExit(env, err);
         },
       ),
-      { numRuns: 20 },
+      { numRuns: 15 },
     );
   });
 
@@ -143,7 +143,7 @@ describe("fuzz: configuration → exit 78 with one clear line", () => {
           fc.pre(err !== undefined);
           expectConfigExit(env, err);
         }),
-        { numRuns: 20 },
+        { numRuns: 15 },
       );
     } finally {
       rmSync(file, { force: true });
