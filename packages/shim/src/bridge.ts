@@ -367,9 +367,9 @@ export class Bridge {
     }
   }
 
-  /** Jittered exponential backoff (100 ms … 10 s); a new client message cuts it short. */
+  /** Jittered exponential backoff (100 ms … 5 s); a new client message cuts it short. */
   private backoff(attempt: number): Promise<void> {
-    const base = Math.min(10_000, 100 * 2 ** Math.min(attempt - 1, 10));
+    const base = Math.min(5_000, 100 * 2 ** Math.min(attempt - 1, 10));
     const ms = base / 2 + Math.random() * (base / 2);
     return new Promise((resolve) => {
       const done = () => {

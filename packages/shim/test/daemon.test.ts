@@ -12,7 +12,12 @@ import {
   ToolListChangedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { DAEMON_BIN, type DaemonStatus } from "../../../test-support/daemon.js";
+import {
+  DAEMON_BIN,
+  type DaemonProcess,
+  type DaemonStatus,
+  spawnDaemon,
+} from "../../../test-support/daemon.js";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
 import { controlCall } from "../../../test-support/socket-client.js";
@@ -212,5 +217,37 @@ describe("shim + real daemon + simulator", () => {
     expect(asked).toHaveLength(1);
     expect(asked[0]).toContain(door.name);
     expect(sim.sim.stats().executions.filter((e) => e.tool === "control_command")).toHaveLength(1);
+  });
+
+  it("reconnects by itself to a daemon restarted by someone else (service manager) and tells the client", async () => {
+    const { client, transport } = await connect("patient");
+    let listChanged = 0;
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      listChanged++;
+    });
+    await client.listTools();
+    const first = await status();
+    await controlCall(socket(), "loxmcp/shutdown");
+    await waitFor(() => !alive(first.pid), { what: "the first daemon to exit" });
+
+    let second: DaemonProcess | undefined;
+    try {
+      second = spawnDaemon(sim.env(home.home, { LOXMCP_POLICY: "full" }));
+      await second.waitReady();
+      // No client request needed: the shim's backoff probes find the new daemon and replay initialize.
+      await waitFor(() => listChanged > 0, {
+        what: "tools/list_changed after the reconnect",
+        timeoutMs: 20_000,
+      });
+      const st = await status();
+      expect(st.pid).toBe(second.pid);
+      expect(st.clients.find((c) => c.pid === transport.pid)).toMatchObject({ name: "patient" });
+      const res = await client.callTool({ name: "control_find", arguments: { query: "" } });
+      expect(res.isError).toBeFalsy();
+      expect(daemonPids(home.home)).toEqual([second.pid]);
+    } finally {
+      await client.close();
+      await second?.stop();
+    }
   });
 });
