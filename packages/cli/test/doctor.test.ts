@@ -1,4 +1,4 @@
-import { chmodSync, readFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CliSandbox } from "./helpers.js";
@@ -73,5 +73,27 @@ describe("loxmcp doctor", () => {
     } finally {
       empty.cleanup();
     }
+  });
+
+  it("finds a client config whose shim path no longer exists and names the command that fixes it", async () => {
+    const file = join(sb.home, ".cursor", "mcp.json");
+    mkdirSync(join(sb.home, ".cursor"), { recursive: true });
+    writeFileSync(
+      file,
+      JSON.stringify({
+        mcpServers: { loxone: { command: process.execPath, args: ["/gone/loxmcp-shim.js"] } },
+      }),
+    );
+    const r = await sb.run(["doctor", "--json"]);
+    const doc = JSON.parse(r.stdout) as DoctorJson;
+    expect(r.code).toBe(1);
+    expect(doc.checks.find((c) => c.id === "client.cursor")).toMatchObject({
+      level: "problem",
+      fix: "`loxmcp client-config cursor --write`",
+    });
+    const fixed = await sb.run(["client-config", "cursor", "--write"]);
+    expect(fixed.code).toBe(0);
+    const again = JSON.parse((await sb.run(["doctor", "--json"])).stdout) as DoctorJson;
+    expect(again.checks.find((c) => c.id === "client.cursor")?.level).toBe("ok");
   });
 });

@@ -3,10 +3,11 @@
  * the clock; every finding names a concrete fix. Exit 1 when any check found a problem.
  * Reads the .env only to see which keys are set; values are never printed.
  */
-import { existsSync, lstatSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync } from "node:fs";
 import { type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { envFilePath, readDotenv } from "../dotenv.js";
-import { formatDuration } from "../format.js";
+import { formatDuration, isRecord } from "../format.js";
+import { clientConfigFile } from "./client-config.js";
 import { platformFor } from "./service.js";
 import { fetchStatus, hintFor } from "./status.js";
 
@@ -217,6 +218,52 @@ async function clockCheck(connect: string): Promise<Check> {
   };
 }
 
+/** MCP client configs that run the shim: do the node and shim paths in them still exist? */
+function clientConfigChecks(ctx: CommandContext): Check[] {
+  const out: Check[] = [];
+  for (const kind of ["claude", "cursor"] as const) {
+    let file: string;
+    try {
+      file = clientConfigFile(kind, ctx.env);
+    } catch {
+      continue;
+    }
+    if (!existsSync(file)) continue;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(file, "utf8"));
+    } catch {
+      out.push({
+        id: `client.${kind}`,
+        level: "warn",
+        message: `${file} is not valid JSON`,
+        fix: "fix it; the client cannot read it either",
+      });
+      continue;
+    }
+    const servers = isRecord(doc) && isRecord(doc.mcpServers) ? doc.mcpServers : {};
+    for (const [name, entry] of Object.entries(servers)) {
+      if (!isRecord(entry) || !Array.isArray(entry.args)) continue;
+      const shim = entry.args.find((a): a is string => typeof a === "string" && a.includes("loxmcp-shim"));
+      if (!shim) continue;
+      const missing = [typeof entry.command === "string" ? entry.command : "", shim].filter(
+        (p) => p.startsWith("/") && !existsSync(p),
+      );
+      out.push(
+        missing.length
+          ? {
+              id: `client.${kind}`,
+              level: "problem",
+              message: `${file}: mcpServers.${name} points at ${missing.join(" and ")}, which does not exist`,
+              fix: `\`loxmcp client-config ${kind} --write${name === "loxone" ? "" : ` --server-name ${name}`}\``,
+            }
+          : { id: `client.${kind}`, level: "ok", message: `${file}: mcpServers.${name} runs the shim` },
+      );
+    }
+  }
+  return out;
+}
+
 export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   const checks: Check[] = [nodeCheck()];
   const p = ctx.paths;
@@ -308,6 +355,7 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
     checks.push({ id: "service", level: "skip", message: `service not checked: ${(err as Error).message}` });
   }
 
+  checks.push(...clientConfigChecks(ctx));
   checks.push(await clockCheck(connect));
   return checks.map((c) => (c.fix === "" ? { id: c.id, level: c.level, message: c.message } : c));
 }
