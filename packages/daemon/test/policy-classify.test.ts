@@ -228,6 +228,29 @@ describe("approvals, modes, rate limits, redaction", () => {
   });
 });
 
+describe("tool classification without the simulator", () => {
+  it("a tool taking a command is a write even if annotated read-only; read verbs need no annotation", () => {
+    const cat = buildCatalog([
+      {
+        name: "control_command",
+        annotations: { readOnlyHint: true },
+        inputSchema: {
+          type: "object",
+          properties: { uuid: { type: "string" }, command: { type: "string" } },
+        },
+      },
+      { name: "get_history", inputSchema: { type: "object", properties: { uuid: { type: "string" } } } },
+      { name: "open_door", annotations: {}, inputSchema: { type: "object", properties: {} } },
+      { name: "mystery", inputSchema: { type: "object", properties: {} } },
+    ]);
+    expect(cat.tools.get("control_command")).toMatchObject({ read: false, readOnlyHint: false });
+    expect(cat.tools.get("get_history")).toMatchObject({ read: true, readOnlyHint: false });
+    expect(cat.tools.get("open_door")?.read).toBe(false);
+    expect(cat.tools.get("mystery")?.read).toBe(false);
+    expect(cat.command?.name).toBe("control_command");
+  });
+});
+
 describe("read-back check", () => {
   it("flags states that differ from the command, stays quiet when they match or cannot tell", () => {
     const blinds = ctl("Office Blinds");

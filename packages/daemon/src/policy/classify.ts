@@ -74,9 +74,12 @@ export function describeTool(raw: Record<string, unknown>): ToolInfo | undefined
   const readOnlyHint = annotations.readOnlyHint === true;
   const words = nameWords(name);
   const knownWrite = annotations.destructiveHint === true || words.some((w) => WRITE_VERBS.has(w));
-  const read = readOnlyHint || (words.some((w) => READ_VERBS.has(w)) && !knownWrite);
   const keys = Object.keys(properties);
-  const info: ToolInfo = { name, read, readOnlyHint, requiredArgs, properties };
+  // A tool that takes a command is a write whatever its annotations say (defence against a
+  // mislabelled or hostile tool list).
+  const takesCommand = keys.some((k) => COMMAND_ARG.test(k));
+  const read = !takesCommand && (readOnlyHint || (words.some((w) => READ_VERBS.has(w)) && !knownWrite));
+  const info: ToolInfo = { name, read, readOnlyHint: readOnlyHint && read, requiredArgs, properties };
   const uuidArg = keys.find((k) => UUID_ARG.test(k));
   const commandArg = keys.find((k) => COMMAND_ARG.test(k));
   const valueArg = keys.find((k) => VALUE_ARG.test(k));
