@@ -23,7 +23,8 @@ Configuration (environment > <config dir>/.env > <config dir>/config.json):
   LOXONE_SERIAL, LOXONE_USER, LOXONE_PASSWORD (or LOXONE_PASSWORD_FILE / LOXONE_PASSWORD_COMMAND),
   LOXONE_CONNECT_URL (default https://connect.loxonecloud.com), LOXMCP_UPSTREAM_URL (direct mode),
   LOXMCP_HOME, LOXMCP_LOG_LEVEL, LOXMCP_POLICY (read-only|confirm|full), LOXMCP_DEBUG,
-  LOXMCP_PING_INTERVAL, LOXMCP_REQUEST_TIMEOUT (seconds).
+  LOXMCP_PING_INTERVAL, LOXMCP_IDLE_CHECK, LOXMCP_REQUEST_TIMEOUT, LOXMCP_SHUTDOWN_GRACE (seconds),
+  LOXMCP_ALLOWED_RESOURCES (comma-separated extra OAuth audiences).
 
   --insecure-tls   accept a self-signed certificate from a LOOPBACK simulator only
 `;

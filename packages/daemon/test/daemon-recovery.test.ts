@@ -71,6 +71,32 @@ async function read(): Promise<string> {
 }
 
 describe("recovery through the daemon", () => {
+  // First: later tests reconnect, and the policy then re-reads the structure in the background,
+  // whose reads could take the one-shot drop fault meant for this write.
+  it("a write whose connection drops after it ran: OutcomeUnknown, executed exactly once", async () => {
+    const light = s.sim
+      .house()
+      .controls.find((c) => c.type === "LightControllerV2" && c.commands.includes("on"));
+    expect(light).toBeDefined();
+    const args = { uuid: light!.uuid, command: "on" };
+    s.sim.setFaults({ dropAfterExecute: 1 });
+    const err = await client.callTool({ name: "control_command", arguments: args }).catch((e: unknown) => e);
+    expect(err, JSON.stringify(err)).toBeInstanceOf(McpError);
+    expect((err as McpError).code).toBe(OutcomeUnknown);
+    expect((err as McpError).message).toMatch(/outcome unknown/i);
+    expect((err as McpError).message).toMatch(/check the device/i);
+    const execs = s.sim
+      .stats()
+      .executions.filter((e) => e.tool === "control_command" && sameArgs(e.arguments, args));
+    expect(execs.reduce((n, e) => n + e.count, 0)).toBe(1);
+    // and the daemon carries on
+    expect(await read()).toContain(s.sim.serial);
+    const after = s.sim
+      .stats()
+      .executions.filter((e) => e.tool === "control_command" && sameArgs(e.arguments, args));
+    expect(after.reduce((n, e) => n + e.count, 0)).toBe(1);
+  });
+
   it("an expired MCP session is re-initialized transparently and every client hears tools/list_changed", async () => {
     expect(await read()).toContain(s.sim.serial);
     const before = s.sim.stats().sessions;
@@ -100,30 +126,6 @@ describe("recovery through the daemon", () => {
     expect(await read()).toContain(s.sim.serial);
     const st = await d.waitStatus((x) => x.state === "ready" && x.entry !== oldEntry, 15_000, "a new entry");
     expect(st.entry).toBe(s.sim.relayUrls[s.sim.currentRelay()]);
-  });
-
-  it("a write whose connection drops after it ran: OutcomeUnknown, executed exactly once", async () => {
-    const light = s.sim
-      .house()
-      .controls.find((c) => c.type === "LightControllerV2" && c.commands.includes("on"));
-    expect(light).toBeDefined();
-    const args = { uuid: light!.uuid, command: "on" };
-    s.sim.setFaults({ dropAfterExecute: 1 });
-    const err = await client.callTool({ name: "control_command", arguments: args }).catch((e: unknown) => e);
-    expect(err, JSON.stringify(err)).toBeInstanceOf(McpError);
-    expect((err as McpError).code).toBe(OutcomeUnknown);
-    expect((err as McpError).message).toMatch(/outcome unknown/i);
-    expect((err as McpError).message).toMatch(/check the device/i);
-    const execs = s.sim
-      .stats()
-      .executions.filter((e) => e.tool === "control_command" && sameArgs(e.arguments, args));
-    expect(execs.reduce((n, e) => n + e.count, 0)).toBe(1);
-    // and the daemon carries on
-    expect(await read()).toContain(s.sim.serial);
-    const after = s.sim
-      .stats()
-      .executions.filter((e) => e.tool === "control_command" && sameArgs(e.arguments, args));
-    expect(after.reduce((n, e) => n + e.count, 0)).toBe(1);
   });
 
   it("a cancelled request is aborted upstream and gets no response", async () => {

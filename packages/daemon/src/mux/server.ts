@@ -35,6 +35,7 @@ export class MuxServer {
   private readonly sessions = new Map<string, { session: ClientSession; socket: Socket }>();
   private nextConn = 1;
   private listening = false;
+  private shuttingDown = false;
   private readonly log: Logger;
   private readonly onNotification = (n: { method: string; params?: unknown }) =>
     this.fanOut(n.method, n.params);
@@ -107,7 +108,10 @@ export class MuxServer {
       if (socket.destroyed || !socket.writable) return;
       socket.write(encodeFrame(message));
     };
-    const session = new ClientSession(connId, write, this.opts.deps);
+    const session = new ClientSession(connId, write, {
+      ...this.opts.deps,
+      shuttingDown: () => this.shuttingDown,
+    });
     this.sessions.set(connId, { session, socket });
     this.log.debug({ conn: connId }, "connection opened");
 
@@ -160,8 +164,9 @@ export class MuxServer {
     });
   }
 
-  /** Stops accepting new connections (existing ones keep working). */
+  /** Stops accepting new connections and new MCP requests (requests in flight go on). */
   stopAccepting(): void {
+    this.shuttingDown = true;
     if (!this.server || !this.listening) return;
     this.listening = false;
     this.server.close();

@@ -84,6 +84,8 @@ export interface SessionDeps {
   initTimeoutMs: number;
   /** Progress tokens of in-flight requests → the session that owns them. */
   progressRoutes: Map<string, ClientSession>;
+  /** True once the daemon is stopping: new MCP requests are refused (nothing is sent upstream). */
+  shuttingDown?: () => boolean;
 }
 
 /** Requests that only read: safe to resend after the upstream recovered. */
@@ -270,6 +272,12 @@ export class ClientSession {
       return this.deps.control.dispatch(method, params, this.identity());
     }
     this.mcpActive = true;
+    if (this.deps.shuttingDown?.() && method !== "ping") {
+      throw new McpError(
+        ErrorCodes.RequestAborted,
+        `loxmcpd is shutting down, so ${method} was not sent; retry once it is back`,
+      );
+    }
     switch (method) {
       case "initialize":
         return this.initialize(params);
