@@ -284,3 +284,54 @@ export async function withCleanup(fn) {
     }
   }
 }
+
+/**
+ * A minimal MCP SDK Transport over the daemon socket (newline-delimited JSON, `loxmcp/hello`
+ * first, as a shim sends it). Used to split the overhead into "daemon" and "shim hop".
+ */
+export class SocketTransport {
+  constructor(socketPath, name = "bench-socket") {
+    this.socketPath = socketPath;
+    this.name = name;
+    this.decoder = new LineDecoder();
+  }
+  async start() {
+    this.socket = await new Promise((resolvePromise, reject) => {
+      const s = connect(this.socketPath);
+      s.once("connect", () => resolvePromise(s));
+      s.once("error", reject);
+    });
+    this.socket.on("data", (chunk) => {
+      for (const line of this.decoder.push(chunk).lines) {
+        try {
+          this.onmessage?.(JSON.parse(line));
+        } catch (e) {
+          this.onerror?.(e);
+        }
+      }
+    });
+    this.socket.on("close", () => this.onclose?.());
+    this.socket.on("error", (e) => this.onerror?.(e));
+    this.socket.write(
+      encodeFrame({
+        jsonrpc: "2.0",
+        method: "loxmcp/hello",
+        params: { kind: "shim", name: this.name, pid: process.pid, ppid: process.ppid, version: "0.1.0" },
+      }),
+    );
+  }
+  send(message) {
+    return new Promise((resolvePromise, reject) =>
+      this.socket.write(encodeFrame(message), (e) => (e ? reject(e) : resolvePromise())),
+    );
+  }
+  async close() {
+    this.socket?.destroy();
+  }
+}
+
+export async function connectSocket(socketPath, name = "bench-socket") {
+  const client = new Client({ name, version: "1.0.0" });
+  await client.connect(new SocketTransport(socketPath, name));
+  return { client, close: () => client.close() };
+}

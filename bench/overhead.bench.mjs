@@ -6,6 +6,7 @@ import { performance } from "node:perf_hooks";
 import { connectUpstream } from "./baseline-proxy.mjs";
 import {
   connectShim,
+  connectSocket,
   envInt,
   goal,
   log,
@@ -51,27 +52,35 @@ export async function run() {
     defer(() => direct.client.close());
     const shim = await connectShim(env, "bench-overhead");
     defer(() => shim.close());
+    const sock = await connectSocket(daemon.socket, "bench-overhead-socket");
+    defer(() => sock.close());
 
     const { tools } = await direct.client.listTools();
     const tool = pickReadTool(tools);
     // Warm-up both paths (JIT, connection pools, caches).
     await timeCalls(direct.client, tool, 200, []);
     await timeCalls(shim.client, tool, 200, []);
+    await timeCalls(sock.client, tool, 200, []);
 
     const d = [];
     const s = [];
+    const k = [];
     for (let b = 0; b < blocks; b++) {
       await timeCalls(direct.client, tool, perBlock, d);
       await timeCalls(shim.client, tool, perBlock, s);
+      await timeCalls(sock.client, tool, perBlock, k);
     }
-    log(`overhead: ${d.length} direct + ${s.length} via shim calls of ${tool}`);
+    log(`overhead: ${d.length} direct, ${s.length} via shim, ${k.length} via socket calls of ${tool}`);
     const ds = summarize(d);
     const ss = summarize(s);
-    const added = {
-      p50: round(ss.p50 - ds.p50, 3),
-      p90: round(ss.p90 - ds.p90, 3),
-      p99: round(ss.p99 - ds.p99, 3),
-    };
+    const ks = summarize(k);
+    const diff = (a, b) => ({
+      p50: round(a.p50 - b.p50, 3),
+      p90: round(a.p90 - b.p90, 3),
+      p99: round(a.p99 - b.p99, 3),
+    });
+    const added = diff(ss, ds);
+    const addedDaemonOnly = diff(ks, ds);
     const row = (path, x) => ({ path, n: x.n, p50_ms: x.p50, p90_ms: x.p90, p99_ms: x.p99, max_ms: x.max });
     return {
       name: `Overhead per tools/call (${tool}, sequential)`,
@@ -79,11 +88,20 @@ export async function run() {
       calls: d.length,
       direct: ds,
       viaShim: ss,
+      viaSocket: ks,
       addedMs: added,
+      addedMsDaemonOnly: addedDaemonOnly,
       rows: [
         row("direct SDK Client → simulator", ds),
         row("SDK Client → shim → daemon → simulator", ss),
-        { path: "added by loxmcp", p50_ms: added.p50, p90_ms: added.p90, p99_ms: added.p99 },
+        row("SDK Client → daemon socket → simulator (no shim)", ks),
+        { path: "added by loxmcp (shim + daemon)", p50_ms: added.p50, p90_ms: added.p90, p99_ms: added.p99 },
+        {
+          path: "added by the daemon alone",
+          p50_ms: addedDaemonOnly.p50,
+          p90_ms: addedDaemonOnly.p90,
+          p99_ms: addedDaemonOnly.p99,
+        },
       ],
       goals: [goal("added latency p50", added.p50, 1, "ms"), goal("added latency p99", added.p99, 5, "ms")],
     };
