@@ -88,6 +88,8 @@ export interface DaemonConfig {
   insecureTls: boolean;
   /** Files that were read (for the log). */
   sources: string[];
+  /** Things worth a warning in the log (e.g. a password file readable by others). */
+  warnings: string[];
   /** The full parsed config.json (passthrough keys included) for other components. */
   file: ConfigFile;
 }
@@ -104,12 +106,23 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   const envFile = join(paths.config, ".env");
   const jsonFile = join(paths.config, "config.json");
   const sources: string[] = [];
+  const warnings: string[] = [];
+  const checkPrivate = (file: string) => {
+    try {
+      if ((statSync(file).mode & 0o077) !== 0) {
+        warnings.push(`${file} is readable by other users and may hold the password: run chmod 600 ${file}`);
+      }
+    } catch {
+      // unreadable: reported where it is read
+    }
+  };
 
   let dotenv: Record<string, string> = {};
   if (existsSync(envFile)) {
     try {
       dotenv = parseDotenv(readFileSync(envFile, "utf8"));
       sources.push(envFile);
+      checkPrivate(envFile);
     } catch (err) {
       throw new ConfigError(
         ".env",
@@ -138,6 +151,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     }
     file = parsed.data;
     sources.push(jsonFile);
+    if (file.password !== undefined) checkPrivate(jsonFile);
   }
 
   const fixHint = `set it in the environment or in ${envFile}`;
@@ -188,6 +202,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   }
 
   const { password, passwordSource } = resolvePassword(procEnv, dotenv, file, fixHint);
+  if (passwordSource.startsWith("file:")) checkPrivate(passwordSource.slice(5));
 
   const logLevelRaw = (get("LOXMCP_LOG_LEVEL", file.logLevel) ?? "info").toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevelRaw)) {
@@ -259,6 +274,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     allowedResources,
     insecureTls,
     sources,
+    warnings,
     file,
   };
   if (upstreamUrl !== undefined) cfg.upstreamUrl = upstreamUrl;

@@ -91,6 +91,7 @@ async function main(argv: string[]): Promise<void> {
   }
   const logger = log.logger;
   logger.info({ config: describeConfig(config) }, "configuration loaded");
+  for (const w of config.warnings) logger.warn(w);
 
   const [{ Daemon }, { createUpstreamSession }, { policyPlugin }] = await Promise.all([
     import("./daemon.js"),

@@ -85,6 +85,10 @@ describe("loadConfig", () => {
     const cfg = loadConfig({ env: { ...base, LOXONE_PASSWORD_FILE: pwFile } });
     expect(cfg.password).toBe("s3cret-from-file");
     expect(cfg.passwordSource).toBe(`file:${pwFile}`);
+    expect(cfg.warnings).toEqual([]);
+    chmodSync(pwFile, 0o644);
+    const loose = loadConfig({ env: { ...base, LOXONE_PASSWORD_FILE: pwFile } });
+    expect(loose.warnings).toEqual([expect.stringContaining(`chmod 600 ${pwFile}`)]);
     expectConfigError(
       () => loadConfig({ env: { ...base, LOXONE_PASSWORD_FILE: `${pwFile}.missing` } }),
       "LOXONE_PASSWORD_FILE",
