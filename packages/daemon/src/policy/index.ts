@@ -814,7 +814,7 @@ class PolicyEngine implements PolicyGate {
         {
           ts: t0,
           connId: ctx.client.connId,
-          client: ctx.client.name,
+          client: displayName(ctx),
           ...(ctx.client.pid !== undefined ? { clientPid: ctx.client.pid } : {}),
           tool: call.name,
           args: redactArgs(call.arguments ?? {}, { nfc: d.nfc === true }),
@@ -877,7 +877,7 @@ class PolicyEngine implements PolicyGate {
       const reason = typeof params.reason === "string" ? params.reason.slice(0, 200) : undefined;
       const send = async (c: CallToolParams) =>
         (await this.upstream.request("tools/call", c, { retryable: false })) as CallToolResult;
-      const out = await this.emergencyStop(`${ctx.client.name} (CLI)`, reason, send);
+      const out = await this.emergencyStop(`${displayName(ctx)} (control socket)`, reason, send);
       this.recordAudit(
         { name: "loxmcp/stop-all", arguments: reason ? { reason } : {} },
         ctx,
@@ -900,7 +900,7 @@ class PolicyEngine implements PolicyGate {
     control.register("loxmcp/resume", (_params, ctx) => {
       this.assertPersonSide(ctx, "resume");
       const t0 = this.now();
-      const out = this.resume(ctx.client.name);
+      const out = this.resume(displayName(ctx));
       this.recordAudit(
         { name: "loxmcp/resume", arguments: {} },
         ctx,
@@ -979,6 +979,12 @@ class PolicyEngine implements PolicyGate {
 }
 
 // ------------------------------------------------------------------ helpers
+
+/** The CLI says no hello: its connections are named "unknown" by the mux. */
+function displayName(ctx: ControlContext | CallContext): string {
+  const n = ctx.client.name;
+  return n === "unknown" && ctx.client.pid === undefined ? "loxmcp-cli" : n;
+}
 
 function meta(s: Snapshot) {
   return {
