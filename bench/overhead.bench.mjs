@@ -1,7 +1,8 @@
 // Overhead per tools/call: SDK Client → simulator directly (Streamable HTTP, Bearer token from a
 // headless login) versus SDK Client → loxmcp-shim (stdio) → daemon (socket) → simulator.
-// Calls are sequential (one in flight) so each sample is a latency, and the two paths alternate in
-// blocks so that machine noise hits both alike. Added latency = difference of the percentiles.
+// A third path, SDK Client → daemon socket directly, separates the daemon's cost from the shim hop.
+// Calls are sequential (one in flight) so each sample is a latency, and the paths take turns call
+// by call so that machine noise hits all alike. Added latency = difference of the percentiles.
 import { performance } from "node:perf_hooks";
 import { connectUpstream } from "./baseline-proxy.mjs";
 import {
@@ -31,8 +32,6 @@ async function timeCalls(client, tool, n, into) {
 
 export async function run() {
   const calls = envInt("BENCH_CALLS", 5000);
-  const blocks = Math.max(1, Math.min(10, Math.floor(calls / 100)));
-  const perBlock = Math.ceil(calls / blocks);
   return withCleanup(async (defer) => {
     const sim = await startSim();
     defer(() => sim.stop());
@@ -65,10 +64,11 @@ export async function run() {
     const d = [];
     const s = [];
     const k = [];
-    for (let b = 0; b < blocks; b++) {
-      await timeCalls(direct.client, tool, perBlock, d);
-      await timeCalls(shim.client, tool, perBlock, s);
-      await timeCalls(sock.client, tool, perBlock, k);
+    // Round robin, one call per path in turn: a burst of machine noise hits all paths alike.
+    for (let i = 0; i < calls; i++) {
+      await timeCalls(direct.client, tool, 1, d);
+      await timeCalls(shim.client, tool, 1, s);
+      await timeCalls(sock.client, tool, 1, k);
     }
     log(`overhead: ${d.length} direct, ${s.length} via shim, ${k.length} via socket calls of ${tool}`);
     const ds = summarize(d);
