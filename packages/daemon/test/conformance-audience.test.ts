@@ -8,7 +8,7 @@
  */
 import { spawn } from "node:child_process";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { DAEMON_BIN, REPO_ROOT } from "../../../test-support/daemon.js";
+import { DAEMON_BIN, type DaemonProcess, REPO_ROOT, spawnDaemon } from "../../../test-support/daemon.js";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
 
@@ -59,6 +59,7 @@ function probe(
 describe("OAuth resource (audience) policy through the probe", () => {
   let h: TempHome;
   let s: SimHandle;
+  let daemon: DaemonProcess | undefined;
 
   beforeEach(async () => {
     h = makeHome();
@@ -66,6 +67,8 @@ describe("OAuth resource (audience) policy through the probe", () => {
   });
 
   afterEach(async () => {
+    await daemon?.stop();
+    daemon = undefined;
     await s.stop();
     h.cleanup();
   });
@@ -79,12 +82,19 @@ describe("OAuth resource (audience) policy through the probe", () => {
     expect(s.sim.stats().logins).toBe(1);
   });
 
-  it("accepts it in direct mode too (--url to a relay)", async () => {
+  it("accepts it in direct mode too (--url), and a daemon in direct mode reuses that login", async () => {
     const relay = s.sim.relayUrls[0] as string;
     const r = await probe(s.env(h.home), ["--url", relay]);
     expect(r.code, r.raw).toBe(0);
     expect(r.summary.mode).toBe("direct");
     expect(r.summary.entry).toBe(relay);
+    expect(s.sim.stats().logins).toBe(1);
+    // Tokens are stored under that URL: the daemon with LOXMCP_UPSTREAM_URL finds them.
+    daemon = spawnDaemon(s.env(h.home, { LOXMCP_UPSTREAM_URL: relay }));
+    const st = await daemon.waitReady(30_000);
+    expect(st.entry).toBe(relay);
+    expect(s.sim.stats().logins).toBe(1);
+    expect(s.sim.stats().connectRequests).toBe(0);
   });
 
   it("refuses a resource of another Miniserver before any authorization request", async () => {
