@@ -2,7 +2,8 @@
  * The real loxmcpd process against the real simulator: login, restart without a new login,
  * single instance, stale socket/lock, file modes, SIGTERM, wrong password, secrets never shown.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import Database from "better-sqlite3";
@@ -35,6 +36,18 @@ function start(env: Record<string, string>, args: string[] = []): DaemonProcess 
     await d.stop().catch(() => d.kill9());
   });
   return d;
+}
+
+/** Tries to connect to the socket as another uid (needs root); returns "connected" or the error code. */
+function connectAs(uid: number, socketPath: string): string {
+  const script = `const s=require("node:net").connect(process.argv[1]);s.on("connect",()=>{console.log("connected");s.destroy()});s.on("error",e=>console.log(e.code))`;
+  const r = spawnSync(process.execPath, ["-e", script, socketPath], {
+    uid,
+    gid: uid === 0 ? 0 : 65534,
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+  return `${r.stdout}${r.stderr}`.trim();
 }
 
 async function connectClient(socketPath: string, name = "test-client"): Promise<Client> {
@@ -77,6 +90,20 @@ describe("loxmcpd lifecycle", () => {
     expect(statSync(d.paths.logFile).mode & 0o777).toBe(0o600);
     expect(statSync(d.paths.log).mode & 0o777).toBe(0o700);
     expect(statSync(d.paths.state).mode & 0o777).toBe(0o700);
+
+    if (process.getuid?.() === 0) {
+      // Node cannot read SO_PEERCRED: the modes are what keeps other users out. Prove it with
+      // a real connect as uid "nobody", first through the 0700 dir, then at the 0600 socket.
+      chmodSync(h.home, 0o755);
+      expect(connectAs(65534, d.socketPath)).toMatch(/EACCES/);
+      chmodSync(d.paths.runtime, 0o755);
+      try {
+        expect(connectAs(65534, d.socketPath)).toMatch(/EACCES/);
+      } finally {
+        chmodSync(d.paths.runtime, 0o700);
+      }
+      expect(connectAs(process.getuid(), d.socketPath)).toBe("connected");
+    }
 
     const exit = await d.stop();
     expect(exit.code).toBe(0);
