@@ -487,6 +487,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         }),
       );
       this.lastActivity = Date.now();
+      // Any answer proves the path works: recovery after the next failure starts without delay.
+      this.failures = 0;
       return result;
     } finally {
       ctx.settle();
@@ -896,13 +898,14 @@ export class UpstreamSession extends EventEmitter implements Upstream {
             ? "asking connect for the current relay, then reconnecting"
             : "reconnecting";
     // The first attempt after a session that worked for a while goes at once; a session that
-    // keeps dying young backs off (never a tight loop).
+    // keeps dying young backs off (never a tight loop). Every successful answer resets the count.
     const young = Date.now() - conn.startedAt < 5_000;
     if (young) this.failures++;
     else this.failures = 0;
-    const delay = young
-      ? backoff(this.failures, this.opts.backoffMinMs ?? 500, this.opts.backoffMaxMs ?? 30_000)
-      : 0;
+    const delay =
+      young && this.failures > 1
+        ? backoff(this.failures - 1, this.opts.backoffMinMs ?? 500, this.opts.backoffMaxMs ?? 30_000)
+        : 0;
     this.log.warn(
       { entry: safeUrl(conn.entry), reason, retryInMs: Math.round(delay) },
       `upstream session lost; ${next}`,
