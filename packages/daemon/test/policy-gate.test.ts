@@ -472,6 +472,28 @@ describe("policy gate", () => {
     expect(commandsSent()).toEqual([]);
   });
 
+  it("a snapshot older than snapshotMaxAge that cannot be re-read stops writes", async () => {
+    let offset = 0;
+    const g = createPolicyGate({
+      upstream: up,
+      db,
+      logger,
+      config: { mode: "full", snapshotMaxAgeMs: 60 * 60_000 },
+      now: () => Date.now() + offset,
+    });
+    gate = g;
+    await g.refreshStructure();
+    s.sim.resetStats();
+    const light = uuidOf("Bathroom Lights");
+    expect((await cmd(g, light, "on")).isError).toBeFalsy();
+    offset = 2 * 60 * 60_000;
+    s.sim.setFaults({ httpErrors: 1, httpErrorStatus: 503 });
+    expect(text(await cmd(g, light, "off"))).toMatch(/house structure is not known/);
+    // once it can be re-read, writes flow again
+    expect((await cmd(g, light, "off")).isError).toBeFalsy();
+    expect(commandsSent()).toHaveLength(2);
+  });
+
   it("emergency stop: stops every blind and gate, blocks writes (also across a restart) until resume", async () => {
     const g = await makeGate({ mode: "full" });
     const kitchen = uuidOf("Kitchen Blinds");
