@@ -117,6 +117,32 @@ describe("loxmcp login-check", () => {
     expect(s.sim.stats().logins).toBe(1);
   });
 
+  it("connect rate limit (429): exits 1 with the rate-limit hint", async () => {
+    await s.stop();
+    s = await withSimulator({ connectRateLimit: 1 });
+    box.env = { ...box.env, ...s.env(box.loxmcpHome) };
+    const first = await box.run(["login-check"], { timeoutMs: 60_000 });
+    expect(first.code, `${first.stdout}\n${first.stderr}`).toBe(0);
+    // Another machine state (no cached relay entry) asks connect again within the minute.
+    const other = new CliSandbox();
+    try {
+      const r = await other.run(["login-check"], { timeoutMs: 60_000 }, s.env(other.loxmcpHome));
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(1);
+      expect(r.stdout).toMatch(/error:.*429/);
+      expect(r.stdout).toMatch(/hint:.*rate-limits/);
+    } finally {
+      other.cleanup();
+    }
+  });
+
+  it("MCP service answering 503 on the relay: exits 1 with the MCP-service hint", async () => {
+    s.sim.setFaults({ httpErrors: 1000, httpErrorStatus: 503 });
+    const r = await box.run(["login-check", "--url", s.sim.relayUrls[0] as string], { timeoutMs: 60_000 });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(1);
+    expect(r.stdout).toMatch(/error:.*503/);
+    expect(r.stdout).toMatch(/hint:.*MCP (plugin|service)/);
+  });
+
   it("refuses a non-object --args before starting anything", async () => {
     const r = await box.run(["login-check", "--call", "system_status", "--args", "[1,2]"]);
     expect(r.code).toBe(1);

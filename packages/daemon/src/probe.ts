@@ -190,7 +190,11 @@ export function hintFor(text: string, s: Pick<ProbeSummary, "mode">): string {
   if (/\b429\b|rate.?limit|too many requests/.test(t)) {
     return "connect.loxonecloud.com rate-limits lookups (about 10 per minute per IP address): wait a minute and try again; a running daemon caches the relay entry";
   }
-  if (/cert|tls|ssl|self.signed|unable_to_verify|unable_to_get_issuer|err_tls/.test(t)) {
+  if (
+    /cert_|_cert\b|certificate|self.signed|unable_to_verify|unable_to_get_issuer|err_tls|\btls\b|\bssl\b/.test(
+      t,
+    )
+  ) {
     return "TLS failed: the certificate of the relay/Miniserver was not accepted; check the system clock and that you use the https:// URL of the Loxone relay (no proxy rewriting certificates)";
   }
   if (/authorization_denied|access_denied/.test(t)) {
@@ -199,14 +203,17 @@ export function hintFor(text: string, s: Pick<ProbeSummary, "mode">): string {
   if (/login_form|no login or consent form|cannot log in headlessly/.test(t)) {
     return "the login page could not be filled in without a browser; run with LOXMCP_DEBUG=1 and report the log (it holds no secret)";
   }
-  if (s.mode === "connect" && /\b404\b|not found|not registered|unknown serial/.test(t)) {
-    return "connect does not know this serial, or Remote Connect is off: check LOXONE_SERIAL and enable Remote Connect in Loxone Config";
+  if (/connect does not know|unknown serial/.test(t)) {
+    return "connect does not know this serial: check LOXONE_SERIAL (12 hex characters on the Miniserver's label / in Loxone Config)";
   }
-  if (/\b(404|502|503)\b|plugin|service unavailable|bad gateway/.test(t)) {
+  if (/remote connect|without a relay redirect/.test(t)) {
+    return "the Miniserver is not reachable through Remote Connect: enable Remote Connect in Loxone Config and check the Miniserver is online";
+  }
+  if (/answered http (404|405|502|503|504)|plugin|service unavailable|bad gateway/.test(t)) {
     return "the Miniserver's MCP service does not answer on the relay: make sure the MCP plugin/service is enabled and running on the Miniserver (Loxone Config), then try again";
   }
   if (
-    /econnrefused|enotfound|eai_again|ehostunreach|etimedout|timed out|timeout|fetch failed|unavailable|network/.test(
+    /econnrefused|enotfound|eai_again|ehostunreach|etimedout|timed out|timeout|fetch failed|unreachable|unavailable|network/.test(
       t,
     )
   ) {
