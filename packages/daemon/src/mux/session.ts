@@ -39,11 +39,12 @@ import {
   UpstreamError,
 } from "../contracts.js";
 
+/** Counters of the socket side (the upstream has its own `requests`/`errors`). */
 export interface MuxCounters {
   connections: number;
-  requests: number;
+  clientRequests: number;
   toolCalls: number;
-  errors: number;
+  clientErrors: number;
   outcomeUnknown: number;
   cancelled: number;
   parseErrors: number;
@@ -54,9 +55,9 @@ export interface MuxCounters {
 export function newMuxCounters(): MuxCounters {
   return {
     connections: 0,
-    requests: 0,
+    clientRequests: 0,
     toolCalls: 0,
-    errors: 0,
+    clientErrors: 0,
     outcomeUnknown: 0,
     cancelled: 0,
     parseErrors: 0,
@@ -231,7 +232,7 @@ export class ClientSession {
       entry.tool = req.params.name;
     }
     this.inflight.set(key, entry);
-    this.deps.counters.requests++;
+    this.deps.counters.clientRequests++;
     const progressToken = progressTokenOf(req.params);
     if (progressToken !== undefined) this.deps.progressRoutes.set(progressToken, this);
     try {
@@ -239,7 +240,7 @@ export class ClientSession {
       this.finish(entry, { jsonrpc: "2.0", id: req.id, result });
     } catch (err) {
       const error = this.toRpcError(err, req);
-      this.deps.counters.errors++;
+      this.deps.counters.clientErrors++;
       if (error.code === ErrorCodes.OutcomeUnknown) this.deps.counters.outcomeUnknown++;
       const level = error.code === ErrorCodes.MethodNotFound ? "debug" : "warn";
       this.log[level]({ method: req.method, rpcCode: error.code, error: error.message }, "request failed");
