@@ -410,6 +410,18 @@ describe("policy gate", () => {
     expect(events.map((e: J) => e.decision)).toEqual(["rate-limited", "rate-limited"]);
   });
 
+  it("moving many different motors within a minute counts as a bulk movement (T3)", async () => {
+    const g = await makeGate({ rateLimits: { motorBurst: 3 } });
+    const blinds = ["Living Room Blinds", "Kitchen Blinds", "Dining Blinds", "Bedroom Blinds"].map(uuidOf);
+    for (const b of blinds.slice(0, 3)) expect((await cmd(g, b, "FullDown")).isError).toBeFalsy();
+    const fourth = await cmd(g, blinds[3]!, "FullDown");
+    expect(text(fourth)).toMatch(/4 different motors within a minute.*loxmcp approve/s);
+    expect((await cmd(g, blinds[3]!, "stop")).isError).toBeFalsy();
+    // the motors already moving may still be commanded (no bulk growth)
+    expect((await cmd(g, blinds[0]!, "manualPosition/50")).isError).toBeFalsy();
+    expect(commandsSent()).toHaveLength(5);
+  });
+
   it("global write limit", async () => {
     const g = await makeGate({ rateLimits: { globalPerMinute: 2 } });
     const sw = uuidOf("Office Socket");

@@ -576,6 +576,16 @@ class PolicyEngine implements PolicyGate {
         forceConfirm: true,
       };
     }
+    if (control && cls.motor && target?.command.toLowerCase() !== "stop" && cls.tier !== "T3") {
+      const others = this.limiter.otherMotorsMoved(control.uuid.toLowerCase());
+      if (others >= this.cfg.rateLimits.motorBurst) {
+        cls = {
+          ...cls,
+          tier: "T3",
+          reason: `${others + 1} different motors within a minute is a bulk movement (blinds/gates must not all close at once)`,
+        };
+      }
+    }
     draft.tier = cls.tier;
 
     const estop = this.estop();

@@ -56,6 +56,18 @@ export class RateLimiter {
     return { ok: true };
   }
 
+  /** How many OTHER motors were moved (not stopped) within the last minute. */
+  otherMotorsMoved(device: string): number {
+    const t = this.now();
+    let n = 0;
+    for (const [id, m] of this.motors) {
+      if (id === device) continue;
+      this.trim(m.times, t);
+      if (m.times.length > 0) n++;
+    }
+    return n;
+  }
+
   record(w: { device?: string; motor?: boolean; direction?: "up" | "down"; exempt?: boolean }): void {
     if (w.exempt) return;
     const t = this.now();

@@ -17,6 +17,7 @@ export const policySettingsShape = {
       motorPerMinute: num(1, 600),
       reversalCooldownMs: num(0, 600_000),
       globalPerMinute: num(1, 10_000),
+      motorBurst: num(1, 1000),
     })
     .optional(),
   temperature: z

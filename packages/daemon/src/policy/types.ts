@@ -33,6 +33,11 @@ export interface RateLimitConfig {
   reversalCooldownMs: number;
   /** Writes per minute over all clients. */
   globalPerMinute: number;
+  /**
+   * Moving more than this many different motors within a minute is a bulk movement (UCA-B2:
+   * all blinds closed at once): the next one is T3 (needs a person in confirm mode).
+   */
+  motorBurst: number;
 }
 
 export interface PolicyConfig {
@@ -63,7 +68,7 @@ export const DEFAULT_POLICY_CONFIG: PolicyConfig = {
   mode: "confirm",
   clients: {},
   t4: [],
-  rateLimits: { motorPerMinute: 6, reversalCooldownMs: 2000, globalPerMinute: 30 },
+  rateLimits: { motorPerMinute: 6, reversalCooldownMs: 2000, globalPerMinute: 30, motorBurst: 4 },
   temperature: { min: 16, max: 28, hardMin: 5, hardMax: 35 },
   volume: { max: 70, jump: 30 },
   approvalTtlMs: 120_000,
