@@ -1,8 +1,11 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { UpstreamError } from "../src/contracts.js";
-import { ResourceMismatchError } from "../src/relay/auth/errors.js";
+import { AuthError, ResourceMismatchError } from "../src/relay/auth/errors.js";
+import { AuthManager } from "../src/relay/auth/manager.js";
 import { isLoxoneHostOf, validateResource } from "../src/relay/auth/resource.js";
-import { makeRig, type Rig } from "./relay-helpers.js";
+import { captureLog, makeRig, type Rig } from "./relay-helpers.js";
 
 let rig: Rig | undefined;
 afterEach(async () => {
@@ -129,5 +132,36 @@ describe("resource (audience) policy", () => {
     }
     expect(isLoxoneHostOf(`dns.${serial.toLowerCase()}.loxonecloud.com`, serial)).toBe(true);
     expect(isLoxoneHostOf("connect.loxonecloud.com", serial)).toBe(false);
+  });
+});
+
+describe("AuthManager", () => {
+  let hang: Server | undefined;
+  afterEach(async () => {
+    hang?.closeAllConnections();
+    if (hang) await new Promise((r) => hang!.close(r));
+    hang = undefined;
+  });
+
+  it("a server that never answers cannot wedge the login flight: it fails as 'retry later', not auth_failed", async () => {
+    rig = await makeRig();
+    hang = createServer(() => {
+      /* accept, never answer */
+    });
+    await new Promise<void>((r) => hang!.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(hang.address() as AddressInfo).port}/mcp`;
+    const auth = new AuthManager({
+      key: url,
+      store: rig.store,
+      user: "u",
+      password: "p",
+      logger: captureLog().logger,
+      resourcePolicy: {},
+      httpTimeoutMs: 200,
+    });
+    const err = await auth.login(url).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AuthError);
+    expect((err as AuthError).code).toBe("AUTH_UNAVAILABLE");
+    expect(auth.failedReason).toBeUndefined();
   });
 });

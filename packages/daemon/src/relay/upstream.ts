@@ -410,7 +410,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
             );
           }
           authRetried = true;
-          await this.reauthorize(conn, ctx);
+          await this.reauthorize(conn, ctx, false, deadline);
           continue;
         }
         if (verdict.kind === "stepup") {
@@ -421,7 +421,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
             );
           }
           stepUpTried = true;
-          await this.reauthorize(conn, ctx, true);
+          await this.reauthorize(conn, ctx, true, deadline);
           continue;
         }
         // Connection-level trouble. The session is being recovered (judge() started it).
@@ -583,12 +583,32 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     return { kind: "recover", reason: why };
   }
 
-  private async reauthorize(conn: Conn, ctx: RequestCtx, stepUp = false): Promise<void> {
+  /** Refresh / log in for a request; waits at most until `deadline` (the flight goes on). */
+  private async reauthorize(conn: Conn, ctx: RequestCtx, stepUp = false, deadline?: number): Promise<void> {
+    const flight = stepUp
+      ? this.auth.stepUp(conn.entry, ctx.challenge ?? {})
+      : this.auth.handleUnauthorized(conn.entry, ctx.usedToken, ctx.challenge ?? {});
+    flight.catch(() => {}); // outcome also handled below; never an unhandled rejection
+    let timer: NodeJS.Timeout | undefined;
     try {
-      if (stepUp) await this.auth.stepUp(conn.entry, ctx.challenge ?? {});
-      else await this.auth.handleUnauthorized(conn.entry, ctx.usedToken, ctx.challenge ?? {});
+      if (deadline === undefined) {
+        await flight;
+      } else {
+        const late = new Promise<"late">((r) => {
+          timer = setTimeout(() => r("late"), Math.max(0, deadline - Date.now()));
+        });
+        if ((await Promise.race([flight, late])) === "late") {
+          throw new UpstreamError(
+            "UNAVAILABLE",
+            `the login/token refresh did not finish in time; ${ctx.method} was not sent, try again shortly`,
+          );
+        }
+      }
     } catch (err) {
+      if (err instanceof UpstreamError) throw err;
       throw this.authError(err, ctx.method);
+    } finally {
+      if (timer) clearTimeout(timer);
     }
   }
 

@@ -49,6 +49,8 @@ export interface AuthManagerOptions {
   refreshMarginMs?: number;
   /** Consecutive non-network failures before giving up with auth_failed (default 3). */
   maxConsecutiveFailures?: number;
+  /** Timeout of each HTTP request to the authorization server (default 15 s). */
+  httpTimeoutMs?: number;
 }
 
 type Mode = "refresh" | "login";
@@ -61,6 +63,7 @@ export class AuthManager {
   private consecutiveFailures = 0;
   private pendingCode: string | undefined;
   private readonly log: Logger;
+  private readonly fetchFn: typeof fetch;
 
   constructor(private readonly o: AuthManagerOptions) {
     this.log = o.logger;
@@ -77,6 +80,14 @@ export class AuthManager {
       providerOptions.tokenEndpointAuthMethod = o.tokenEndpointAuthMethod;
     if (o.preRegisteredClient !== undefined) providerOptions.preRegisteredClient = o.preRegisteredClient;
     this.provider = new StoreOAuthProvider(providerOptions);
+    const base = o.fetch ?? fetch;
+    const timeoutMs = o.httpTimeoutMs ?? 15_000;
+    // Every call to the authorization server is bounded, so a hanging server cannot wedge the
+    // single flight that every request waits on.
+    this.fetchFn = (input, init) => {
+      const t = AbortSignal.timeout(timeoutMs);
+      return base(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, t]) : t });
+    };
   }
 
   /** Why login is paused (auth_failed), or undefined. */
@@ -191,7 +202,7 @@ export class AuthManager {
     const options: Parameters<typeof auth>[1] = { serverUrl };
     if (challenge.resourceMetadataUrl) options.resourceMetadataUrl = challenge.resourceMetadataUrl;
     if (challenge.scope) options.scope = challenge.scope;
-    if (this.o.fetch) options.fetchFn = this.o.fetch;
+    options.fetchFn = this.fetchFn;
     this.log.info(
       { upstream: safeUrl(serverUrl), action: hadTokens ? "refresh" : "login" },
       hadTokens ? "refreshing the access token" : "logging in (headless OAuth)",
@@ -243,7 +254,7 @@ export class AuthManager {
       logger: this.log,
     };
     if (state) loginOptions.expectedState = state;
-    if (this.o.fetch) loginOptions.fetch = this.o.fetch;
+    loginOptions.fetch = this.fetchFn;
     this.pendingCode = await headlessAuthorize(url, loginOptions);
   }
 
