@@ -252,7 +252,7 @@ describe("loxmcpd lifecycle", () => {
     }
   });
 
-  it("reads the password from the .env in the config dir", async () => {
+  it("reads the password from the .env in the config dir; --insecure-tls on loopback is logged loudly", async () => {
     const { h, s } = await setup();
     const env = s.env(h.home);
     const { LOXONE_PASSWORD, ...rest } = env;
@@ -261,8 +261,15 @@ describe("loxmcpd lifecycle", () => {
     writeFileSync(join(configDir, ".env"), `# from .env\nLOXONE_PASSWORD="${LOXONE_PASSWORD}"\n`, {
       mode: 0o600,
     });
-    const d = start(rest);
+    const d = start(rest, ["--insecure-tls"]);
     await d.waitReady();
     expect(s.sim.stats().logins).toBe(1);
+    const warn = readFileSync(d.paths.logFile, "utf8")
+      .split("\n")
+      .filter((l) => l.includes("--insecure-tls"))
+      .map((l) => JSON.parse(l) as { level: number; msg: string });
+    expect(warn).toEqual([
+      expect.objectContaining({ level: 40, msg: expect.stringMatching(/verification is OFF/) }),
+    ]);
   });
 });
