@@ -2,19 +2,26 @@
  * Classification, validation, approvals, rate limits and redaction, on the simulator's real
  * house data and real tool lists (also with renamed tools and without annotations).
  */
+
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
 import { simAccessToken } from "../../../test-support/sim-upstream.js";
 import type { HouseControl } from "../../simulator/src/types.js";
+import { ConfigError, loadConfig } from "../src/config.js";
 import type { CallToolResult } from "../src/contracts.js";
 import { buildCatalog, classifyWrite, extractTarget } from "../src/policy/classify.js";
 import { ApprovalBook, modeForClient } from "../src/policy/confirm.js";
+import { resolvePolicyConfig } from "../src/policy/index.js";
 import { RateLimiter } from "../src/policy/ratelimit.js";
 import { readBackMismatch } from "../src/policy/readback.js";
 import { redactArgs } from "../src/policy/redact.js";
+import { type PolicySectionInput, policyConfigFromSection } from "../src/policy/settings.js";
 import { diffControls, fetchStructure } from "../src/policy/structure.js";
 import { DEFAULT_POLICY_CONFIG, PolicyDenied, type SnapshotControl } from "../src/policy/types.js";
 import { resolveControl, sanitizeArgs, validateCommand } from "../src/policy/validate.js";
@@ -248,6 +255,48 @@ describe("tool classification without the simulator", () => {
     expect(cat.tools.get("open_door")?.read).toBe(false);
     expect(cat.tools.get("mystery")?.read).toBe(false);
     expect(cat.command?.name).toBe("control_command");
+  });
+});
+
+describe("policy configuration", () => {
+  function load(policy: unknown) {
+    const h = makeHome();
+    try {
+      mkdirSync(join(h.home, "config"), { recursive: true });
+      writeFileSync(join(h.home, "config", "config.json"), JSON.stringify({ policy }));
+      return loadConfig({
+        env: { LOXMCP_HOME: h.home, LOXONE_SERIAL: "504F94A00001", LOXONE_USER: "u", LOXONE_PASSWORD: "p" },
+      });
+    } finally {
+      h.cleanup();
+    }
+  }
+
+  it("validates the policy section at load time and maps it to the engine (units converted)", () => {
+    const cfg = load({
+      mode: "full",
+      clients: { cursor: "read-only" },
+      t4: ["Alarm:off"],
+      rateLimits: { motorPerMinute: 3, motorBurst: 2 },
+      temperature: { max: 26 },
+      approvalTtlSec: 60,
+      snapshotRefreshMin: 5,
+      auditRetentionDays: 30,
+    });
+    const engine = resolvePolicyConfig(policyConfigFromSection(cfg.policy as PolicySectionInput));
+    expect(engine).toMatchObject({
+      mode: "full",
+      clients: { cursor: "read-only" },
+      t4: ["Alarm:off"],
+      rateLimits: { motorPerMinute: 3, motorBurst: 2, globalPerMinute: 30, reversalCooldownMs: 2000 },
+      temperature: { min: 16, max: 26, hardMin: 5, hardMax: 35 },
+      approvalTtlMs: 60_000,
+      snapshotRefreshMs: 300_000,
+      auditRetentionDays: 30,
+    });
+    expect(() => load({ rateLimits: { motorPerMinute: 0 } })).toThrow(ConfigError);
+    expect(() => load({ clients: { cursor: "yolo" } })).toThrow(/policy\.clients\.cursor/);
+    expect(() => load({ t4: "Alarm" })).toThrow(/policy\.t4/);
   });
 });
 
