@@ -124,7 +124,8 @@ describe("loxmcpd lifecycle", () => {
       params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "slow", version: "1" } },
     });
     await r.waitMessage((m) => m.id === 0);
-    const before = s.sim.stats().mcpRequests;
+    const toolCalls = async () => Number(((await d.status()).counters as Record<string, number>).toolCalls);
+    const before = await toolCalls();
     s.sim.setFaults({ latencyMs: 8_000 });
     await r.send({
       jsonrpc: "2.0",
@@ -132,7 +133,9 @@ describe("loxmcpd lifecycle", () => {
       method: "tools/call",
       params: { name: "system_status", arguments: {} },
     });
-    await waitFor(() => s.sim.stats().mcpRequests > before, { what: "the call to reach the simulator" });
+    await waitFor(async () => (await toolCalls()) > before, {
+      what: "the call to be in flight in the daemon",
+    });
     d.child.kill("SIGTERM");
     const answer = await r.waitMessage((m) => m.id === 1, 10_000);
     expect((answer.error as { code: number; message: string }).code).toBe(-32006);
