@@ -194,7 +194,10 @@ describe("approvals, modes, rate limits, redaction", () => {
 
   it("rate limiter: per motor, reversal cooldown, global, with retry time", () => {
     let t = 0;
-    const rl = new RateLimiter({ motorPerMinute: 2, reversalCooldownMs: 2000, globalPerMinute: 5 }, () => t);
+    const rl = new RateLimiter(
+      { motorPerMinute: 2, reversalCooldownMs: 2000, globalPerMinute: 5, motorBurst: 100 },
+      () => t,
+    );
     const m = { device: "a", motor: true, direction: "down" as const };
     rl.record(m);
     t = 100;
