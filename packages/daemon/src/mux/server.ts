@@ -83,10 +83,11 @@ export class MuxServer {
   /** Sends a notification to every client that speaks MCP with us. */
   fanOut(method: string, params?: unknown): void {
     if (method === "notifications/progress") {
-      const token = (params as { progressToken?: unknown } | undefined)?.progressToken;
-      const owner = token === undefined ? undefined : this.opts.deps.progressRoutes.get(String(token));
-      if (owner) {
-        owner.notify(method, params);
+      const p = params as { progressToken?: unknown } | undefined;
+      const route =
+        typeof p?.progressToken === "string" ? this.opts.deps.progressRoutes.get(p.progressToken) : undefined;
+      if (route) {
+        route.session.notify(method, { ...p, progressToken: route.token });
         return;
       }
     }

@@ -83,8 +83,11 @@ export interface SessionDeps {
   scrub: (text: string) => string;
   /** How long `initialize` waits for the first upstream session. */
   initTimeoutMs: number;
-  /** Progress tokens of in-flight requests → the session that owns them. */
-  progressRoutes: Map<string, ClientSession>;
+  /**
+   * Progress tokens of in-flight requests: the daemon-unique token sent upstream → the session
+   * that owns the request and the client's own token (restored on the way back).
+   */
+  progressRoutes: Map<string, ProgressRoute>;
   /** True once the daemon is stopping: new MCP requests are refused (nothing is sent upstream). */
   shuttingDown?: () => boolean;
 }
@@ -118,6 +121,11 @@ interface PendingServerRequest {
   resolve(result: unknown): void;
   reject(err: Error): void;
   method: string;
+}
+
+export interface ProgressRoute {
+  session: ClientSession;
+  token: string | number;
 }
 
 export interface HelloInfo {
@@ -233,10 +241,21 @@ export class ClientSession {
     }
     this.inflight.set(key, entry);
     this.deps.counters.clientRequests++;
-    const progressToken = progressTokenOf(req.params);
-    if (progressToken !== undefined) this.deps.progressRoutes.set(progressToken, this);
+    // Clients pick progress tokens on their own (the SDK uses its request ids): make them unique
+    // upstream so progress goes back to the right client, with the client's own token.
+    const clientToken = progressTokenOf(req.params);
+    let progressToken: string | undefined;
+    let forwarded = req;
+    if (clientToken !== undefined && isObject(req.params) && isObject(req.params._meta)) {
+      progressToken = `lxp-${this.connId}-${typeof clientToken}-${String(clientToken)}`;
+      this.deps.progressRoutes.set(progressToken, { session: this, token: clientToken });
+      forwarded = {
+        ...req,
+        params: { ...req.params, _meta: { ...req.params._meta, progressToken } },
+      };
+    }
     try {
-      const result = await this.dispatch(req, entry.controller.signal);
+      const result = await this.dispatch(forwarded, entry.controller.signal);
       this.finish(entry, { jsonrpc: "2.0", id: req.id, result });
     } catch (err) {
       const error = this.toRpcError(err, req);
@@ -246,7 +265,7 @@ export class ClientSession {
       this.log[level]({ method: req.method, rpcCode: error.code, error: error.message }, "request failed");
       this.finish(entry, { jsonrpc: "2.0", id: req.id, error });
     } finally {
-      if (progressToken !== undefined && this.deps.progressRoutes.get(progressToken) === this) {
+      if (progressToken !== undefined && this.deps.progressRoutes.get(progressToken)?.session === this) {
         this.deps.progressRoutes.delete(progressToken);
       }
     }
@@ -505,7 +524,9 @@ export class ClientSession {
       );
       this.serverRequests.delete(id);
     }
-    for (const [token, s] of this.deps.progressRoutes) if (s === this) this.deps.progressRoutes.delete(token);
+    for (const [token, r] of this.deps.progressRoutes) {
+      if (r.session === this) this.deps.progressRoutes.delete(token);
+    }
   }
 
   get isClosed(): boolean {
@@ -566,8 +587,8 @@ function idOf(msg: unknown): JsonRpcId | null {
   return null;
 }
 
-function progressTokenOf(params: unknown): string | undefined {
+function progressTokenOf(params: unknown): string | number | undefined {
   if (!isObject(params) || !isObject(params._meta)) return undefined;
   const t = params._meta.progressToken;
-  return typeof t === "string" || typeof t === "number" ? String(t) : undefined;
+  return typeof t === "string" || typeof t === "number" ? t : undefined;
 }
