@@ -22,15 +22,29 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 
-/** Scenarios whose server legitimately makes the client fail (the suite sets allowClientError for them). */
-const WARN_OK = {
+/**
+ * The only WARNING checks accepted (each explained in docs/conformance.md); any other warning
+ * fails the run. Returns why the warning is acceptable, or undefined.
+ */
+function acceptedWarning(scenario, check) {
   // The server advertises client_id_metadata_document_supported: a client that can host a
   // metadata document at an https URL would use it as client_id. A headless daemon on a
   // user's machine has no public https URL to host one, so it registers dynamically (DCR)
   // instead; the suite rates that a WARNING ("SHOULD"), not a failure.
-  "auth/basic-cimd":
-    "no public https URL to host a client metadata document; falls back to dynamic registration",
-};
+  if (scenario === "auth/basic-cimd" && check.id === "cimd-client-id-used") {
+    return "no public https URL to host a client metadata document; falls back to dynamic registration";
+  }
+  // The suite itself calls a reconnect 200-500 ms after the server's retry "acceptable": on a
+  // loaded CI machine timers run late. Too early or very late stays a FAILURE.
+  if (
+    scenario === "sse-retry" &&
+    check.id === "client-sse-retry-timing" &&
+    /slightly late/.test(check.errorMessage ?? "")
+  ) {
+    return "SSE reconnect slightly late (machine load); the suite rates it acceptable";
+  }
+  return undefined;
+}
 
 function parseArgs(argv) {
   const opts = { scenarios: [], concurrency: 4, verbose: false, timeout: 30000 };
@@ -187,7 +201,7 @@ for (const r of results) {
   );
   if (r.status === "fail" || opts.verbose) {
     for (const c of r.checks.filter(
-      (c) => c.status === "FAILURE" || (opts.verbose && c.status === "WARNING"),
+      (c) => c.status === "FAILURE" || (c.status === "WARNING" && (opts.verbose || r.status === "fail")),
     )) {
       console.log(`    - ${c.status} ${c.name}: ${c.errorMessage || c.description}`);
     }
@@ -201,7 +215,7 @@ console.log(
   `\nTotal checks: ${checksPassed} passed, ${checksFailed} failed, ${checksWarned} warnings (${Math.round((Date.now() - started) / 1000)} s)`,
 );
 for (const r of results.filter((r) => r.status === "warn")) {
-  console.log(`Warning accepted for ${r.scenario}: ${WARN_OK[r.scenario] ?? "see docs/conformance.md"}`);
+  console.log(`Warning accepted for ${r.scenario}: ${r.accepted.join("; ")}`);
 }
 console.log(`${passed} passed, ${failed} failed${warned > 0 ? `, ${warned} warned` : ""}`);
 process.exit(failed > 0 ? 1 : 0);
@@ -228,10 +242,13 @@ async function runScenario(scenario) {
   }
   let status = "pass";
   if (failure > 0 || problems.length > 0 || success === 0) status = "fail";
-  else if (warning > 0) status = WARN_OK[scenario] ? "warn" : "fail";
+  const warnings = checks.filter((c) => c.status === "WARNING");
+  const accepted = warnings.map((c) => acceptedWarning(scenario, c));
+  if (status === "pass" && warning > 0) status = accepted.every(Boolean) ? "warn" : "fail";
   if (status === "fail" && warning > 0 && failure === 0 && problems.length === 0) {
     problems.push("warnings are only accepted where docs/conformance.md explains why");
   }
+  const acceptedReasons = [...new Set(accepted.filter(Boolean))];
   return {
     scenario,
     status,
@@ -240,6 +257,7 @@ async function runScenario(scenario) {
     warning,
     checks,
     problems,
+    accepted: acceptedReasons,
     note: status === "warn" ? "warning accepted" : "",
   };
 }
