@@ -33,8 +33,10 @@ export const stopAllCommand: CommandSpec = {
       ctx.out(JSON.stringify(r ?? {}));
     } else {
       ctx.out("EMERGENCY STOP active: every command from AI clients is refused until `loxmcp resume`");
-      for (const s of stopped)
-        ctx.out(`  ${s.ok ? "stopped" : "FAILED "}  ${s.name} (${s.room}, ${s.type}): ${s.answer}`);
+      for (const s of stopped) {
+        const answer = s.answer.length > 120 ? `${s.answer.slice(0, 117)}...` : s.answer;
+        ctx.out(`  ${s.ok ? "stopped" : "FAILED "}  ${s.name} (${s.room}, ${s.type}): ${answer}`);
+      }
       if (isRecord(r) && typeof r.warning === "string") ctx.err(`warning: ${r.warning}`);
       if (failed.length > 0)
         ctx.err(`${failed.length} device(s) did not confirm the stop: check them on site`);
