@@ -236,4 +236,25 @@ describe("upstream recovery", () => {
       code: "UNAVAILABLE",
     });
   });
+
+  it("many reads in flight across a relay kill: one re-resolve, all answered, no listener-leak warning", async () => {
+    const { r, up } = await readyRig();
+    rig = r;
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      const before = r.sim.stats().connectRequests;
+      r.sim.killRelay();
+      const results = await Promise.all(
+        Array.from({ length: 30 }, () => up.request("tools/call", READ, { retryable: true })),
+      );
+      expect(results).toHaveLength(30);
+      expect(r.sim.stats().connectRequests - before).toBe(1);
+      expect(up.status().counters.reconnects).toBe(1);
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).not.toContain("MaxListenersExceededWarning");
+  });
 });

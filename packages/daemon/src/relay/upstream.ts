@@ -188,6 +188,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     private readonly store: TokenStore,
   ) {
     super();
+    // Every request waiting for recovery listens for the next state change: no fixed limit.
+    this.setMaxListeners(0);
     this.log = opts.logger.child({ component: "upstream" });
     if (opts.upstreamUrl) {
       this.direct = requireSecureUrl("upstream URL (LOXMCP_UPSTREAM_URL)", opts.upstreamUrl).href;
