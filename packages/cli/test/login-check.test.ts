@@ -143,6 +143,12 @@ describe("loxmcp login-check", () => {
     expect(r.stdout).toMatch(/hint:.*MCP (plugin|service)/);
   });
 
+  it("incomplete configuration: exits 78 naming the missing key", async () => {
+    const r = await box.run(["login-check"], { timeoutMs: 30_000 }, { LOXONE_SERIAL: "" });
+    expect(r.code).toBe(78);
+    expect(r.stderr).toContain("LOXONE_SERIAL is missing");
+  });
+
   it("refuses a non-object --args before starting anything", async () => {
     const r = await box.run(["login-check", "--call", "system_status", "--args", "[1,2]"]);
     expect(r.code).toBe(1);

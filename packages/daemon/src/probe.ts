@@ -252,7 +252,6 @@ export interface ProbeArgs {
   call?: ProbeCall;
   json: boolean;
   timeoutMs: number;
-  insecureTls: boolean;
   fresh: boolean;
 }
 
@@ -266,7 +265,7 @@ export class ProbeUsageError extends Error {
 
 /** Parses the arguments after `--probe`. */
 export function parseProbeArgs(argv: readonly string[]): ProbeArgs {
-  const out: ProbeArgs = { json: false, timeoutMs: 90_000, insecureTls: false, fresh: false };
+  const out: ProbeArgs = { json: false, timeoutMs: 90_000, fresh: false };
   let callName: string | undefined;
   let callArgs: Record<string, unknown> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -292,7 +291,6 @@ export function parseProbeArgs(argv: readonly string[]): ProbeArgs {
       }
       callArgs = parsed as Record<string, unknown>;
     } else if (a === "--json") out.json = true;
-    else if (a === "--insecure-tls") out.insecureTls = true;
     else if (a === "--fresh") out.fresh = true;
     else if (a === "--timeout") {
       const n = Number(value());
@@ -328,7 +326,7 @@ export async function probeMain(
   let config: DaemonConfig;
   try {
     const probeEnv = args.url === undefined ? env : { ...env, LOXMCP_UPSTREAM_URL: args.url };
-    config = loadConfig({ env: probeEnv, insecureTls: args.insecureTls });
+    config = loadConfig({ env: probeEnv });
   } catch (err) {
     if (err instanceof ConfigError) {
       io.err(`loxmcpd --probe: config error: ${err.message}\n`);
