@@ -260,7 +260,12 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       );
       await conn.client.close().catch(() => {});
     }
-    await this.connecting?.catch(() => {});
+    // A connect attempt in progress notices `stopped` and gives up; do not wait long for it.
+    if (this.connecting)
+      await withTimeout(
+        this.connecting.catch(() => {}),
+        2_000,
+      );
     this.log.info("upstream session stopped");
   }
 
@@ -329,7 +334,13 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     if (this.tools) return this.tools;
     await this.whenReady(this.opts.requestTimeoutMs);
     if (!this.tools) await this.refreshTools("first use");
-    return this.tools ?? { tools: [] };
+    if (!this.tools) {
+      throw new UpstreamError(
+        "UNAVAILABLE",
+        "the tool list could not be fetched from the Loxone relay; try again shortly",
+      );
+    }
+    return this.tools;
   }
 
   async request(method: string, params: unknown, opts: UpstreamRequestOptions): Promise<unknown> {
