@@ -584,6 +584,31 @@ describe("policy gate", () => {
     expect(dump).not.toContain("1234");
   });
 
+  it("the periodic (quick) structure check describes only new controls, and still sees renames", async () => {
+    const g = await makeGate();
+    const calls = (tool: string) => s.sim.stats().executions.filter((e) => e.tool === tool).length;
+    expect((await g.refreshStructure({ quick: true })).changed).toBe(false);
+    expect([calls("control_find"), calls("control_describe")]).toEqual([1, 0]);
+    s.sim.resetStats();
+    const added = s.sim.addControl({
+      name: "Carport Light",
+      type: "Switch",
+      room: "Garden",
+      category: "Lighting",
+    });
+    s.sim.renameControl(uuidOf("Garden Sprinkler"), "Lawn Sprinkler");
+    const r = await g.refreshStructure({ quick: true });
+    expect(r.changed).toBe(true);
+    expect([calls("control_find"), calls("control_describe")]).toEqual([1, 1]);
+    const c = r.snapshot.controls.find((x) => x.uuid === added);
+    expect(c?.commands).toEqual(["on", "off", "pulse"]);
+    expect(r.snapshot.controls.find((x) => x.name === "Lawn Sprinkler")?.commands).toEqual([
+      "on",
+      "off",
+      "pulse",
+    ]);
+  });
+
   it("structure: show with filters, diff after the simulator renames and adds controls", async () => {
     const g = await makeGate();
     const shown = await control("loxmcp/structure", { action: "show", room: "kitchen" });

@@ -115,7 +115,7 @@ export interface PolicyGate extends ToolGate {
   status(): PolicyStatus;
   pendingApprovals(): PendingApproval[];
   /** Re-reads the house structure now (single flight). */
-  refreshStructure(): Promise<{ snapshot: Snapshot; changed: boolean }>;
+  refreshStructure(opts?: { quick?: boolean }): Promise<{ snapshot: Snapshot; changed: boolean }>;
 }
 
 export function resolvePolicyConfig(input: PolicyConfigInput): PolicyConfig {
@@ -208,7 +208,7 @@ class PolicyEngine implements PolicyGate {
     this.upstream.on("state", this.onState);
     this.upstream.on("toolsChanged", this.onToolsChanged);
     const refresh = setInterval(() => {
-      if (this.upstream.status().state === "ready") this.backgroundRefresh("periodic");
+      if (this.upstream.status().state === "ready") this.backgroundRefresh("periodic", true);
     }, this.cfg.snapshotRefreshMs);
     const prune = setInterval(() => this.pruneAudit(), DAY_MS);
     refresh.unref();
@@ -293,21 +293,31 @@ class PolicyEngine implements PolicyGate {
     return res as CallToolResult;
   };
 
-  private backgroundRefresh(why: string): void {
-    this.refreshStructure().then(
+  private backgroundRefresh(why: string, quick = false): void {
+    this.refreshStructure({ quick }).then(
       ({ snapshot, changed }) =>
         this.log.info({ why, controls: snapshot.controls.length, changed }, "house structure checked"),
       (err) => this.log.warn({ why, err: (err as Error).message }, "house structure refresh failed"),
     );
   }
 
-  refreshStructure(): Promise<{ snapshot: Snapshot; changed: boolean }> {
+  /**
+   * Re-reads the structure (single flight). `quick` (the periodic check) describes only controls
+   * that are new or changed type; start, reconnects, tools/list changes and `loxmcp structure
+   * refresh` describe everything.
+   */
+  refreshStructure(opts: { quick?: boolean } = {}): Promise<{ snapshot: Snapshot; changed: boolean }> {
     if (this.refreshing) return this.refreshing;
     const run = async () => {
       try {
         this.catalog = undefined;
         const catalog = await this.getCatalog();
-        const fetched = await fetchStructure(catalog, this.upstreamCall);
+        const fetched = await fetchStructure(
+          catalog,
+          this.upstreamCall,
+          4,
+          opts.quick ? this.controls : undefined,
+        );
         const { snapshot, changed } = this.snapshots.save(
           structureHash(fetched.controls),
           fetched.controls,

@@ -164,6 +164,8 @@ export async function fetchStructure(
   catalog: ToolCatalog,
   call: CallTool,
   concurrency = 4,
+  /** Controls already described: same uuid and type ⇒ reuse their commands instead of describing again. */
+  known?: ReadonlyMap<string, SnapshotControl>,
 ): Promise<FetchedStructure> {
   if (!catalog.find) {
     throw new StructureError("the relay offers no tool to list controls (find/search); writes stay refused");
@@ -189,8 +191,20 @@ export async function fetchStructure(
     const key = c.uuid.toLowerCase();
     byUuid.set(key, { ...byUuid.get(key), ...c });
   }
+  const reused = new Set<string>();
+  if (known) {
+    for (const c of byUuid.values()) {
+      const k = known.get(c.uuid.toLowerCase());
+      if (c.type && (!c.commands || c.commands.length === 0) && k && k.type === c.type) {
+        c.commands = [...k.commands];
+        reused.add(c.uuid.toLowerCase());
+      }
+    }
+  }
   const describe = catalog.describe;
-  const incomplete = [...byUuid.values()].filter((c) => !c.type || !c.commands || c.commands.length === 0);
+  const incomplete = [...byUuid.values()].filter(
+    (c) => !reused.has(c.uuid.toLowerCase()) && (!c.type || !c.commands || c.commands.length === 0),
+  );
   if (describe?.uuidArg && incomplete.length > 0) {
     const uuidArg = describe.uuidArg;
     await mapLimit(incomplete, concurrency, async (c) => {
