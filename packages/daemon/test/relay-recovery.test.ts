@@ -257,4 +257,23 @@ describe("upstream recovery", () => {
     }
     expect(warnings).not.toContain("MaxListenersExceededWarning");
   });
+
+  it("429 from the relay: UNAVAILABLE (nothing ran), session kept, no re-resolve", async () => {
+    const { r, up } = await readyRig();
+    rig = r;
+    const before = r.sim.stats();
+    r.sim.setFaults({ httpErrors: 1, httpErrorStatus: 429 });
+    const uuid = r.sim.house().controls.find((c) => c.type === "LightControllerV2")!.uuid;
+    const call = { name: "control_command", arguments: { uuid, command: "on" } };
+    await expect(up.request("tools/call", call, { retryable: false })).rejects.toMatchObject({
+      code: "UNAVAILABLE",
+      message: expect.stringMatching(/rate limiting.*was not sent/),
+    });
+    expect(r.sim.stats().executions.find((e) => e.tool === "control_command")).toBeUndefined();
+    await up.request("tools/call", call, { retryable: false });
+    const after = r.sim.stats();
+    expect(after.connectRequests).toBe(before.connectRequests);
+    expect(after.sessions).toBe(before.sessions);
+    expect(up.status().counters.reconnects).toBe(0);
+  });
 });

@@ -550,6 +550,17 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       const status = ctx.status ?? 0;
       if (status === 401) return { kind: "auth" };
       if (status === 403 && ctx.challenge?.error === "insufficient_scope") return { kind: "stepup" };
+      if (status === 429) {
+        // The relay asks us to slow down: the session is fine, re-resolving would only spend
+        // connect's own rate limit. Nothing ran; the caller may try again later.
+        return {
+          kind: "final",
+          error: new UpstreamError(
+            "UNAVAILABLE",
+            `the Loxone relay is rate limiting requests (HTTP 429); ${method} was not sent, try again in a moment`,
+          ),
+        };
+      }
       if (status === 404) {
         this.dropConn(conn, "session", "the relay forgot our MCP session (HTTP 404)");
         return { kind: "recover", reason: "session expired (404)" };
