@@ -182,6 +182,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   private lastPingAt: number | undefined;
   private readonly inflight = new Set<RequestCtx>();
   private readonly counters = { reconnects: 0, requests: 0, errors: 0 };
+  /** The last step-up: the scope asked for and the access token it produced. */
+  private lastStepUp: { scope: string; token: string | undefined } | undefined;
 
   constructor(
     private readonly opts: UpstreamSessionOptions,
@@ -609,6 +611,15 @@ export class UpstreamSession extends EventEmitter implements Upstream {
 
   /** Refresh / log in for a request; waits at most until `deadline` (the flight goes on). */
   private async reauthorize(conn: Conn, ctx: RequestCtx, stepUp = false, deadline?: number): Promise<void> {
+    const scope = ctx.challenge?.scope ?? "";
+    if (stepUp && this.lastStepUp?.scope === scope && this.lastStepUp.token === ctx.usedToken) {
+      // The token a step-up got for exactly this scope is refused for it: another authorization
+      // would not change that (and would loop). Nothing ran.
+      throw new UpstreamError(
+        "AUTH_FAILED",
+        `the server refuses ${ctx.method} for insufficient scope even with a token for "${scope}"; it did not run`,
+      );
+    }
     const flight = stepUp
       ? this.auth.stepUp(conn.entry, ctx.challenge ?? {})
       : this.auth.handleUnauthorized(conn.entry, ctx.usedToken, ctx.challenge ?? {});
@@ -634,6 +645,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     } finally {
       if (timer) clearTimeout(timer);
     }
+    if (stepUp) this.lastStepUp = { scope, token: this.store.getTokens(this.key)?.tokens.access_token };
   }
 
   private authError(err: unknown, method: string): UpstreamError {
@@ -1053,18 +1065,38 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     const tools: Array<Record<string, unknown>> = [];
     let cursor: string | undefined;
     for (let page = 0; page < 50; page++) {
-      const ctx = new RequestCtx("tools/list", true);
-      const res = (await this.send(
-        conn,
-        ctx,
-        "tools/list",
-        cursor ? { cursor } : undefined,
-        this.opts.requestTimeoutMs,
-        undefined,
-      ).catch((err: unknown) => {
-        this.judge(conn, ctx, err);
-        throw err;
-      })) as { tools?: Array<Record<string, unknown>>; nextCursor?: string };
+      // A server may let initialize through unauthenticated and ask for a token (401) or a
+      // wider scope (403 insufficient_scope) only now: log in / step up once each, then resend.
+      let authTried = false;
+      let stepUpTried = false;
+      let res: { tools?: Array<Record<string, unknown>>; nextCursor?: string };
+      for (;;) {
+        const ctx = new RequestCtx("tools/list", true);
+        try {
+          res = (await this.send(
+            conn,
+            ctx,
+            "tools/list",
+            cursor ? { cursor } : undefined,
+            this.opts.requestTimeoutMs,
+            undefined,
+          )) as typeof res;
+          break;
+        } catch (err) {
+          const verdict = this.judge(conn, ctx, err);
+          if (verdict.kind === "auth" && !authTried) {
+            authTried = true;
+            await this.reauthorize(conn, ctx);
+            continue;
+          }
+          if (verdict.kind === "stepup" && !stepUpTried) {
+            stepUpTried = true;
+            await this.reauthorize(conn, ctx, true);
+            continue;
+          }
+          throw err;
+        }
+      }
       tools.push(...(res.tools ?? []));
       cursor = res.nextCursor;
       if (!cursor) break;
