@@ -15,6 +15,18 @@ export const DAEMON_BIN = join(REPO, "packages/daemon/bin/loxmcpd.js");
 export const SHIM_BIN = join(REPO, "packages/shim/bin/loxmcp-shim.js");
 export const BASELINE_BIN = join(REPO, "bench/baseline-proxy.mjs");
 
+/** Child processes we started; killed if this process exits early (a failing benchmark, Ctrl-C). */
+const children = new Set();
+function track(child) {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+process.once("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+for (const sig of ["SIGINT", "SIGTERM"]) process.once(sig, () => process.exit(130));
+
 /** Integer from the environment, else `def`. */
 export function envInt(name, def) {
   const v = Number.parseInt(process.env[name] ?? "", 10);
@@ -33,10 +45,12 @@ export const SIM_BIN = join(REPO, "packages/simulator/bin/loxmcp-sim.js");
  * lifted: benchmarks resolve often. `stats()` reads the admin API (`GET /stats`).
  */
 export async function startSim() {
-  const child = spawn(process.execPath, [SIM_BIN, "--port", "0", "--rate-limit", "1000000"], {
-    cwd: REPO,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = track(
+    spawn(process.execPath, [SIM_BIN, "--port", "0", "--rate-limit", "1000000"], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
   let err = "";
   child.stderr.setEncoding("utf8").on("data", (d) => {
     err += d;
@@ -149,11 +163,13 @@ export async function waitFor(fn, timeoutMs = 20_000, what = "condition") {
 /** Spawns the real daemon (`node packages/daemon/bin/loxmcpd.js`) in the foreground. */
 export function spawnDaemon(env) {
   const paths = resolvePaths(env);
-  const child = spawn(process.execPath, [DAEMON_BIN], {
-    cwd: REPO,
-    env,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const child = track(
+    spawn(process.execPath, [DAEMON_BIN], {
+      cwd: REPO,
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+    }),
+  );
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (d) => {
     stderr += d;
