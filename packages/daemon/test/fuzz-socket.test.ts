@@ -200,6 +200,42 @@ describe("fuzz: daemon socket framing and JSON-RPC handling", () => {
     await stillHealthy();
   });
 
+  it("valid frames split at any byte (even inside UTF-8 characters) or batched in one write are each answered once", async () => {
+    const frames = fc.array(fc.string({ maxLength: 30, unit: "grapheme" }), { minLength: 1, maxLength: 8 });
+    await fc.assert(
+      fc.asyncProperty(frames, fc.array(fc.nat(), { maxLength: 12 }), async (texts, cuts) => {
+        const ids = texts.map((_, i) => `f${i}`);
+        const payload = Buffer.from(
+          texts
+            .map((t, i) =>
+              JSON.stringify({ jsonrpc: "2.0", id: ids[i], method: "loxmcp/status", params: { note: t } }),
+            )
+            .join("\n") + "\n",
+        );
+        const points = [...new Set(cuts.map((c) => c % payload.length))].sort((a, b) => a - b);
+        const c = await RawConnection.open(daemon.socketPath);
+        try {
+          let from = 0;
+          for (const p of [...points, payload.length]) {
+            if (p > from) await c.write(payload.subarray(from, p));
+            from = p;
+          }
+          for (const id of ids) await c.waitMessage((m) => m.id === id, 5_000);
+          for (const id of ids) {
+            const answers = c.messages.filter((m) => m.id === id);
+            expect(answers).toHaveLength(1);
+            expect(answers[0]?.result, JSON.stringify(answers[0])).toBeDefined();
+          }
+          expect(c.messages).toHaveLength(ids.length);
+        } finally {
+          c.close();
+        }
+      }),
+      { numRuns: 60 },
+    );
+    await stillHealthy();
+  });
+
   it("a line over 4 MiB closes only that connection, with an error", async () => {
     const c = await RawConnection.open(daemon.socketPath);
     const other = await RawConnection.open(daemon.socketPath);
