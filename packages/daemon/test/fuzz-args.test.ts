@@ -115,17 +115,16 @@ describe("fuzz: write tool arguments reaching the policy", () => {
         const target = typeof rec.uuid === "string" ? controls.find((c) => c.uuid === rec.uuid) : undefined;
         const valid = target !== undefined && commandValid(target, rec.command);
         const ctx = `args ${JSON.stringify(a)} → ${ok ? "ok" : "error"} ${text.slice(0, 300)}`;
-        // Arguments the policy can read (string uuid, string/number command) but that name no
-        // control or a command the control does not take are refused by the policy itself, before
-        // the relay (its refusals say "loxmcp policy"; the simulator's own errors never do).
-        // Unreadable arguments (missing or non-string uuid) are passed on as an unchecked T3 call
-        // in mode "full", where the relay's schema rejects them: a clear error, nothing executed.
-        const readable =
-          typeof rec.uuid === "string" &&
-          (typeof rec.command === "string" || typeof rec.command === "number");
+        // Every invalid call is refused by the daemon itself, before the relay: targets the policy
+        // can read but that name no control / a command the control does not take, and also
+        // unreadable targets (missing or non-string uuid/command), which fail closed. Non-object
+        // arguments are refused by the mux as invalid params. The simulator's own errors never
+        // say "loxmcp policy".
         if (!valid) expect(ok, ctx).toBe(false);
-        if (!valid && readable)
-          expect(text, `refused by the policy, before the relay: ${ctx}`).toMatch(/loxmcp policy/i);
+        if (!valid)
+          expect(text, `refused by the policy, before the relay: ${ctx}`).toMatch(
+            /loxmcp policy|params\.arguments must be an object/i,
+          );
         if (!ok) expect(text, ctx).toMatch(/[a-z]{3,}.*[a-z]{3,}/i);
         // The execution log only ever grows by valid commands.
         for (const e of after.executions) {
