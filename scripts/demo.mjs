@@ -3,7 +3,7 @@
 // Starts a Loxone-like simulator, the loxmcp daemon against it, then two MCP clients through the
 // real shim (as Claude / Cursor would), shows one shared login, a read, a comfort write, a
 // security write stopped by the safety policy, and `loxmcp status`. `--keep` leaves it running.
-import { spawn, spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +19,20 @@ const bins = {
   shim: join(root, "packages/shim/bin/loxmcp-shim.js"),
   cli: join(root, "packages/cli/bin/loxmcp.js"),
 };
+
+// The simulator runs in this process: the CLI must run asynchronously (spawnSync would block
+// the simulator's event loop while the daemon talks to it).
+function cli(...args) {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [bins.cli, ...args],
+      { env, encoding: "utf8", timeout: 30_000 },
+      (err, stdout, stderr) =>
+        resolve({ status: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 const say = (s = "") => process.stdout.write(`${s}\n`);
 const step = (s) => say(`\n\x1b[1m▶ ${s}\x1b[0m`);
@@ -54,7 +68,7 @@ const clients = [];
 let daemonPid;
 async function shutdown(code) {
   for (const c of clients) await c.close().catch(() => {});
-  spawnSync(process.execPath, [bins.cli, "stop"], { env, stdio: "ignore", timeout: 15_000 });
+  await cli("stop");
   if (daemonPid) {
     try {
       process.kill(daemonPid, "SIGTERM");
@@ -101,26 +115,58 @@ try {
 
   if (door) {
     const cmd = door.commands.find((c) => !c.includes("{")) ?? door.commands[0];
-    step(`A security write (T3): "${cmd}" on "${door.name}" — the policy asks the person first`);
-    const res = await claude.callTool({ name: command.name, arguments: { uuid: door.uuid, command: cmd } });
-    say(`  isError=${Boolean(res.isError)}`);
-    say(clip(text(res)));
+    const call = { name: command.name, arguments: { uuid: door.uuid, command: cmd } };
+    step(`A security write (T3): "${cmd}" on "${door.name}" — the policy holds it for the person`);
+    const held = await claude.callTool(call);
+    say(`  isError=${Boolean(held.isError)}`);
+    say(clip(text(held)));
+    const code = /approve ([A-Z0-9]{4,})/.exec(text(held))?.[1];
+
+    step("The AI repeats the call on its own: still held (it cannot approve itself)");
+    const again = await claude.callTool(call);
+    say(
+      `  isError=${Boolean(again.isError)}; executions on the Miniserver: ${sim.stats().executions.filter((e) => e.tool === command.name && e.arguments?.uuid === door.uuid).length}`,
+    );
+
+    if (code) {
+      step(`The person approves it in a terminal: loxmcp approve ${code}`);
+      const ap = await cli("approve", code);
+      say((ap.stdout + ap.stderr).trimEnd());
+      step("The AI calls again with the same arguments: now it runs");
+      const ran = await claude.callTool(call);
+      say(`  isError=${Boolean(ran.isError)}`);
+      say(clip(text(ran)));
+    }
   }
 
+  step("Emergency stop: loxmcp stop-all (blocks writes, stops every blind and gate)");
+  const es = await cli("stop-all", "--reason", "demo");
+  say(clip((es.stdout + es.stderr).trimEnd(), 600));
+  const blocked = await claude.callTool({
+    name: command.name,
+    arguments: { uuid: light.uuid, command: "off" },
+  });
+  say(`  a light command now: isError=${Boolean(blocked.isError)} — ${clip(text(blocked), 160)}`);
+  const rs = await cli("resume");
+  say(`  loxmcp resume: ${(rs.stdout + rs.stderr).trim().split("\n")[0]}`);
+
+  step("loxmcp audit -n 8 (every call, with decision and outcome)");
+  const au = await cli("audit", "-n", "8");
+  say((au.stdout + au.stderr).trimEnd());
+
   step("loxmcp status");
-  const st = spawnSync(process.execPath, [bins.cli, "status"], { env, encoding: "utf8", timeout: 15_000 });
+  const st = await cli("status");
   say(st.stdout.trimEnd());
   if (st.stderr.trim()) say(st.stderr.trimEnd());
-  const statusJson = spawnSync(process.execPath, [bins.cli, "status", "--json"], { env, encoding: "utf8" });
+  const statusJson = await cli("status", "--json");
   try {
     daemonPid = JSON.parse(statusJson.stdout).pid;
   } catch {}
 
   step("What next");
-  say(`  • Logs:      LOXMCP_HOME=${home} pnpm exec loxmcp logs -n 20`);
-  say(`  • Audit:     LOXMCP_HOME=${home} pnpm exec loxmcp audit`);
+  say("  • Keep it running and look around: `pnpm demo --keep`, then in another terminal");
+  say(`      LOXMCP_HOME=${home} pnpm exec loxmcp status   (or: logs -n 20, audit, structure show)`);
   say("  • Your own Miniserver: `pnpm exec loxmcp init`, then `pnpm exec loxmcp client-config claude`");
-  say("  • Keep this demo running for your own MCP client: `pnpm demo --keep`");
   if (keep) {
     say("\nDemo is running (Ctrl+C to stop). Point an MCP client at:");
     say(`  LOXMCP_HOME=${home} ${process.execPath} ${bins.shim}`);
