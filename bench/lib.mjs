@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeFrame, LineDecoder, resolvePaths } from "@loxmcp/common";
+import { DAEMON_NODE_FLAGS, encodeFrame, LineDecoder, resolvePaths } from "@loxmcp/common";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 
@@ -160,11 +160,14 @@ export async function waitFor(fn, timeoutMs = 20_000, what = "condition") {
   }
 }
 
-/** Spawns the real daemon (`node packages/daemon/bin/loxmcpd.js`) in the foreground. */
+/**
+ * Spawns the real daemon (`node <DAEMON_NODE_FLAGS> packages/daemon/bin/loxmcpd.js`) in the
+ * foreground, with the same V8 flags the shim's on-demand start uses.
+ */
 export function spawnDaemon(env) {
   const paths = resolvePaths(env);
   const child = track(
-    spawn(process.execPath, [DAEMON_BIN], {
+    spawn(process.execPath, [...DAEMON_NODE_FLAGS, DAEMON_BIN], {
       cwd: REPO,
       env,
       stdio: ["ignore", "ignore", "pipe"],

@@ -25,6 +25,16 @@ import { type Env, ensurePrivateDir, type LoxmcpPaths, resolvePaths } from "./pa
 
 export const DEFAULT_START_TIMEOUT_MS = 15_000;
 
+/**
+ * V8 flags for a daemon run by this node (`node <flags> loxmcpd.js`). The daemon is a long-lived
+ * I/O relay whose young objects are small JSON frames: a 1 MiB semi-space (default 16 MiB on
+ * 64-bit) keeps ~17 MB less resident after a burst of calls (bench memory: 119 → 102 MB after
+ * 200 calls, idle 99 → 92 MB) for slightly more frequent scavenges, which cost microseconds at
+ * this heap size and did not move the added latency measurably. Flags cannot be set from inside
+ * the process once V8 is up, so every starter passes them (this spawner; the bench mirrors it).
+ */
+export const DAEMON_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=1"];
+
 /** How the daemon was (or was not) started by this call. */
 export type StartMethod = "systemd" | "launchd" | "spawn" | "other-starter";
 
@@ -367,7 +377,8 @@ function spawnDetached(cmd: DaemonCommand, env: Env, paths: LoxmcpPaths): ChildP
     out = "ignore";
   }
   try {
-    const child = spawn(cmd.command, cmd.args, {
+    const args = cmd.command === process.execPath ? [...DAEMON_NODE_FLAGS, ...cmd.args] : cmd.args;
+    const child = spawn(cmd.command, args, {
       detached: true,
       stdio: ["ignore", out, out],
       env: env as NodeJS.ProcessEnv,
