@@ -17,6 +17,7 @@ import { type DaemonProcess, spawnDaemon } from "./daemon.js";
 import { makeHome, type TempHome } from "./home.js";
 import { type SimHandle, withSimulator } from "./sim.js";
 import { SocketClientTransport } from "./socket-client.js";
+import { waitFor } from "./wait.js";
 
 type Id = string | number;
 
@@ -165,6 +166,18 @@ export class LoadGenerator {
     return this.clients.map(
       (_, i) => this.records.filter((r) => r.client === i && r.outcome === "ok" && r.endedAt > since).length,
     );
+  }
+
+  /**
+   * Waits until every client succeeded again (2 calls each) and 8 reads went through after now,
+   * i.e. the daemon recovered from `what`; the deadline error lists the outcomes so far.
+   */
+  async waitRecovered(what: string, timeoutMs = 20_000): Promise<void> {
+    const since = Date.now();
+    await waitFor(() => this.okPerClientSince(since).every((n) => n >= 2) && this.okReadsSince(since) >= 8, {
+      timeoutMs,
+      what: `every client to succeed again after ${what} (outcomes so far ${JSON.stringify(outcomeSummary(this.records))})`,
+    });
   }
 }
 

@@ -32,16 +32,7 @@ describe("chaos: relay rotation/kill, session expiry, token expiry/revocation un
       writeTool: rig.writeTool,
       nextWrite: uniqueWrites(sim.house()),
     });
-    const recovered = async (what: string) => {
-      const since = Date.now();
-      await waitFor(
-        () => load.okPerClientSince(since).every((n) => n >= 2) && load.okReadsSince(since) >= 8,
-        {
-          timeoutMs: 20_000,
-          what: `every client to succeed again after ${what} (outcomes so far ${JSON.stringify(outcomeSummary(load.records))})`,
-        },
-      );
-    };
+    const recovered = (what: string) => load.waitRecovered(what);
 
     load.start();
     try {

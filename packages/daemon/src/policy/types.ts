@@ -1,4 +1,5 @@
 /** Shared types of the safety policy (policy/ decides; it never talks SQL itself). */
+import type { StoredControl } from "../store/snapshots.js";
 
 /** T1 comfort, T2 motion (crush/pinch), T3 security/bulk (needs a person), T4 never via AI. */
 export type Tier = "T1" | "T2" | "T3" | "T4";
@@ -7,16 +8,8 @@ export type PolicyMode = "read-only" | "confirm" | "full";
 
 export const POLICY_MODES: readonly PolicyMode[] = ["read-only", "confirm", "full"];
 
-/** One control as the structure snapshot knows it. */
-export interface SnapshotControl {
-  uuid: string;
-  name: string;
-  type: string;
-  room: string;
-  category: string;
-  /** Allowed commands; `{n}` marks a number placeholder (e.g. `manualPosition/{n}`). Empty = unknown. */
-  commands: string[];
-}
+/** One control as the structure snapshot knows it (the store's row type). */
+export type SnapshotControl = StoredControl;
 
 export interface Snapshot {
   id: number;

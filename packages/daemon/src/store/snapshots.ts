@@ -27,6 +27,7 @@ export interface StoredControl {
   type: string;
   room: string;
   category: string;
+  /** Allowed commands; `{n}` marks a number placeholder (e.g. `manualPosition/{n}`). Empty = unknown. */
   commands: string[];
 }
 
