@@ -20,7 +20,7 @@ import {
   LoginRejectedError,
   ResourceMismatchError,
 } from "./errors.js";
-import { headlessAuthorize } from "./login-form.js";
+import type { HeadlessLoginOptions } from "./login-form.js";
 import { StoreOAuthProvider } from "./provider.js";
 import type { ResourcePolicy } from "./resource.js";
 
@@ -247,7 +247,10 @@ export class AuthManager {
 
   private async runHeadlessLogin(url: URL, state: string): Promise<void> {
     const password = typeof this.o.password === "function" ? await this.o.password() : this.o.password;
-    const loginOptions: Parameters<typeof headlessAuthorize>[1] = {
+    // Loaded on first use: the HTML parser and cookie jar (~4 MB resident) are needed only for a
+    // login, which a daemon restarted with stored tokens never does.
+    const { headlessAuthorize } = await import("./login-form.js");
+    const loginOptions: HeadlessLoginOptions = {
       redirectUri: this.provider.redirectUrl,
       user: this.o.user,
       password,
