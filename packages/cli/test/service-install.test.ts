@@ -6,6 +6,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DAEMON_NODE_FLAGS } from "@loxmcp/common";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { spawnDaemon } from "../../../test-support/daemon.js";
 import { withSimulator } from "../../../test-support/sim.js";
@@ -44,7 +45,9 @@ describe.skipIf(!linux)("loxmcp service install/uninstall (systemd user unit)", 
     const inst = await sb.run(["service", "install", "--allow-root"]);
     expect(inst.code, inst.stderr).toBe(0);
     const unit = join(sb.home, ".config", "systemd", "user", "loxmcpd.service");
-    expect(readFileSync(unit, "utf8")).toContain(`ExecStart=${process.execPath} ${DAEMON_BIN}`);
+    expect(readFileSync(unit, "utf8")).toContain(
+      `ExecStart=${process.execPath} ${DAEMON_NODE_FLAGS.join(" ")} ${DAEMON_BIN}`,
+    );
     for (const d of ["config", "state", "log", "run"]) expect(existsSync(join(sb.loxmcpHome, d))).toBe(true);
     expect(readFileSync(calls, "utf8").trim().split("\n")).toEqual([
       "--user daemon-reload",

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DAEMON_NODE_FLAGS } from "@loxmcp/common";
 import { parse as parsePlist } from "plist";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CliSandbox, DAEMON_BIN } from "./helpers.js";
@@ -42,7 +43,7 @@ describe("loxmcp service --print (linux: systemd user unit)", () => {
     const r = await sb.run(["service", "install", "--print", "--platform", "linux"]);
     expect(r.code).toBe(0);
     const unit = r.stdout;
-    expect(unit).toContain(`ExecStart=${process.execPath} ${DAEMON_BIN}`);
+    expect(unit).toContain(`ExecStart=${process.execPath} ${DAEMON_NODE_FLAGS.join(" ")} ${DAEMON_BIN}`);
     expect(unit).toContain(`Environment=LOXMCP_HOME=${sb.loxmcpHome}`);
     for (const line of [
       "Type=simple",
@@ -140,7 +141,7 @@ describe("loxmcp service --print --platform darwin (launchd LaunchAgent)", () =>
     expect(r.code).toBe(0);
     const doc = parsePlist(r.stdout) as Record<string, unknown>;
     expect(doc.Label).toBe("com.loxmcp.daemon");
-    expect(doc.ProgramArguments).toEqual([process.execPath, DAEMON_BIN]);
+    expect(doc.ProgramArguments).toEqual([process.execPath, ...DAEMON_NODE_FLAGS, DAEMON_BIN]);
     expect(doc.RunAtLoad).toBe(true);
     expect(doc.KeepAlive).toEqual({ SuccessfulExit: false });
     expect(doc.StandardOutPath).toBe(join(sb.loxmcpHome, "log", "launchd.stdout.log"));

@@ -13,7 +13,6 @@ import {
   startChaosRig,
   uniqueWrites,
 } from "../../../test-support/chaos.js";
-import { waitFor } from "../../../test-support/wait.js";
 
 describe("chaos: relay rotation/kill, session expiry, token expiry/revocation under load", () => {
   let rig: ChaosRig;

@@ -1,7 +1,7 @@
 /** macOS: a LaunchAgent `~/Library/LaunchAgents/com.loxmcp.daemon.plist`, managed with `launchctl`. */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { ensurePrivateDir } from "@loxmcp/common";
+import { DAEMON_NODE_FLAGS, ensurePrivateDir } from "@loxmcp/common";
 import { templatePath } from "../locate.js";
 import {
   mustRun,
@@ -53,6 +53,7 @@ export class LaunchdService implements ServicePlatform {
     return renderTemplate(templatePath(env, "launchd/com.loxmcp.daemon.plist.in"), {
       LABEL: LAUNCHD_LABEL,
       NODE: xmlEscape(this.o.nodePath),
+      NODE_FLAGS: DAEMON_NODE_FLAGS.map((f) => `\n    <string>${xmlEscape(f)}</string>`).join(""),
       DAEMON_BIN: xmlEscape(this.o.daemonBin),
       STDOUT_PATH: xmlEscape(join(this.o.paths.log, "launchd.stdout.log")),
       STDERR_PATH: xmlEscape(join(this.o.paths.log, "launchd.stderr.log")),

@@ -1,7 +1,7 @@
 /** Linux: a systemd USER unit `~/.config/systemd/user/loxmcpd.service`, managed with `systemctl --user`. */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { ensurePrivateDir } from "@loxmcp/common";
+import { DAEMON_NODE_FLAGS, ensurePrivateDir } from "@loxmcp/common";
 import { templatePath } from "../locate.js";
 import {
   mustRun,
@@ -62,7 +62,9 @@ export class SystemdService implements ServicePlatform {
       ? "# PrivateTmp=yes left out: loxmcp's files live under /tmp, which clients must see."
       : "PrivateTmp=yes";
     const text = renderTemplate(templatePath(env, "systemd/loxmcpd.service.in"), {
-      EXEC_START: [this.o.nodePath, this.o.daemonBin].map((w) => systemdQuote(w, { dollar: true })).join(" "),
+      EXEC_START: [this.o.nodePath, ...DAEMON_NODE_FLAGS, this.o.daemonBin]
+        .map((w) => systemdQuote(w, { dollar: true }))
+        .join(" "),
       ENVIRONMENT: envLines.join("\n"),
       PRIVATE_TMP: privateTmp,
       // "-": a missing directory is not an error (install creates them first anyway)
