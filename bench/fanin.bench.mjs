@@ -8,13 +8,10 @@ import {
   envInt,
   goal,
   log,
-  makeHome,
   memOf,
   pickReadTool,
   round,
-  simEnv,
-  spawnDaemon,
-  startSim,
+  startRig,
   summarize,
   withCleanup,
 } from "./lib.mjs";
@@ -25,14 +22,7 @@ export async function run() {
   const concurrency = envInt("BENCH_FANIN_CONCURRENCY", 5); // in flight per shim
   const perShim = Math.ceil(total / shims);
   return withCleanup(async (defer) => {
-    const sim = await startSim();
-    defer(() => sim.stop());
-    const h = makeHome();
-    defer(() => h.cleanup());
-    const env = simEnv(sim, h.home);
-    const daemon = spawnDaemon(env);
-    defer(() => daemon.stop());
-    await daemon.waitReady();
+    const { sim, env, daemon } = await startRig(defer);
     const daemonIdle = memOf(daemon.pid);
 
     const clients = await Promise.all(

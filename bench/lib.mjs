@@ -354,3 +354,19 @@ export async function connectSocket(socketPath, name = "bench-socket") {
   await client.connect(new SocketTransport(socketPath, name));
   return { client, close: () => client.close() };
 }
+
+/**
+ * The set-up every benchmark shares: a simulator process, a temp LOXMCP_HOME, and a daemon logged
+ * in and ready against it. Each part is registered with `defer` for clean-up.
+ */
+export async function startRig(defer) {
+  const sim = await startSim();
+  defer(() => sim.stop());
+  const h = makeHome();
+  defer(() => h.cleanup());
+  const env = simEnv(sim, h.home);
+  const daemon = spawnDaemon(env);
+  defer(() => daemon.stop());
+  await daemon.waitReady();
+  return { sim, h, env, daemon };
+}

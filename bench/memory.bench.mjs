@@ -9,12 +9,10 @@ import {
   connectStdio,
   goal,
   log,
-  makeHome,
   memOf,
   pickReadTool,
   simEnv,
-  spawnDaemon,
-  startSim,
+  startRig,
   waitFor,
   withCleanup,
 } from "./lib.mjs";
@@ -44,14 +42,7 @@ async function calls(client, tool, n) {
 
 export async function run() {
   return withCleanup(async (defer) => {
-    const sim = await startSim();
-    defer(() => sim.stop());
-    const h = makeHome();
-    defer(() => h.cleanup());
-    const env = simEnv(sim, h.home);
-    const daemon = spawnDaemon(env);
-    defer(() => daemon.stop());
-    await daemon.waitReady();
+    const { sim, h, env, daemon } = await startRig(defer);
     const daemonIdle = await settledMem(daemon.pid);
 
     const shim = await connectShim(env, "bench-memory");

@@ -11,12 +11,9 @@ import {
   envInt,
   goal,
   log,
-  makeHome,
   pickReadTool,
   round,
-  simEnv,
-  spawnDaemon,
-  startSim,
+  startRig,
   summarize,
   withCleanup,
 } from "./lib.mjs";
@@ -33,14 +30,7 @@ async function timeCalls(client, tool, n, into) {
 export async function run() {
   const calls = envInt("BENCH_CALLS", 5000);
   return withCleanup(async (defer) => {
-    const sim = await startSim();
-    defer(() => sim.stop());
-    const h = makeHome();
-    defer(() => h.cleanup());
-    const env = simEnv(sim, h.home);
-    const daemon = spawnDaemon(env);
-    defer(() => daemon.stop());
-    await daemon.waitReady();
+    const { sim, env, daemon } = await startRig(defer);
 
     const direct = await connectUpstream({
       connectUrl: sim.connectUrl,

@@ -15,8 +15,7 @@ import {
   round,
   SHIM_BIN,
   simEnv,
-  spawnDaemon,
-  startSim,
+  startRig,
   summarize,
   withCleanup,
 } from "./lib.mjs";
@@ -34,14 +33,7 @@ async function timeStart(command, args, env, name) {
 export async function run() {
   const iterations = envInt("BENCH_START_ITERATIONS", 15);
   return withCleanup(async (defer) => {
-    const sim = await startSim();
-    defer(() => sim.stop());
-    const h = makeHome();
-    defer(() => h.cleanup());
-    const env = simEnv(sim, h.home);
-    const daemon = spawnDaemon(env);
-    defer(() => daemon.stop());
-    await daemon.waitReady();
+    const { sim, h, env, daemon } = await startRig(defer);
 
     const cacheHome = makeHome();
     defer(() => cacheHome.cleanup());
