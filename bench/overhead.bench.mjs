@@ -1,13 +1,18 @@
 // Overhead per tools/call: SDK Client → simulator directly (Streamable HTTP, Bearer token from a
 // headless login) versus SDK Client → loxmcp-shim (stdio) → daemon (socket) → simulator.
 // A third path, SDK Client → daemon socket directly, separates the daemon's cost from the shim hop.
+// A fourth, SDK Client → bench/floor-pipe.cjs (a Node process that only pipes bytes) → daemon, is
+// the reference floor: what any separate shim process costs at least on this machine.
 // Calls are sequential (one in flight) so each sample is a latency, and the paths take turns call
 // by call so that machine noise hits all alike. Added latency = difference of the percentiles.
+import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { connectUpstream } from "./baseline-proxy.mjs";
 import {
   connectShim,
   connectSocket,
+  connectStdio,
   envInt,
   goal,
   log,
@@ -17,6 +22,8 @@ import {
   summarize,
   withCleanup,
 } from "./lib.mjs";
+
+const FLOOR_PIPE = join(dirname(fileURLToPath(import.meta.url)), "floor-pipe.cjs");
 
 async function timeCalls(client, tool, n, into) {
   for (let i = 0; i < n; i++) {
@@ -43,6 +50,13 @@ export async function run() {
     defer(() => shim.close());
     const sock = await connectSocket(daemon.socket, "bench-overhead-socket");
     defer(() => sock.close());
+    const pipe = await connectStdio(
+      process.execPath,
+      [FLOOR_PIPE],
+      { ...env, LOXMCP_SOCKET: daemon.socket },
+      "pipe",
+    );
+    defer(() => pipe.close());
 
     const { tools } = await direct.client.listTools();
     const tool = pickReadTool(tools);
@@ -50,20 +64,24 @@ export async function run() {
     await timeCalls(direct.client, tool, 200, []);
     await timeCalls(shim.client, tool, 200, []);
     await timeCalls(sock.client, tool, 200, []);
+    await timeCalls(pipe.client, tool, 200, []);
 
     const d = [];
     const s = [];
     const k = [];
+    const f = [];
     // Round robin, one call per path in turn: a burst of machine noise hits all paths alike.
     for (let i = 0; i < calls; i++) {
       await timeCalls(direct.client, tool, 1, d);
       await timeCalls(shim.client, tool, 1, s);
       await timeCalls(sock.client, tool, 1, k);
+      await timeCalls(pipe.client, tool, 1, f);
     }
     log(`overhead: ${d.length} direct, ${s.length} via shim, ${k.length} via socket calls of ${tool}`);
     const ds = summarize(d);
     const ss = summarize(s);
     const ks = summarize(k);
+    const fs = summarize(f);
     const diff = (a, b) => ({
       p50: round(a.p50 - b.p50, 3),
       p90: round(a.p90 - b.p90, 3),
@@ -71,6 +89,8 @@ export async function run() {
     });
     const added = diff(ss, ds);
     const addedDaemonOnly = diff(ks, ds);
+    const addedFloor = diff(fs, ds);
+    const shimAboveFloor = diff(ss, fs);
     const row = (path, x) => ({ path, n: x.n, p50_ms: x.p50, p90_ms: x.p90, p99_ms: x.p99, max_ms: x.max });
     return {
       name: `Overhead per tools/call (${tool}, sequential)`,
@@ -79,18 +99,34 @@ export async function run() {
       direct: ds,
       viaShim: ss,
       viaSocket: ks,
+      viaFloorPipe: fs,
       addedMs: added,
       addedMsDaemonOnly: addedDaemonOnly,
+      addedMsFloorPipe: addedFloor,
+      shimAboveFloorMs: shimAboveFloor,
       rows: [
         row("direct SDK Client → simulator", ds),
         row("SDK Client → shim → daemon → simulator", ss),
         row("SDK Client → daemon socket → simulator (no shim)", ks),
+        row("SDK Client → floor pipe → daemon → simulator (reference)", fs),
         { path: "added by loxmcp (shim + daemon)", p50_ms: added.p50, p90_ms: added.p90, p99_ms: added.p99 },
         {
           path: "added by the daemon alone",
           p50_ms: addedDaemonOnly.p50,
           p90_ms: addedDaemonOnly.p90,
           p99_ms: addedDaemonOnly.p99,
+        },
+        {
+          path: "added with a bare pipe as shim (floor)",
+          p50_ms: addedFloor.p50,
+          p90_ms: addedFloor.p90,
+          p99_ms: addedFloor.p99,
+        },
+        {
+          path: "shim above the bare pipe",
+          p50_ms: shimAboveFloor.p50,
+          p90_ms: shimAboveFloor.p90,
+          p99_ms: shimAboveFloor.p99,
         },
       ],
       goals: [goal("added latency p50", added.p50, 1, "ms"), goal("added latency p99", added.p99, 5, "ms")],

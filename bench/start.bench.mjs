@@ -2,9 +2,14 @@
 //  (a) loxmcp-shim with a running daemon (the daemon holds login + session);
 //  (b) the per-client baseline proxy (bench/baseline-proxy.mjs): resolve + headless login +
 //      initialize + tools/list, what every per-client proxy does on each start;
-//  (b') the same baseline with a token cache file (no login, still resolve + own session).
+//  (b') the same baseline with a token cache file (no login, still resolve + own session);
+//  (0) a reference floor (bench/floor-server.cjs): a Node process that answers from memory, i.e.
+//      what any Node-based shim costs at least here; (b)/(0) is the best ratio reachable.
 // Both are spawned by the SDK's StdioClientTransport and driven by an SDK Client, as Claude would.
+
+import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import {
   BASELINE_BIN,
   connectStdio,
@@ -20,6 +25,8 @@ import {
   withCleanup,
 } from "./lib.mjs";
 
+const FLOOR_BIN = join(dirname(fileURLToPath(import.meta.url)), "floor-server.cjs");
+
 async function timeStart(command, args, env, name) {
   const t0 = performance.now();
   const c = await connectStdio(command, args, env, name);
@@ -33,7 +40,7 @@ async function timeStart(command, args, env, name) {
 export async function run() {
   const iterations = envInt("BENCH_START_ITERATIONS", 15);
   return withCleanup(async (defer) => {
-    const { sim, h, env, daemon } = await startRig(defer);
+    const { sim, h, env } = await startRig(defer);
 
     const cacheHome = makeHome();
     defer(() => cacheHome.cleanup());
@@ -44,16 +51,19 @@ export async function run() {
     await timeStart(process.execPath, [SHIM_BIN], env, "warmup-shim");
     await timeStart(process.execPath, [BASELINE_BIN], baseEnv, "warmup-baseline");
     await timeStart(process.execPath, [BASELINE_BIN], cachedEnv, "warmup-baseline-cached");
+    await timeStart(process.execPath, [FLOOR_BIN], env, "warmup-floor");
 
     const loginsBefore = (await sim.stats()).logins;
     const shim = [];
     const baseline = [];
     const cached = [];
+    const floor = [];
     // Interleaved so that machine noise hits all variants alike.
     for (let i = 0; i < iterations; i++) {
       shim.push(await timeStart(process.execPath, [SHIM_BIN, "--name", `start-${i}`], env, "shim"));
       baseline.push(await timeStart(process.execPath, [BASELINE_BIN], baseEnv, "baseline"));
       cached.push(await timeStart(process.execPath, [BASELINE_BIN], cachedEnv, "baseline-cached"));
+      floor.push(await timeStart(process.execPath, [FLOOR_BIN], env, "floor"));
     }
     const baselineLogins = (await sim.stats()).logins - loginsBefore;
     log(`start: ${iterations} iterations done`);
@@ -61,6 +71,8 @@ export async function run() {
     const s = summarize(shim);
     const b = summarize(baseline);
     const bc = summarize(cached);
+    const f = summarize(floor);
+    const ratioFloor = b.p50 / f.p50;
     const ratio = b.p50 / s.p50;
     const ratioCached = bc.p50 / s.p50;
     const row = (variant, x) => ({
@@ -77,6 +89,9 @@ export async function run() {
       shim: s,
       baseline: b,
       baselineCached: bc,
+      floor: f,
+      shimAboveFloorP50Ms: round(s.p50 - f.p50, 1),
+      ratioP50BestPossible: round(ratioFloor, 1),
       ratioP50: round(ratio, 1),
       ratioP90: round(b.p90 / s.p90, 1),
       ratioP50VsCachedBaseline: round(ratioCached, 1),
@@ -85,8 +100,11 @@ export async function run() {
         row("(a) loxmcp-shim, daemon running", s),
         row("(b) per-client proxy: resolve+login+init", b),
         row("(b') per-client proxy, cached token", bc),
+        row("(0) floor: bare Node answering from memory", f),
         { variant: "ratio (b)/(a) p50", p50_ms: round(ratio, 1) },
         { variant: "ratio (b')/(a) p50", p50_ms: round(ratioCached, 1) },
+        { variant: "ratio (b)/(0) p50: best any Node shim can reach", p50_ms: round(ratioFloor, 1) },
+        { variant: "shim above floor, p50", p50_ms: round(s.p50 - f.p50, 1) },
       ],
       goals: [goal("client start: baseline p50 / shim p50", ratio, 10, "×", "higher")],
     };

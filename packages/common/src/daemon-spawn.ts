@@ -5,7 +5,7 @@
  * start lock (`paths.startLock`) lets one of them spawn while the others wait; the daemon's own
  * single-instance check is the final guard.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -17,6 +17,7 @@ import {
   unlinkSync,
   writeFileSync,
 } from "node:fs";
+import { createRequire } from "node:module";
 import { createConnection, type Socket } from "node:net";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
@@ -24,6 +25,14 @@ import { fileURLToPath } from "node:url";
 import { type Env, ensurePrivateDir, type LoxmcpPaths, resolvePaths } from "./paths.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 15_000;
+
+/**
+ * `node:child_process`, loaded only when a daemon has to be started. Every MCP client start runs
+ * the shim, and the shim's normal path (daemon already listening) never spawns: loading the
+ * module up front cost ~4 ms of each start (bench start).
+ */
+const lazyRequire = createRequire(import.meta.url);
+const childProcess = (): typeof import("node:child_process") => lazyRequire("node:child_process");
 
 /**
  * V8 flags for a daemon run by this node (`node <flags> loxmcpd.js`). The daemon is a long-lived
@@ -136,11 +145,11 @@ export function findInstalledService(env: Env = process.env): ServiceUnit | unde
 function startService(unit: ServiceUnit): boolean {
   const r =
     unit.kind === "systemd"
-      ? spawnSync("systemctl", ["--user", "start", "--no-block", unit.name], {
+      ? childProcess().spawnSync("systemctl", ["--user", "start", "--no-block", unit.name], {
           stdio: "ignore",
           timeout: 5_000,
         })
-      : spawnSync("launchctl", ["kickstart", `gui/${process.getuid?.() ?? 0}/${unit.name}`], {
+      : childProcess().spawnSync("launchctl", ["kickstart", `gui/${process.getuid?.() ?? 0}/${unit.name}`], {
           stdio: "ignore",
           timeout: 5_000,
         });
@@ -378,7 +387,7 @@ function spawnDetached(cmd: DaemonCommand, env: Env, paths: LoxmcpPaths): ChildP
   }
   try {
     const args = cmd.command === process.execPath ? [...DAEMON_NODE_FLAGS, ...cmd.args] : cmd.args;
-    const child = spawn(cmd.command, args, {
+    const child = childProcess().spawn(cmd.command, args, {
       detached: true,
       stdio: ["ignore", out, out],
       env: env as NodeJS.ProcessEnv,
