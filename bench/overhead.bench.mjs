@@ -70,14 +70,24 @@ export async function run() {
     const s = [];
     const k = [];
     const f = [];
-    // Round robin, one call per path in turn: a burst of machine noise hits all paths alike.
+    // Round robin, one call per path in turn: a burst of machine noise hits all paths alike. The
+    // order rotates every round, so that no path always follows the same one (a call right after
+    // a direct call meets the simulator still finishing that call's HTTP exchange).
+    const paths = [
+      [direct.client, d],
+      [shim.client, s],
+      [sock.client, k],
+      [pipe.client, f],
+    ];
     for (let i = 0; i < calls; i++) {
-      await timeCalls(direct.client, tool, 1, d);
-      await timeCalls(shim.client, tool, 1, s);
-      await timeCalls(sock.client, tool, 1, k);
-      await timeCalls(pipe.client, tool, 1, f);
+      for (let j = 0; j < paths.length; j++) {
+        const [client, into] = paths[(i + j) % paths.length];
+        await timeCalls(client, tool, 1, into);
+      }
     }
-    log(`overhead: ${d.length} direct, ${s.length} via shim, ${k.length} via socket calls of ${tool}`);
+    log(
+      `overhead: ${d.length} direct, ${s.length} via shim, ${k.length} via socket, ${f.length} via the floor pipe calls of ${tool}`,
+    );
     const ds = summarize(d);
     const ss = summarize(s);
     const ks = summarize(k);
