@@ -38,7 +38,7 @@ async function timeStart(command, args, env, name) {
 }
 
 export async function run() {
-  const iterations = envInt("BENCH_START_ITERATIONS", 15);
+  const iterations = envInt("BENCH_START_ITERATIONS", 25);
   return withCleanup(async (defer) => {
     const { sim, h, env } = await startRig(defer);
 
@@ -58,12 +58,27 @@ export async function run() {
     const baseline = [];
     const cached = [];
     const floor = [];
-    // Interleaved so that machine noise hits all variants alike.
+    // Interleaved so that machine noise hits all variants alike; the order rotates every round so
+    // that no variant always follows the same one, and a short pause lets the previous client's
+    // exit (process teardown, the simulator closing its session) finish before the next start.
+    const pauseMs = envInt("BENCH_START_PAUSE_MS", 100);
+    const variants = [
+      (i) =>
+        timeStart(process.execPath, [SHIM_BIN, "--name", `start-${i}`], env, "shim").then((ms) =>
+          shim.push(ms),
+        ),
+      () => timeStart(process.execPath, [BASELINE_BIN], baseEnv, "baseline").then((ms) => baseline.push(ms)),
+      () =>
+        timeStart(process.execPath, [BASELINE_BIN], cachedEnv, "baseline-cached").then((ms) =>
+          cached.push(ms),
+        ),
+      () => timeStart(process.execPath, [FLOOR_BIN], env, "floor").then((ms) => floor.push(ms)),
+    ];
     for (let i = 0; i < iterations; i++) {
-      shim.push(await timeStart(process.execPath, [SHIM_BIN, "--name", `start-${i}`], env, "shim"));
-      baseline.push(await timeStart(process.execPath, [BASELINE_BIN], baseEnv, "baseline"));
-      cached.push(await timeStart(process.execPath, [BASELINE_BIN], cachedEnv, "baseline-cached"));
-      floor.push(await timeStart(process.execPath, [FLOOR_BIN], env, "floor"));
+      for (let j = 0; j < variants.length; j++) {
+        await new Promise((r) => setTimeout(r, pauseMs));
+        await variants[(i + j) % variants.length](i);
+      }
     }
     const baselineLogins = (await sim.stats()).logins - loginsBefore;
     log(`start: ${iterations} iterations done`);
