@@ -247,12 +247,18 @@ export function pickReadTool(tools) {
   return free.name;
 }
 
-/** Resident memory of a process from /proc (Linux): { rssMb, hwmMb } or undefined. */
+/**
+ * Resident memory of a process from /proc (Linux), or undefined: `rssMb` (VmRSS), `hwmMb` (VmHWM,
+ * the lifetime peak), and RSS split into `anonMb` (RssAnon: heap, JIT code, stacks — private to
+ * the process) and `fileMb` (RssFile: pages of the node binary and shared libraries, shared with
+ * every other Node process on the machine).
+ */
 export function memOf(pid) {
   try {
     const s = readFileSync(`/proc/${pid}/status`, "utf8");
     const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? Number.NaN);
-    return { rssMb: round(kb("VmRSS") / 1024, 1), hwmMb: round(kb("VmHWM") / 1024, 1) };
+    const mb = (k) => round(kb(k) / 1024, 1);
+    return { rssMb: mb("VmRSS"), hwmMb: mb("VmHWM"), anonMb: mb("RssAnon"), fileMb: mb("RssFile") };
   } catch {
     return undefined;
   }

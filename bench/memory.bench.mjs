@@ -1,12 +1,19 @@
 // Memory: resident set size (VmRSS, and the high-water mark VmHWM) from /proc/<pid>/status of
 //  - the daemon idle (ready, logged in, no client) and after one client made 200 calls;
 //  - one shim idle (after initialize + tools/list) and after 200 calls;
-//  - the per-client baseline proxy after the same 200 calls, for comparison.
+//  - the per-client baseline proxy after the same 200 calls, for comparison;
+//  - a reference floor: bench/floor-pipe.cjs (a bare Node process piping bytes between stdio and
+//    the daemon socket) after the same 200 calls — the least any Node process in the shim's place is;
+//  - the daemon again after BENCH_IDLE_WAIT_MS (15 s) without clients, once V8's memory reducer ran.
+// Every row also splits RSS into anonymous (private) and file-backed (shared binary) pages.
 // Linux only (/proc); elsewhere the values are reported as null.
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   BASELINE_BIN,
   connectShim,
   connectStdio,
+  envInt,
   goal,
   log,
   memOf,
@@ -16,6 +23,8 @@ import {
   waitFor,
   withCleanup,
 } from "./lib.mjs";
+
+const FLOOR_PIPE = join(dirname(fileURLToPath(import.meta.url)), "floor-pipe.cjs");
 
 /** Waits until RSS stops moving by more than 0.5 MB over a few samples (GC and lazy init settle). */
 async function settledMem(pid) {
@@ -59,19 +68,52 @@ export async function run() {
     await base.client.listTools();
     await calls(base.client, tool, 200);
     const baseBusy = await settledMem(base.pid);
+    await base.close();
+
+    const pipe = await connectStdio(
+      process.execPath,
+      [FLOOR_PIPE],
+      { ...env, LOXMCP_SOCKET: daemon.socket },
+      "pipe",
+    );
+    defer(() => pipe.close());
+    await pipe.client.listTools();
+    await calls(pipe.client, tool, 200);
+    const pipeBusy = await settledMem(pipe.pid);
+    await pipe.close();
+    await shim.close();
+
+    const idleWaitMs = envInt("BENCH_IDLE_WAIT_MS", 15_000);
+    log(`memory: daemon without clients for ${idleWaitMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, idleWaitMs));
+    const daemonLaterIdle = await settledMem(daemon.pid);
     log("memory: measured");
 
-    const row = (process, when, m) => ({ process, when, rss_mb: m?.rssMb ?? null, hwm_mb: m?.hwmMb ?? null });
+    const row = (process, when, m) => ({
+      process,
+      when,
+      rss_mb: m?.rssMb ?? null,
+      hwm_mb: m?.hwmMb ?? null,
+      anon_mb: m?.anonMb ?? null,
+      file_mb: m?.fileMb ?? null,
+    });
     return {
-      name: "Memory (VmRSS / VmHWM from /proc)",
-      daemon: { idle: daemonIdle ?? null, after200Calls: daemonBusy ?? null },
+      name: "Memory (VmRSS / VmHWM / RssAnon / RssFile from /proc)",
+      daemon: {
+        idle: daemonIdle ?? null,
+        after200Calls: daemonBusy ?? null,
+        idleLater: daemonLaterIdle ?? null,
+      },
       shim: { idle: shimIdle ?? null, after200Calls: shimBusy ?? null },
       baselineProxy: { after200Calls: baseBusy ?? null },
+      floorPipe: { after200Calls: pipeBusy ?? null },
       rows: [
         row("loxmcpd", "idle, logged in, no client", daemonIdle),
         row("loxmcpd", "1 client, after 200 calls", daemonBusy),
+        row("loxmcpd", `idle again, ${idleWaitMs / 1000} s later`, daemonLaterIdle),
         row("loxmcp-shim", "after initialize + tools/list", shimIdle),
         row("loxmcp-shim", "after 200 calls", shimBusy),
+        row("floor: bare Node pipe in the shim's place", "after 200 calls", pipeBusy),
         row("baseline per-client proxy", "after 200 calls", baseBusy),
       ],
       goals: [
