@@ -31,8 +31,11 @@ export const DEFAULT_START_TIMEOUT_MS = 15_000;
  * the shim, and the shim's normal path (daemon already listening) never spawns: loading the
  * module up front cost ~4 ms of each start (bench start).
  */
-const lazyRequire = createRequire(import.meta.url);
-const childProcess = (): typeof import("node:child_process") => lazyRequire("node:child_process");
+let lazyRequire: NodeJS.Require | undefined;
+const childProcess = (): typeof import("node:child_process") => {
+  lazyRequire ??= createRequire(import.meta.url);
+  return lazyRequire("node:child_process");
+};
 
 /**
  * V8 flags for a daemon run by this node (`node <flags> loxmcpd.js`). The daemon is a long-lived

@@ -21,12 +21,15 @@ const result = await build({
   target: "node20",
   // The bundle sits in shim/dist like common's module sat in common/dist, so URLs computed
   // relative to import.meta.url (the daemon bin next door) resolve the same.
-  define: { "import.meta.url": "__loxmcpModuleUrl", "import.meta.resolve": "__loxmcpResolve" },
+  // Computed on first use (only to find or start a daemon), not on every start.
+  define: { "import.meta.url": "__loxmcpMeta.url", "import.meta.resolve": "__loxmcpMeta.resolve" },
   banner: {
     js: [
       '"use strict";',
-      'const __loxmcpModuleUrl = require("node:url").pathToFileURL(__filename).href;',
-      'const __loxmcpResolve = (s) => require("node:url").pathToFileURL(require.resolve(s)).href;',
+      "const __loxmcpMeta = {",
+      '  get url() { return require("node:url").pathToFileURL(__filename).href; },',
+      '  resolve: (s) => require("node:url").pathToFileURL(require.resolve(s)).href,',
+      "};",
     ].join("\n"),
   },
   legalComments: "eof",
