@@ -4,11 +4,16 @@
 //  - the per-client baseline proxy after the same 200 calls, for comparison;
 //  - a reference floor: bench/floor-pipe.cjs (a bare Node process piping bytes between stdio and
 //    the daemon socket) after the same 200 calls — the least any Node process in the shim's place is;
-//  - the daemon again after BENCH_IDLE_WAIT_MS (15 s) without clients, once V8's memory reducer ran.
+//  - the daemon again after BENCH_IDLE_WAIT_MS (15 s) without clients, once V8's memory reducer ran;
+//  - a reference floor for the daemon: bench/floor-daemon.mjs (pino to a file, better-sqlite3 in WAL
+//    mode, a Unix socket server, node:http keep-alive requests to the simulator; no SDK, no MCP)
+//    after 300 requests, with the daemon's V8 flags — the least a Node daemon of this design is.
 // Every row also splits RSS into anonymous (private) and file-backed (shared binary) pages.
 // Linux only (/proc); elsewhere the values are reported as null.
+import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DAEMON_NODE_FLAGS } from "@loxmcp/common";
 import {
   BASELINE_BIN,
   connectShim,
@@ -25,6 +30,23 @@ import {
 } from "./lib.mjs";
 
 const FLOOR_PIPE = join(dirname(fileURLToPath(import.meta.url)), "floor-pipe.cjs");
+const FLOOR_DAEMON = join(dirname(fileURLToPath(import.meta.url)), "floor-daemon.mjs");
+
+/** Runs bench/floor-daemon.mjs until it has made its requests; returns its settled memory. */
+async function floorDaemonMem(sim, defer) {
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, FLOOR_DAEMON], {
+    env: { PATH: process.env.PATH, FLOOR_URL: `${sim.adminUrl}/stats` },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  defer(() => child.kill("SIGTERM"));
+  await new Promise((resolvePromise, reject) => {
+    child.stdout.setEncoding("utf8").on("data", (d) => d.includes("ready") && resolvePromise());
+    child.once("exit", (code) => reject(new Error(`floor-daemon exited (${code}) before it was ready`)));
+  });
+  const m = await settledMem(child.pid);
+  child.kill("SIGTERM");
+  return m;
+}
 
 /** Waits until RSS stops moving by more than 0.5 MB over a few samples (GC and lazy init settle). */
 async function settledMem(pid) {
@@ -87,6 +109,7 @@ export async function run() {
     log(`memory: daemon without clients for ${idleWaitMs / 1000} s`);
     await new Promise((r) => setTimeout(r, idleWaitMs));
     const daemonLaterIdle = await settledMem(daemon.pid);
+    const floorDaemon = await floorDaemonMem(sim, defer);
     log("memory: measured");
 
     const row = (process, when, m) => ({
@@ -107,10 +130,12 @@ export async function run() {
       shim: { idle: shimIdle ?? null, after200Calls: shimBusy ?? null },
       baselineProxy: { after200Calls: baseBusy ?? null },
       floorPipe: { after200Calls: pipeBusy ?? null },
+      floorDaemon: { after300Requests: floorDaemon ?? null },
       rows: [
         row("loxmcpd", "idle, logged in, no client", daemonIdle),
         row("loxmcpd", "1 client, after 200 calls", daemonBusy),
         row("loxmcpd", `idle again, ${idleWaitMs / 1000} s later`, daemonLaterIdle),
+        row("floor: daemon plumbing only (no SDK, no MCP)", "after 300 requests", floorDaemon),
         row("loxmcp-shim", "after initialize + tools/list", shimIdle),
         row("loxmcp-shim", "after 200 calls", shimBusy),
         row("floor: bare Node pipe in the shim's place", "after 200 calls", pipeBusy),
