@@ -264,6 +264,34 @@ export function memOf(pid) {
   }
 }
 
+/**
+ * A deterministic pseudo-random generator (mulberry32) for the order in which benchmark variants
+ * take turns: shuffled anew every round, each variant is preceded by every other one about equally
+ * often (a fixed or rotating order always puts the same variant before it, and the one before
+ * leaves work behind: an HTTP exchange to finish, a process to tear down). Seeded, so a run can be
+ * repeated in the same order.
+ */
+export function seededRandom(seed = 1) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A shuffled copy of `items` (Fisher–Yates) using `random`. */
+export function shuffled(items, random) {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
 export function round(x, digits = 2) {
   if (!Number.isFinite(x)) return x;
   const f = 10 ** digits;

@@ -18,6 +18,8 @@ import {
   log,
   pickReadTool,
   round,
+  seededRandom,
+  shuffled,
   startRig,
   summarize,
   withCleanup,
@@ -70,20 +72,19 @@ export async function run() {
     const s = [];
     const k = [];
     const f = [];
-    // Round robin, one call per path in turn: a burst of machine noise hits all paths alike. The
-    // order rotates every round, so that no path always follows the same one (a call right after
-    // a direct call meets the simulator still finishing that call's HTTP exchange).
+    // One call per path in turn, in an order shuffled anew every round: machine noise hits all
+    // paths alike, and each path follows every other one equally often (a call right after a
+    // direct call meets the simulator still finishing that call's HTTP exchange; with a fixed or
+    // rotating order the same path would always pay for it).
     const paths = [
       [direct.client, d],
       [shim.client, s],
       [sock.client, k],
       [pipe.client, f],
     ];
+    const random = seededRandom(envInt("BENCH_SEED", 1));
     for (let i = 0; i < calls; i++) {
-      for (let j = 0; j < paths.length; j++) {
-        const [client, into] = paths[(i + j) % paths.length];
-        await timeCalls(client, tool, 1, into);
-      }
+      for (const [client, into] of shuffled(paths, random)) await timeCalls(client, tool, 1, into);
     }
     log(
       `overhead: ${d.length} direct, ${s.length} via shim, ${k.length} via socket, ${f.length} via the floor pipe calls of ${tool}`,

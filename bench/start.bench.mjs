@@ -19,6 +19,8 @@ import {
   makeHome,
   round,
   SHIM_BIN,
+  seededRandom,
+  shuffled,
   simEnv,
   startRig,
   summarize,
@@ -58,10 +60,11 @@ export async function run() {
     const baseline = [];
     const cached = [];
     const floor = [];
-    // Interleaved so that machine noise hits all variants alike; the order rotates every round so
-    // that no variant always follows the same one, and a short pause lets the previous client's
-    // exit (process teardown, the simulator closing its session) finish before the next start.
+    // Interleaved so that machine noise hits all variants alike, in an order shuffled anew every
+    // round so that no variant always follows the same one; a short pause lets the previous
+    // client's exit (process teardown, the simulator closing its session) finish before the next.
     const pauseMs = envInt("BENCH_START_PAUSE_MS", 100);
+    const random = seededRandom(envInt("BENCH_SEED", 1));
     const variants = [
       (i) =>
         timeStart(process.execPath, [SHIM_BIN, "--name", `start-${i}`], env, "shim").then((ms) =>
@@ -75,9 +78,9 @@ export async function run() {
       () => timeStart(process.execPath, [FLOOR_BIN], env, "floor").then((ms) => floor.push(ms)),
     ];
     for (let i = 0; i < iterations; i++) {
-      for (let j = 0; j < variants.length; j++) {
+      for (const variant of shuffled(variants, random)) {
         await new Promise((r) => setTimeout(r, pauseMs));
-        await variants[(i + j) % variants.length](i);
+        await variant(i);
       }
     }
     const baselineLogins = (await sim.stats()).logins - loginsBefore;
