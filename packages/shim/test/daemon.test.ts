@@ -110,6 +110,20 @@ describe("shim + real daemon + simulator", () => {
   const socket = () => resolvePaths({ LOXMCP_HOME: home.home }).socket;
   const status = async () => (await controlCall(socket(), "loxmcp/status")) as DaemonStatus;
 
+  it("without LOXMCP_DAEMON_BIN the bundled shim starts the daemon package next to it", async () => {
+    // bin/loxmcp-shim.js loads the esbuild bundle (dist/loxmcp-shim.cjs); the daemon is found
+    // relative to the bundle's own location, so this proves the bundle's import.meta rewrite.
+    delete env.LOXMCP_DAEMON_BIN;
+    const { client } = await connect("no-daemon-bin");
+    const { tools } = await client.listTools();
+    expect(tools.length).toBeGreaterThan(0);
+    const [pid] = daemonPids(home.home);
+    expect(pid).toBeDefined();
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+    expect(argv).toContain(DAEMON_BIN);
+    expect(argv).toContain("--max-semi-space-size=1");
+  });
+
   it("initialize, tools/list and tools/call through the shim, which started the daemon", async () => {
     const { client, transport } = await connect("claude-test");
     expect(client.getServerVersion()?.name).toBeTruthy();
