@@ -238,6 +238,15 @@ export async function connectStdio(command, args, env, name = "bench") {
 export const connectShim = (env, name = "bench-shim") =>
   connectStdio(process.execPath, [SHIM_BIN, "--name", name], env, name);
 
+/** Reference floors (not product code): see the header of each file. */
+export const FLOOR_SERVER = join(REPO, "bench/floor-server.cjs");
+export const FLOOR_PIPE = join(REPO, "bench/floor-pipe.cjs");
+export const FLOOR_DAEMON = join(REPO, "bench/floor-daemon.mjs");
+
+/** An SDK Client over stdio to bench/floor-pipe.cjs, which pipes bytes to the daemon's socket. */
+export const connectFloorPipe = (env, socket) =>
+  connectStdio(process.execPath, [FLOOR_PIPE], { ...env, LOXMCP_SOCKET: socket }, "floor-pipe");
+
 /** Picks a cheap read tool the house offers (names come from tools/list, never hard-coded alone). */
 export function pickReadTool(tools) {
   const names = tools.map((t) => t.name);

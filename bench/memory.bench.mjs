@@ -11,14 +11,14 @@
 // Every row also splits RSS into anonymous (private) and file-backed (shared binary) pages.
 // Linux only (/proc); elsewhere the values are reported as null.
 import { spawn } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { DAEMON_NODE_FLAGS } from "@loxmcp/common";
 import {
   BASELINE_BIN,
+  connectFloorPipe,
   connectShim,
   connectStdio,
   envInt,
+  FLOOR_DAEMON,
   goal,
   log,
   memOf,
@@ -28,9 +28,6 @@ import {
   waitFor,
   withCleanup,
 } from "./lib.mjs";
-
-const FLOOR_PIPE = join(dirname(fileURLToPath(import.meta.url)), "floor-pipe.cjs");
-const FLOOR_DAEMON = join(dirname(fileURLToPath(import.meta.url)), "floor-daemon.mjs");
 
 /** Runs bench/floor-daemon.mjs until it has made its requests; returns its settled memory. */
 async function floorDaemonMem(sim, defer) {
@@ -92,12 +89,7 @@ export async function run() {
     const baseBusy = await settledMem(base.pid);
     await base.close();
 
-    const pipe = await connectStdio(
-      process.execPath,
-      [FLOOR_PIPE],
-      { ...env, LOXMCP_SOCKET: daemon.socket },
-      "pipe",
-    );
+    const pipe = await connectFloorPipe(env, daemon.socket);
     defer(() => pipe.close());
     await pipe.client.listTools();
     await calls(pipe.client, tool, 200);

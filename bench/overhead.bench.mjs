@@ -5,14 +5,12 @@
 // the reference floor: what any separate shim process costs at least on this machine.
 // Calls are sequential (one in flight) so each sample is a latency, and the paths take turns call
 // by call so that machine noise hits all alike. Added latency = difference of the percentiles.
-import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { connectUpstream } from "./baseline-proxy.mjs";
 import {
+  connectFloorPipe,
   connectShim,
   connectSocket,
-  connectStdio,
   envInt,
   goal,
   log,
@@ -24,8 +22,6 @@ import {
   summarize,
   withCleanup,
 } from "./lib.mjs";
-
-const FLOOR_PIPE = join(dirname(fileURLToPath(import.meta.url)), "floor-pipe.cjs");
 
 async function timeCalls(client, tool, n, into) {
   for (let i = 0; i < n; i++) {
@@ -52,12 +48,7 @@ export async function run() {
     defer(() => shim.close());
     const sock = await connectSocket(daemon.socket, "bench-overhead-socket");
     defer(() => sock.close());
-    const pipe = await connectStdio(
-      process.execPath,
-      [FLOOR_PIPE],
-      { ...env, LOXMCP_SOCKET: daemon.socket },
-      "pipe",
-    );
+    const pipe = await connectFloorPipe(env, daemon.socket);
     defer(() => pipe.close());
 
     const { tools } = await direct.client.listTools();

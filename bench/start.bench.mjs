@@ -7,13 +7,12 @@
 //      what any Node-based shim costs at least here; (b)/(0) is the best ratio reachable.
 // Both are spawned by the SDK's StdioClientTransport and driven by an SDK Client, as Claude would.
 
-import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import {
   BASELINE_BIN,
   connectStdio,
   envInt,
+  FLOOR_SERVER,
   goal,
   log,
   makeHome,
@@ -26,8 +25,6 @@ import {
   summarize,
   withCleanup,
 } from "./lib.mjs";
-
-const FLOOR_BIN = join(dirname(fileURLToPath(import.meta.url)), "floor-server.cjs");
 
 async function timeStart(command, args, env, name) {
   const t0 = performance.now();
@@ -53,7 +50,7 @@ export async function run() {
     await timeStart(process.execPath, [SHIM_BIN], env, "warmup-shim");
     await timeStart(process.execPath, [BASELINE_BIN], baseEnv, "warmup-baseline");
     await timeStart(process.execPath, [BASELINE_BIN], cachedEnv, "warmup-baseline-cached");
-    await timeStart(process.execPath, [FLOOR_BIN], env, "warmup-floor");
+    await timeStart(process.execPath, [FLOOR_SERVER], env, "warmup-floor");
 
     const loginsBefore = (await sim.stats()).logins;
     const shim = [];
@@ -75,7 +72,7 @@ export async function run() {
         timeStart(process.execPath, [BASELINE_BIN], cachedEnv, "baseline-cached").then((ms) =>
           cached.push(ms),
         ),
-      () => timeStart(process.execPath, [FLOOR_BIN], env, "floor").then((ms) => floor.push(ms)),
+      () => timeStart(process.execPath, [FLOOR_SERVER], env, "floor").then((ms) => floor.push(ms)),
     ];
     for (let i = 0; i < iterations; i++) {
       for (const variant of shuffled(variants, random)) {
