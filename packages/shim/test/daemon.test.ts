@@ -2,7 +2,17 @@
  * The shim as Claude runs it (a child process over stdio, driven by the SDK Client +
  * StdioClientTransport) against the REAL daemon, started by the shim itself, and the simulator.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { ErrorCodes, resolvePaths } from "@loxmcp/common";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -122,6 +132,39 @@ describe("shim + real daemon + simulator", () => {
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
     expect(argv).toContain(DAEMON_BIN);
     expect(argv).toContain("--max-semi-space-size=1");
+  });
+
+  it("a bundled shim with no daemon package beside it resolves @loxmcp/daemon through node_modules", async () => {
+    // Layout: <tmp>/vendor/shim/{bin,dist} (no <tmp>/vendor/daemon) and
+    // <tmp>/node_modules/@loxmcp/daemon -> the workspace daemon: only the bundle's
+    // import.meta.resolve rewrite (require.resolve from the bundle's own directory) can find it.
+    delete env.LOXMCP_DAEMON_BIN;
+    const tmp = mkdtempSync(join(tmpdir(), "lxshim-"));
+    try {
+      const shimDir = join(tmp, "vendor", "shim");
+      for (const f of ["bin/loxmcp-shim.js", "bin/package.json", "dist/loxmcp-shim.cjs"]) {
+        mkdirSync(dirname(join(shimDir, f)), { recursive: true });
+        copyFileSync(join(SHIM_BIN, "..", "..", f), join(shimDir, f));
+      }
+      mkdirSync(join(tmp, "node_modules", "@loxmcp"), { recursive: true });
+      symlinkSync(join(DAEMON_BIN, "..", ".."), join(tmp, "node_modules", "@loxmcp", "daemon"));
+      const transport = new StdioClientTransport({
+        command: process.execPath,
+        args: [join(shimDir, "bin", "loxmcp-shim.js"), "--name", "vendored"],
+        env,
+        stderr: "pipe",
+      });
+      const client = new Client({ name: "vendored-info", version: "1.0.0" });
+      clients.push({ client, transport });
+      await client.connect(transport);
+      expect((await client.listTools()).tools.length).toBeGreaterThan(0);
+      const [pid] = daemonPids(home.home);
+      expect(pid).toBeDefined();
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+      expect(argv).toContain(DAEMON_BIN);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   it("initialize, tools/list and tools/call through the shim, which started the daemon", async () => {
