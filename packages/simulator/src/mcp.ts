@@ -1,20 +1,20 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { McpServer, type RegisteredTool } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { z } from "zod";
 import { readBody, sendJson } from "./http.js";
 import { debug } from "./log.js";
 import { PRM_PATH } from "./oauth.js";
 import type { Miniserver } from "./state.js";
+import { TOOL_KEYS, ToolCatalog, type ToolSpec } from "./tools.js";
 import type { HouseControl, ToolKey } from "./types.js";
 
 interface Session {
   id: string;
   transport: StreamableHTTPServerTransport;
-  server: McpServer;
+  tools: SessionTools;
   lastUsed: number;
 }
 
@@ -30,8 +30,32 @@ export class McpEndpoint {
   private readonly sessions = new Map<string, Session>();
   /** `${sessionId}:${jsonRpcId}` of tools/call requests whose socket is destroyed after executing. */
   private readonly pendingDrops = new Map<string, Socket>();
+  /** The tool catalogue every session lists (changed at runtime like a firmware update). */
+  private readonly catalog: ToolCatalog;
 
-  constructor(private readonly ms: Miniserver) {}
+  constructor(private readonly ms: Miniserver) {
+    this.catalog = new ToolCatalog(ms.opts.toolNames, ms.opts.annotations);
+  }
+
+  /** Applies a catalogue change (throws SimulatorOptionsError, nothing changed, if invalid) to every live session. */
+  changeTools(change: unknown): void {
+    this.catalog.change(change);
+    this.syncSessions();
+  }
+
+  resetTools(): void {
+    this.catalog.reset();
+    this.syncSessions();
+  }
+
+  listedTools(): string[] {
+    return this.catalog.listed();
+  }
+
+  private syncSessions(): void {
+    for (const s of this.sessions.values()) syncTools(s.tools, this.catalog);
+    debug(`tool catalogue v${this.catalog.version}: ${this.catalog.listed().join(", ")}`);
+  }
 
   sessionCount(): number {
     return this.sessions.size;
@@ -138,15 +162,17 @@ export class McpEndpoint {
   }
 
   private createSession(): Session {
-    const server = buildServer(this.ms, (extra) => this.afterExecute(extra));
+    const tools = buildServer(this.ms, this.catalog, (extra) => this.afterExecute(extra));
     const session: Session = {
       id: "",
-      server,
+      tools,
       lastUsed: Date.now(),
       transport: new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (id) => {
           session.id = id;
+          // The catalogue may have changed while this session was being initialized.
+          if (tools.version !== this.catalog.version) syncTools(tools, this.catalog);
           this.sessions.set(id, session);
           this.ms.counters.sessions += 1;
           debug(`MCP session ${id.slice(0, 8)}… initialized`);
@@ -157,7 +183,7 @@ export class McpEndpoint {
       if (session.id && this.sessions.get(session.id) === session) this.sessions.delete(session.id);
     };
     session.transport.onerror = (err) => debug(`transport error: ${err.message}`);
-    void server.connect(session.transport);
+    void tools.server.connect(session.transport);
     return session;
   }
 
@@ -196,113 +222,82 @@ function summary(c: HouseControl) {
   return { uuid: c.uuid, name: c.name, type: c.type, room: c.room, category: c.category };
 }
 
-/** Builds one McpServer (one per session) exposing the Miniserver's tools. */
-function buildServer(ms: Miniserver, afterExecute: (extra: ToolExtra) => void): McpServer {
+type Handler = (args: Record<string, unknown>, extra: ToolExtra) => CallToolResult;
+
+/** One session's registered tools, kept in step with the catalogue. */
+interface SessionTools {
+  server: McpServer;
+  builtin: Record<ToolKey, RegisteredTool>;
+  added: Map<string, RegisteredTool>;
+  /** catalog.version these registrations reflect. */
+  version: number;
+  /** Handler of an added tool (write: through the house, read: its text). */
+  handlerFor(spec: ToolSpec): Handler;
+}
+
+/** Builds one McpServer (one per session) exposing the Miniserver's current tool catalogue. */
+function buildServer(
+  ms: Miniserver,
+  catalog: ToolCatalog,
+  afterExecute: (extra: ToolExtra) => void,
+): SessionTools {
   const server = new McpServer(SERVER_INFO, {
     capabilities: { tools: { listChanged: true } },
     instructions:
       "Loxone Miniserver (simulated). Use control_find to locate controls before commanding them.",
+    // One catalogue change updates several tools; the client gets one list_changed for it.
+    debouncedNotificationMethods: ["notifications/tools/list_changed"],
   });
   const names = ms.opts.toolNames;
-  const read = ms.opts.annotations ? { annotations: { readOnlyHint: true } } : {};
-  const write = ms.opts.annotations ? { annotations: { readOnlyHint: false, destructiveHint: true } } : {};
 
-  /** Runs a tool; records successful executions; applies the drop-after-execute fault. */
+  /** Runs a tool; records successful executions under `name`; applies the drop-after-execute fault. */
   const run =
-    <A>(key: ToolKey, fn: (args: A) => CallToolResult) =>
-    (args: A, extra: ToolExtra): CallToolResult => {
+    (name: string, fn: (args: Record<string, unknown>) => CallToolResult): Handler =>
+    (args, extra) => {
       const result = fn(args);
-      if (!result.isError) ms.recordExecution(names[key], args);
+      if (!result.isError) ms.recordExecution(name, args);
       afterExecute(extra);
       return result;
     };
 
-  server.registerTool(
-    names.control_find,
-    {
-      title: "Find controls",
-      description:
-        "Lists controls of the house, optionally filtered by a name query, room, type or category. Returns uuid, name, type, room, category.",
-      inputSchema: {
-        query: z.string().optional().describe("Case-insensitive substring of the control name"),
-        room: z.string().optional(),
-        type: z.string().optional(),
-        category: z.string().optional(),
-      },
-      ...read,
-    },
-    run(
-      "control_find",
-      (a: {
-        query?: string | undefined;
-        room?: string | undefined;
-        type?: string | undefined;
-        category?: string | undefined;
-      }) => {
-        const eq = (x: string, y: string | undefined) =>
-          y === undefined || x.toLowerCase() === y.toLowerCase();
-        const q = a.query?.toLowerCase();
-        const found = ms.house
-          .list()
-          .filter(
-            (c) =>
-              (q === undefined || c.name.toLowerCase().includes(q)) &&
-              eq(c.room, a.room) &&
-              eq(c.type, a.type) &&
-              eq(c.category, a.category),
-          )
-          .map(summary);
-        return text({ count: found.length, controls: found });
-      },
-    ),
-  );
+  const command = (args: Record<string, unknown>): CallToolResult => {
+    const a = args as { uuid: string; command: string };
+    const check = ms.house.check(a.uuid, a.command);
+    if (!check.ok) return toolError(check.message);
+    const c = ms.house.execute(a.uuid, check.verb, check.n);
+    debug(`executed ${a.command} on ${c.name}`);
+    return text({
+      LL: { control: `jdev/sps/io/${c.uuid}/${a.command}`, value: "1", Code: "200" },
+      control: { uuid: c.uuid, name: c.name, type: c.type },
+      states: c.states,
+    });
+  };
 
-  server.registerTool(
-    names.control_describe,
-    {
-      title: "Describe a control",
-      description: "Returns the current states of a control and the commands it accepts ({n} = number).",
-      inputSchema: { uuid: z.string().describe("Control UUID, e.g. 0b734138-037d-034e-ffff403fb0c34b9e") },
-      ...read,
+  const handlers: Record<ToolKey, (args: Record<string, unknown>) => CallToolResult> = {
+    control_find: (args) => {
+      const a = args as { query?: string; room?: string; type?: string; category?: string };
+      const eq = (x: string, y: string | undefined) => y === undefined || x.toLowerCase() === y.toLowerCase();
+      const q = a.query?.toLowerCase();
+      const found = ms.house
+        .list()
+        .filter(
+          (c) =>
+            (q === undefined || c.name.toLowerCase().includes(q)) &&
+            eq(c.room, a.room) &&
+            eq(c.type, a.type) &&
+            eq(c.category, a.category),
+        )
+        .map(summary);
+      return text({ count: found.length, controls: found });
     },
-    run("control_describe", (a: { uuid: string }) => {
+    control_describe: (args) => {
+      const a = args as { uuid: string };
       const c = ms.house.get(a.uuid);
       if (!c) return toolError(`Control ${a.uuid} not found. Use ${names.control_find} to list controls.`);
       return text(c);
-    }),
-  );
-
-  server.registerTool(
-    names.control_command,
-    {
-      title: "Send a command to a control",
-      description:
-        "Executes a command on a control (e.g. on, off, FullUp, manualPosition/50). Use control_describe for the allowed commands.",
-      inputSchema: { uuid: z.string(), command: z.string() },
-      ...write,
     },
-    run("control_command", (a: { uuid: string; command: string }) => {
-      const check = ms.house.check(a.uuid, a.command);
-      if (!check.ok) return toolError(check.message);
-      const c = ms.house.execute(a.uuid, check.verb, check.n);
-      debug(`executed ${a.command} on ${c.name}`);
-      return text({
-        LL: { control: `jdev/sps/io/${c.uuid}/${a.command}`, value: "1", Code: "200" },
-        control: { uuid: c.uuid, name: c.name, type: c.type },
-        states: c.states,
-      });
-    }),
-  );
-
-  server.registerTool(
-    names.system_status,
-    {
-      title: "System status",
-      description: "Miniserver health: firmware, uptime, load, memory.",
-      inputSchema: {},
-      ...read,
-    },
-    run("system_status", () =>
+    control_command: command,
+    system_status: () =>
       text({
         serial: ms.opts.serial,
         firmware: "15.3.3.1",
@@ -312,18 +307,7 @@ function buildServer(ms: Miniserver, afterExecute: (extra: ToolExtra) => void): 
         memoryFreeKb: 41_236,
         controls: ms.house.list().length,
       }),
-    ),
-  );
-
-  server.registerTool(
-    names.statistics,
-    {
-      title: "Statistics",
-      description: "Energy and usage statistics of the house.",
-      inputSchema: {},
-      ...read,
-    },
-    run("statistics", () =>
+    statistics: () =>
       text({
         energyTodayKwh: 12.4,
         energyMonthKwh: 318.9,
@@ -334,18 +318,7 @@ function buildServer(ms: Miniserver, afterExecute: (extra: ToolExtra) => void): 
           .filter((c) => c.category === "Lighting" && (c.states.on === true || c.states.active === true))
           .length,
       }),
-    ),
-  );
-
-  server.registerTool(
-    names.weather_forecast,
-    {
-      title: "Weather forecast",
-      description: "Weather forecast for the next days at the house.",
-      inputSchema: {},
-      ...read,
-    },
-    run("weather_forecast", () => {
+    weather_forecast: () => {
       const day = 24 * 3600 * 1000;
       const base = Date.UTC(2026, 0, 1);
       return text({
@@ -358,7 +331,79 @@ function buildServer(ms: Miniserver, afterExecute: (extra: ToolExtra) => void): 
           description: ["partly cloudy", "rain", "sunny"][i],
         })),
       });
-    }),
+    },
+  };
+
+  const register = (spec: ToolSpec, handler: Handler) => registerSpec(server, spec, handler);
+
+  const tools: SessionTools = {
+    server,
+    builtin: Object.fromEntries(
+      TOOL_KEYS.map((k) => [k, register(catalog.builtin(k), run(names[k], handlers[k]))]),
+    ) as Record<ToolKey, RegisteredTool>,
+    added: new Map(),
+    version: catalog.version,
+    handlerFor: (spec) => run(spec.name, spec.write ? command : () => text(spec.text)),
+  };
+  for (const spec of catalog.addedTools()) tools.added.set(spec.name, register(spec, tools.handlerFor(spec)));
+  return tools;
+}
+
+/**
+ * Brings one live session's registrations in line with the catalogue: built-ins are updated in
+ * place (so a reset restores the original order), added tools are updated, registered or removed.
+ * Every RegisteredTool.update() asks for list_changed; the server debounces them into one.
+ */
+function syncTools(tools: SessionTools, catalog: ToolCatalog): void {
+  for (const key of TOOL_KEYS) {
+    const spec = catalog.builtin(key);
+    apply(tools.builtin[key], spec);
+  }
+  const wanted = new Map(catalog.addedTools().map((s) => [s.name, s]));
+  for (const [name, tool] of tools.added) {
+    if (wanted.has(name)) continue;
+    tool.remove();
+    tools.added.delete(name);
+  }
+  for (const spec of wanted.values()) {
+    const handler = tools.handlerFor(spec);
+    const tool = tools.added.get(spec.name);
+    if (tool) {
+      apply(tool, spec);
+      tool.update({ callback: handler });
+    } else {
+      tools.added.set(spec.name, registerSpec(tools.server, spec, handler));
+    }
+  }
+  tools.version = catalog.version;
+  tools.server.sendToolListChanged();
+}
+
+function registerSpec(server: McpServer, spec: ToolSpec, handler: Handler): RegisteredTool {
+  const tool = server.registerTool(
+    spec.name,
+    {
+      ...(spec.title !== undefined ? { title: spec.title } : {}),
+      ...(spec.description !== undefined ? { description: spec.description } : {}),
+      inputSchema: spec.shape,
+      ...(spec.annotations ? { annotations: spec.annotations } : {}),
+    },
+    handler,
   );
-  return server;
+  if (!spec.enabled) tool.disable();
+  return tool;
+}
+
+/** Sets a registered tool's listed fields to the spec (update() cannot clear a field, so those are deleted). */
+function apply(tool: RegisteredTool, spec: ToolSpec): void {
+  tool.update({
+    ...(spec.description !== undefined ? { description: spec.description } : {}),
+    ...(spec.title !== undefined ? { title: spec.title } : {}),
+    paramsSchema: spec.shape,
+    ...(spec.annotations ? { annotations: spec.annotations } : {}),
+    enabled: spec.enabled,
+  });
+  if (spec.title === undefined) delete tool.title;
+  if (spec.description === undefined) delete tool.description;
+  if (!spec.annotations) delete tool.annotations;
 }

@@ -1,25 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { SimulatorOptionsError } from "./errors.js";
 import { readBody, sendJson, sendText } from "./http.js";
 import { debug } from "./log.js";
 import { McpEndpoint } from "./mcp.js";
 import { handleOAuth } from "./oauth.js";
 import { Miniserver, type ResolvedOptions } from "./state.js";
-import type { Faults, Simulator, SimulatorOptions, ToolKey } from "./types.js";
+import { TOOL_KEYS } from "./tools.js";
+import type { Faults, Simulator, SimulatorOptions, ToolCatalogChange, ToolKey } from "./types.js";
+
+export { SimulatorOptionsError };
 
 const HOST = "127.0.0.1";
-const TOOL_KEYS: ToolKey[] = [
-  "control_find",
-  "control_describe",
-  "control_command",
-  "system_status",
-  "statistics",
-  "weather_forecast",
-];
-
-export class SimulatorOptionsError extends Error {
-  readonly code = "SIM_BAD_OPTIONS";
-}
 
 /** An HTTP listener that can be killed (sockets destroyed) and revived on the same port. */
 class Listener {
@@ -171,6 +163,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       if (!ms.house.rename(uuid, name)) throw new SimulatorOptionsError(`no control ${uuid}`);
     },
     addControl: (c) => ms.house.add(c),
+    changeTools: (change: ToolCatalogChange) => mcp.changeTools(change),
+    resetTools: () => mcp.resetTools(),
+    listedTools: () => mcp.listedTools(),
     async stop() {
       await mcp.close();
       await Promise.all([connect.kill(), ...relays.map((r) => r.kill())]);
@@ -235,6 +230,14 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
             category: String(body.category),
           }),
         });
+      case "POST /change-tools":
+        sim.changeTools(body as ToolCatalogChange);
+        return ok({ tools: sim.listedTools() });
+      case "POST /reset-tools":
+        sim.resetTools();
+        return ok({ tools: sim.listedTools() });
+      case "GET /tools":
+        return sendJson(res, 200, { tools: sim.listedTools() });
       default:
         sendJson(res, 404, { error: "not_found", error_description: `No admin route ${route}` });
     }

@@ -34,6 +34,60 @@ export type ToolKey =
   | "statistics"
   | "weather_forecast";
 
+/** MCP tool annotations (the hints of the MCP spec's ToolAnnotations). */
+export interface ToolAnnotations {
+  title?: string;
+  readOnlyHint?: boolean;
+  destructiveHint?: boolean;
+  idempotentHint?: boolean;
+  openWorldHint?: boolean;
+}
+
+/** A tool that a "firmware update" adds to the catalogue; listed after the built-in tools, in order of adding. */
+export interface AddedTool {
+  /** Listed name: letters, digits, `_`, `-`, `.`; must not be the name of a built-in tool. */
+  name: string;
+  title?: string;
+  description?: string;
+  /**
+   * Omitted: like the built-ins of its kind (read `{readOnlyHint: true}`, write
+   * `{readOnlyHint: false, destructiveHint: true}`; none when the `annotations` option is false).
+   * `null`: no annotations.
+   */
+  annotations?: ToolAnnotations | null;
+  /**
+   * true: takes `{uuid, command}` and executes through the house like control_command
+   * (executions recorded under this tool's name). false (default): takes no arguments, returns `text`.
+   */
+  write?: boolean;
+  /** What a read tool answers (default: a short JSON text naming the tool). */
+  text?: string;
+}
+
+/** An extra, optional property of a built-in tool's input schema. */
+export interface ExtraInputProperty {
+  type: "string" | "number" | "integer" | "boolean";
+  description?: string;
+}
+
+/**
+ * A change of the MCP tool catalogue, as a Miniserver firmware update would make it. Changes
+ * accumulate (each applies on top of the previous ones) until `resetTools()`. Built-in tools are
+ * addressed by ToolKey, also when renamed through `toolNames`.
+ */
+export interface ToolCatalogChange {
+  /** Adds tools; adding a name again replaces that added tool in place. */
+  add?: AddedTool[];
+  /** Replaces a built-in tool's annotations with exactly this object (`null`: no annotations). */
+  annotations?: Partial<Record<ToolKey, ToolAnnotations | null>>;
+  /** Adds optional properties to a built-in tool's input schema (not one it already has). */
+  inputProperties?: Partial<Record<ToolKey, Record<string, ExtraInputProperty>>>;
+  /** Replaces a built-in tool's description. */
+  descriptions?: Partial<Record<ToolKey, string>>;
+  /** Takes built-in tools off the list (calling one answers an error result "Tool … disabled"). */
+  remove?: ToolKey[];
+}
+
 /** Fault knobs, settable at runtime (handle or POST /faults). */
 export interface Faults {
   /** Added latency in ms for every MCP POST. */
@@ -95,6 +149,16 @@ export interface Simulator {
   renameControl(uuid: string, name: string): void;
   /** Adds a control (structure-diff tests); returns its uuid. */
   addControl(c: { name: string; type: string; room: string; category: string }): string;
+  /**
+   * Changes the MCP tool catalogue (on top of earlier changes): every live session's tool list is
+   * updated and gets `notifications/tools/list_changed`; new sessions start with the changed list.
+   * Throws SimulatorOptionsError (nothing changed) for an invalid change.
+   */
+  changeTools(change: ToolCatalogChange): void;
+  /** Back to the original catalogue (same tools/list as before any change), notifying live sessions. */
+  resetTools(): void;
+  /** Names of the currently listed tools, in tools/list order. */
+  listedTools(): string[];
   stop(): Promise<void>;
 }
 
