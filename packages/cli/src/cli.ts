@@ -7,13 +7,14 @@ import { isAbsolute, resolve } from "node:path";
 import { resolvePaths } from "@loxmcp/common";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { CliError, type CommandContext, type CommandSpec } from "./command.js";
-import { approveCommand } from "./commands/approve.js";
+import { approveCommand, denyCommand } from "./commands/approve.js";
 import { auditCommand } from "./commands/audit.js";
 import { clientConfigCommand } from "./commands/client-config.js";
 import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
 import { loginCheckCommand } from "./commands/login-check.js";
 import { logsCommand } from "./commands/logs.js";
+import { pinCommand } from "./commands/pin.js";
 import { reloginCommand } from "./commands/relogin.js";
 import { resumeCommand } from "./commands/resume.js";
 import { serviceCommand } from "./commands/service.js";
@@ -22,8 +23,11 @@ import { statusCommand } from "./commands/status.js";
 import { stopCommand } from "./commands/stop.js";
 import { stopAllCommand } from "./commands/stop-all.js";
 import { structureCommand } from "./commands/structure.js";
+import { toolsCommand } from "./commands/tools.js";
 
-export const VERSION = "0.1.0";
+import { VERSION } from "./version.js";
+
+export { VERSION };
 
 /** Every subcommand, in help order. */
 export const COMMANDS: CommandSpec[] = [
@@ -38,8 +42,11 @@ export const COMMANDS: CommandSpec[] = [
   serviceCommand,
   doctorCommand,
   approveCommand,
+  denyCommand,
+  pinCommand,
   stopAllCommand,
   resumeCommand,
+  toolsCommand,
   auditCommand,
   structureCommand,
 ];

@@ -55,6 +55,11 @@ export const ErrorCodes = {
   AuthFailed: -32005,
   /** Request cancelled or connection lost while in flight. */
   RequestAborted: -32006,
+  /**
+   * Only the person may do this: the approval PIN is missing, wrong or locked out, or (without a
+   * PIN) the request did not come from the CLI at an interactive terminal. `data.reason` says which.
+   */
+  PersonRequired: -32007,
 } as const;
 
 export function isRequest(m: unknown): m is JsonRpcRequest {

@@ -139,8 +139,15 @@ export interface Upstream {
 export interface ClientIdentity {
   /** Connection id inside this daemon, e.g. "c7". */
   connId: string;
-  /** clientInfo.name from initialize (or the shim's --name). */
+  /** Shown in status and the audit: the shim's --name, else clientInfo.name from initialize. */
   name: string;
+  /**
+   * The name per-client rules match: the shim's --name from its first hello (written by the
+   * person into the client's config). Never clientInfo.name, which the client chooses itself.
+   */
+  ruleName?: string;
+  /** An MCP client connection (through a shim) or a control connection (the CLI). Fixed for life. */
+  role?: "mcp" | "control";
   version?: string;
   /** pid / ppid of the shim, as it reported them. */
   pid?: number;
@@ -184,10 +191,13 @@ export interface ToolGate {
   /** Tools the daemon itself adds to tools/list (e.g. loxmcp_emergency_stop). */
   extraTools(): Array<Record<string, unknown>>;
   callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult>;
+  /** Audits something the mux refused for safety (a control method from an MCP client, a second hello). */
+  recordRefusal?(client: ClientIdentity, what: string, reason: string): void;
 }
 
 // ---------------------------------------------------------------- control (mux/control.ts)
 
+/** Control methods run only on control connections (the CLI), never on an MCP client connection. */
 export interface ControlContext {
   client: ClientIdentity;
 }

@@ -7,12 +7,12 @@
  * - `setGate(gate)`, `controls.register(...)`, `addStatusExtension(fn)`.
  */
 import { execFile } from "node:child_process";
-import { ensurePrivateDir } from "@loxmcp/common";
+import { ErrorCodes, ensurePrivateDir } from "@loxmcp/common";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { DaemonConfig } from "./config.js";
 import { isLoopbackHost } from "./config.js";
-import type { ToolGate, Upstream } from "./contracts.js";
+import { ControlError, type ToolGate, type Upstream } from "./contracts.js";
 import { PassThroughGate } from "./gate.js";
 import { secrets as defaultSecrets, type SecretRegistry } from "./log.js";
 import { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
@@ -51,6 +51,9 @@ export interface DaemonOptions {
   onShutdownRequested?: () => void;
 }
 
+/** Minimum time between two `loxmcp relogin` (unless --force). */
+const RELOGIN_MIN_INTERVAL_MS = 30_000;
+
 export type StartResult = { kind: "started" } | { kind: "already-running"; pid?: number };
 
 export class Daemon {
@@ -67,6 +70,7 @@ export class Daemon {
   private readonly statusExtensions: StatusExtension[] = [];
   private readonly stopHooks: Array<() => Promise<void> | void> = [];
   private stopping: Promise<void> | undefined;
+  private lastRelogin = 0;
   private readonly secrets: SecretRegistry;
 
   constructor(private readonly opts: DaemonOptions) {
@@ -183,6 +187,7 @@ export class Daemon {
         scrub: (t) => this.secrets.scrub(t),
         initTimeoutMs: Math.min(config.requestTimeoutMs, 30_000),
         progressRoutes: new Map(),
+        onRefused: (client, what, reason) => this.gate?.recordRefusal?.(client, what, reason),
       },
     });
     await this.mux.listen();
@@ -193,8 +198,19 @@ export class Daemon {
 
   private registerCoreControls(): void {
     this.controls.register("loxmcp/status", () => this.status());
-    this.controls.register("loxmcp/relogin", async () => {
-      this.logger.info("relogin requested");
+    this.controls.register("loxmcp/relogin", async (params, ctx) => {
+      // A full OAuth login costs the Miniserver and connect's rate budget: at most one per 30 s.
+      const since = Date.now() - this.lastRelogin;
+      if (since < RELOGIN_MIN_INTERVAL_MS && params.force !== true) {
+        const wait = Math.ceil((RELOGIN_MIN_INTERVAL_MS - since) / 1000);
+        throw new ControlError(
+          ErrorCodes.InvalidRequest,
+          `a relogin ran ${Math.round(since / 1000)} s ago; wait ${wait} s or use \`loxmcp relogin --force\``,
+          { retryAfterSec: wait },
+        );
+      }
+      this.lastRelogin = Date.now();
+      this.logger.info({ by: ctx.client.name, force: params.force === true }, "relogin requested");
       await this.upstream.relogin();
       return this.status();
     });

@@ -54,7 +54,8 @@ function ctx(
   ) => Promise<{ action: "accept" | "decline" | "cancel"; content?: Record<string, unknown> }>,
 ): CallContext {
   return {
-    client: { connId: "c1", name, pid: 4242, connectedAt: Date.now() },
+    // An MCP client through a shim started with `--name <name>`: rules match that name.
+    client: { connId: "c1", name, ruleName: name, role: "mcp", pid: 4242, connectedAt: Date.now() },
     supportsElicitation: elicit !== undefined,
     elicit: async (message) => {
       if (!elicit) throw new Error("no elicitation");
@@ -63,7 +64,17 @@ function ctx(
   };
 }
 
-const cli: ControlContext = { client: { connId: "c9", name: "loxmcp-cli", connectedAt: Date.now() } };
+const cli: ControlContext = {
+  client: { connId: "c9", name: "loxmcp-cli", role: "control", connectedAt: Date.now() },
+};
+
+/** The approval code a held call's answer carries (text and _meta). */
+function codeOf(r: CallToolResult): string {
+  const meta = (r._meta as J)?.["loxmcp/policy"];
+  const m = /code ([A-Z0-9]{6}) is waiting/.exec(text(r));
+  expect(m?.[1]).toBe(meta?.approvalCode);
+  return m?.[1] ?? "";
+}
 
 async function control(method: string, params: Record<string, unknown> = {}): Promise<J> {
   const h = handlers.get(method);
@@ -183,7 +194,7 @@ describe("policy gate", () => {
       ctx(),
       forward,
     );
-    expect(text(unknownTool)).toMatch(/cannot be checked.*loxmcp approve/s);
+    expect(text(unknownTool)).toMatch(/held for the person's approval.*cannot be checked/s);
     expect(s.sim.stats().executions).toEqual([]);
   });
 
@@ -231,8 +242,10 @@ describe("policy gate", () => {
     await cmd(g, alarm, "on", ctx()); // arming is T3 too: needs approval
     const first = await cmd(g, alarm, "off");
     expect(first.isError).toBe(true);
-    const code = /loxmcp approve ([A-Z0-9]{6})/.exec(text(first))?.[1];
-    expect(code).toBeDefined();
+    const code = codeOf(first);
+    expect(code).toHaveLength(6);
+    // The AI is never told to run a command: it is told the person decides.
+    expect(text(first)).not.toMatch(/loxmcp approve|run `/);
     expect(text(first)).toContain("Burglar Alarm");
 
     // The AI repeats the call, or stuffs the code into the arguments: nothing runs.
@@ -249,9 +262,10 @@ describe("policy gate", () => {
 
     const listed = await control("loxmcp/approve", { list: true });
     expect(listed.pending.map((p: J) => p.code)).toContain(code);
-    expect(g.status().pendingApprovals.map((p) => p.code)).toContain(code);
-    await expect(control("loxmcp/approve", { code: "ZZZZZZ" })).rejects.toThrow(/no pending approval/);
-    const ok = await control("loxmcp/approve", { code: code?.toLowerCase() });
+    await expect(control("loxmcp/approve", { code: "ZZZZZZ", interactive: true })).rejects.toThrow(
+      /no pending approval/,
+    );
+    const ok = await control("loxmcp/approve", { code: code?.toLowerCase(), interactive: true });
     expect(ok.approved.summary).toContain("Burglar Alarm");
 
     const other = await cmd(g, alarm, "off", ctx("Cursor"));
@@ -275,22 +289,120 @@ describe("policy gate", () => {
     expect(JSON.stringify(events)).not.toContain(`"code":"${code}"`);
   });
 
-  it("approve and resume are refused from MCP client connections (the person's side only)", async () => {
+  it("approve and resume need the person: a terminal without a PIN, the PIN once one is set", async () => {
     const g = await makeGate();
-    const res = await cmd(g, uuidOf("Burglar Alarm"), "off");
-    const code = /loxmcp approve ([A-Z0-9]{6})/.exec(text(res))?.[1] ?? "";
-    const approve = handlers.get("loxmcp/approve")!;
-    // the connection that made the tool call
-    await expect(async () => approve({ code }, { client: ctx().client })).rejects.toThrow(
-      /only accepted from the loxmcp CLI/,
-    );
-    // any shim connection (it said hello with its pid)
-    const shim = { client: { connId: "c5", name: "Zed", pid: 77, connectedAt: Date.now() } };
-    await expect(async () => approve({ code }, shim)).rejects.toThrow(/only accepted from the loxmcp CLI/);
-    await expect(async () => handlers.get("loxmcp/resume")!({}, shim)).rejects.toThrow(/only accepted/);
+    const code = codeOf(await cmd(g, uuidOf("Burglar Alarm"), "off"));
+    // Without a PIN: only the CLI at an interactive terminal (it says so) may approve.
+    await expect(control("loxmcp/approve", { code })).rejects.toThrow(/interactive terminal/);
     expect(g.pendingApprovals()[0]?.approved).toBe(false);
-    await control("loxmcp/approve", { code });
+    // Setting the first PIN needs the terminal too.
+    await expect(control("loxmcp/pin", { action: "set", newPin: "482917" })).rejects.toThrow(/terminal/);
+    await expect(
+      control("loxmcp/pin", { action: "set", newPin: "123456", interactive: true }),
+    ).rejects.toThrow(/consecutive/);
+    await control("loxmcp/pin", { action: "set", newPin: "482917", interactive: true });
+    expect(g.status().pin).toMatchObject({ set: true, failures: 0 });
+    // The PIN is stored only as a salted scrypt hash.
+    expect(JSON.stringify(db.prepare("SELECT * FROM person_pin").all())).not.toContain("482917");
+    expect(String((db.prepare("SELECT pin_hash FROM person_pin").get() as J).pin_hash)).toMatch(/^scrypt\$/);
+    // With a PIN: the terminal is not enough, a wrong PIN is refused and counted.
+    await expect(control("loxmcp/approve", { code, interactive: true })).rejects.toThrow(/needs the approval PIN/);
+    await expect(control("loxmcp/approve", { code, pin: "000001" })).rejects.toThrow(/wrong PIN/);
+    expect(g.status().pin.failures).toBe(1);
+    expect(g.pendingApprovals()[0]?.approved).toBe(false);
+    await control("loxmcp/approve", { code, pin: "482917" });
     expect(g.pendingApprovals()[0]?.approved).toBe(true);
+    expect(g.status().pin.failures).toBe(0);
+    // Changing or removing the PIN needs the old one.
+    await expect(control("loxmcp/pin", { action: "remove", pin: "999999" })).rejects.toThrow(/wrong PIN/);
+    await expect(
+      control("loxmcp/pin", { action: "set", newPin: "771188", interactive: true }),
+    ).rejects.toThrow(/needs the approval PIN/);
+    const { events } = await control("loxmcp/audit", {});
+    expect(events.filter((e: J) => /wrong PIN/.test(e.reason ?? "")).length).toBe(2);
+    expect(JSON.stringify(events)).not.toContain("482917");
+  });
+
+  it("five wrong PINs lock every attempt out for a minute, doubling, kept in the database", async () => {
+    let now = Date.now();
+    const clock = () => now;
+    const build = async () => {
+      gate = createPolicyGate({ upstream: up, db, logger, config: { mode: "confirm" }, now: clock });
+      handlers = new Map();
+      gate.register({ register: (m, h) => handlers.set(m, h) });
+      return gate;
+    };
+    let g = await build();
+    await control("loxmcp/pin", { action: "set", newPin: "carrot-tuesday", interactive: true });
+    // Parallel guesses are each counted (checks run one at a time).
+    const guesses = await Promise.allSettled(
+      ["a1", "a2", "a3", "a4", "a5"].map((p) => control("loxmcp/resume", { pin: `wrong-${p}` })),
+    );
+    expect(guesses.every((r) => r.status === "fulfilled")).toBe(true); // no stop active: nothing to lift
+    await control("loxmcp/stop-all");
+    const wrong = await Promise.allSettled(
+      ["a1", "a2", "a3", "a4", "a5"].map((p) => control("loxmcp/resume", { pin: `wrong-${p}` })),
+    );
+    expect(wrong.map((r) => (r.status === "rejected" ? String(r.reason) : "ok")).at(-1)).toMatch(
+      /refused for 60 s/,
+    );
+    expect(g.status().pin).toMatchObject({ failures: 5, lockedForSec: 60 });
+    // Locked: even the right PIN is refused without being checked.
+    await expect(control("loxmcp/resume", { pin: "carrot-tuesday" })).rejects.toThrow(/another 60 s/);
+    // The lockout survives a restart (new gate, same database).
+    await g.stop();
+    g = await build();
+    expect(g.status().pin.lockedForSec).toBe(60);
+    await expect(control("loxmcp/resume", { pin: "carrot-tuesday" })).rejects.toThrow(/too many wrong PINs/);
+    // After the minute, one more wrong PIN doubles the delay.
+    now += 61_000;
+    await expect(control("loxmcp/resume", { pin: "nope-nope" })).rejects.toThrow(/refused for 120 s/);
+    now += 121_000;
+    // stop-all is never delayed, and the right PIN works once the delay is over.
+    await control("loxmcp/stop-all");
+    expect((await control("loxmcp/resume", { pin: "carrot-tuesday" })).wasActive).toBe(true);
+    expect(g.status().pin).toMatchObject({ failures: 0 });
+  });
+
+  it("with a PIN set, the client's own elicitation does not approve a T3 action", async () => {
+    const g = await makeGate();
+    await control("loxmcp/pin", { action: "set", newPin: "482917", interactive: true });
+    let asked = 0;
+    const selfApproving = ctx("Claude", async () => {
+      asked++;
+      return { action: "accept", content: { confirm: true } };
+    });
+    const res = await cmd(g, uuidOf("Burglar Alarm"), "off", selfApproving);
+    expect(res.isError).toBe(true);
+    expect(asked).toBe(0);
+    const code = codeOf(res);
+    expect(commandsSent()).toEqual([]);
+    await control("loxmcp/approve", { code, pin: "482917" });
+    expect((await cmd(g, uuidOf("Burglar Alarm"), "off", selfApproving)).isError).toBeFalsy();
+    expect(commandsSent()).toHaveLength(1);
+  });
+
+  it("held calls are capped per client and an approved code is never evicted", async () => {
+    const g = await makeGate();
+    const alarm = uuidOf("Burglar Alarm");
+    const code = codeOf(await cmd(g, alarm, "off"));
+    await control("loxmcp/approve", { code, interactive: true });
+    // Junk held calls (unknown tools whose target cannot be checked) up to and past the cap.
+    const junk: CallToolResult[] = [];
+    for (let i = 0; i < 40; i++) {
+      junk.push(await g.callTool({ name: "mystery_tool", arguments: { n: i } }, ctx(), forward));
+    }
+    expect(text(junk.at(-1)!)).toMatch(/already waiting for the person's approval \(at most 8\)/);
+    expect(g.pendingApprovals().filter((p) => p.client === "Claude")).toHaveLength(8);
+    expect(g.pendingApprovals().find((p) => p.code === code)?.approved).toBe(true);
+    // Another client is not blocked by Claude's junk.
+    expect(codeOf(await cmd(g, alarm, "off", ctx("Zed")))).toHaveLength(6);
+    expect((await cmd(g, alarm, "off")).isError).toBeFalsy();
+    expect(commandsSent()).toHaveLength(1);
+    // The person can deny a held call without any PIN.
+    const other = g.pendingApprovals().find((p) => p.client === "Zed")!;
+    await control("loxmcp/deny", { code: other.code });
+    expect(g.pendingApprovals().some((p) => p.code === other.code)).toBe(false);
   });
 
   it("a control added after the last snapshot is found by one on-demand refresh", async () => {
@@ -372,7 +484,7 @@ describe("policy gate", () => {
     expect(state("Bedroom Climate").comfortTemperature).toBe(22);
     const hot = await cmd(g, climate, "setComfortTemperature/30");
     expect(text(hot)).toMatch(/outside 16–28/);
-    expect(text(hot)).toMatch(/loxmcp approve/);
+    expect(text(hot)).toMatch(/held for the person's approval/);
     const absurd = await cmd(
       g,
       climate,
@@ -415,7 +527,7 @@ describe("policy gate", () => {
     const blinds = ["Living Room Blinds", "Kitchen Blinds", "Dining Blinds", "Bedroom Blinds"].map(uuidOf);
     for (const b of blinds.slice(0, 3)) expect((await cmd(g, b, "FullDown")).isError).toBeFalsy();
     const fourth = await cmd(g, blinds[3]!, "FullDown");
-    expect(text(fourth)).toMatch(/4 different motors within a minute.*loxmcp approve/s);
+    expect(text(fourth)).toMatch(/held for the person's approval.*4 different motors within a minute/s);
     expect((await cmd(g, blinds[3]!, "stop")).isError).toBeFalsy();
     // the motors already moving may still be commanded (no bulk growth)
     expect((await cmd(g, blinds[0]!, "manualPosition/50")).isError).toBeFalsy();
@@ -430,7 +542,7 @@ describe("policy gate", () => {
     expect(text(await cmd(g, sw, "on"))).toMatch(/more than 2 writes.*retry in/);
   });
 
-  it("read-only mode and per-client rules (case-insensitive, prefix)", async () => {
+  it("read-only mode and per-client rules (the shim's --name; case-insensitive, prefix)", async () => {
     const g = await makeGate({ mode: "confirm", clients: { cursor: "read-only", "claude-code": "full" } });
     const light = uuidOf("Office Lights");
     const denied = await cmd(g, light, "on", ctx("Cursor"));
@@ -531,7 +643,8 @@ describe("policy gate", () => {
     // The MCP tool cannot lift it; only the control method can.
     expect(g2.extraTools().map((t) => t.name)).toEqual(["loxmcp_emergency_stop"]);
     expect(handlers.has("loxmcp/resume")).toBe(true);
-    await control("loxmcp/resume");
+    await expect(control("loxmcp/resume")).rejects.toThrow(/interactive terminal/);
+    await control("loxmcp/resume", { interactive: true });
     expect((await cmd(g2, uuidOf("Kitchen Lights"), "on")).isError).toBeFalsy();
     const { events } = await control("loxmcp/audit", {});
     expect(events.some((e: J) => e.decision === "emergency-stop")).toBe(true);

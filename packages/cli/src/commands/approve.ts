@@ -1,11 +1,14 @@
 /**
- * `loxmcp approve [CODE]`: the PERSON approves an action an AI asked for (two-phase
- * confirmation). Without a code (or with --list) it lists the pending approvals. Only this
- * command (the control socket) can approve: an AI repeating its call or the code does nothing.
+ * `loxmcp approve [CODE]` and `loxmcp deny CODE`: the PERSON decides on an action an AI asked
+ * for (two-phase confirmation). Without a code (or with --list) approve lists the held actions.
+ * Before asking for the PIN, approve shows what will happen: device, room, action and client.
+ * With a PIN set the PIN is needed (terminal prompt or --pin-stdin); without one, approving needs
+ * an interactive terminal. Denying needs neither: it can only stop an action.
  */
-import { type CommandSpec, optBool } from "../command.js";
+import { CliError, type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { callDaemon } from "../daemon-client.js";
 import { isRecord } from "../format.js";
+import { PIN_STDIN_OPTION, personProof } from "../person.js";
 
 interface Pending {
   code: string;
@@ -20,40 +23,66 @@ function secondsLeft(p: Pending): number {
   return Math.max(0, Math.round((p.expiresAt - Date.now()) / 1000));
 }
 
+async function listPending(ctx: CommandContext): Promise<Pending[]> {
+  const r = await callDaemon(ctx.paths.socket, "loxmcp/approve", { list: true });
+  return (isRecord(r) && Array.isArray(r.pending) ? r.pending : []) as Pending[];
+}
+
+function noSuchCode(code: string): CliError {
+  return new CliError(
+    "NO_SUCH_CODE",
+    `no pending approval with code ${code} (wrong or expired); list them with \`loxmcp approve --list\``,
+  );
+}
+
 export const approveCommand: CommandSpec = {
   name: "approve",
-  description: "approve an action an AI client asked for, by its one-time code (no code: list pending ones)",
-  arguments: [{ name: "code", description: "the 6-character code from the AI's message" }],
+  description: "approve an action an AI client asked for, by its one-time code (no code: list held ones)",
+  arguments: [{ name: "code", description: "the 6-character code the AI told you" }],
   options: [
-    { flags: "--list", description: "list pending approvals" },
+    { flags: "--list", description: "list held actions" },
+    PIN_STDIN_OPTION,
     { flags: "--json", description: "print the daemon's answer as JSON" },
   ],
   helpAfter: `
 Read what will happen before approving: the AI then has to repeat exactly the same call
-within the code's lifetime (about 2 minutes) for it to run, once.`,
+within the code's lifetime (about 2 minutes) for it to run, once.
+With an approval PIN set (\`loxmcp pin set\`) the PIN is asked for; without one, approving
+works only at an interactive terminal. \`loxmcp deny CODE\` drops a held action.`,
   async run(ctx, { args, opts }) {
-    const code = args[0];
+    const code = args[0]?.trim().toUpperCase();
     const json = optBool(opts, "json");
     if (!code || optBool(opts, "list")) {
-      const r = await callDaemon(ctx.paths.socket, "loxmcp/approve", { list: true });
-      const pending = (isRecord(r) && Array.isArray(r.pending) ? r.pending : []) as Pending[];
+      const pending = await listPending(ctx);
       if (json) {
         ctx.out(JSON.stringify({ pending }));
         return 0;
       }
       if (pending.length === 0) {
-        ctx.out("no pending approvals");
+        ctx.out("no actions are waiting for approval");
         return 0;
       }
       for (const p of pending) {
         ctx.out(
-          `${p.code}  ${p.approved ? "approved, waiting for the repeat" : "pending"}  ${secondsLeft(p)}s left  ${p.client}: ${p.summary}`,
+          `${p.code}  ${p.approved ? "approved, waiting for the repeat" : "waiting"}  ${secondsLeft(p)}s left  ${p.client}: ${p.summary}`,
         );
       }
-      ctx.out("approve one with: loxmcp approve CODE");
+      ctx.out("approve one with: loxmcp approve CODE   (or drop it: loxmcp deny CODE)");
       return 0;
     }
-    const r = await callDaemon(ctx.paths.socket, "loxmcp/approve", { code });
+    const held = (await listPending(ctx)).find((p) => p.code === code);
+    if (!held) throw noSuchCode(code);
+    if (held.approved) {
+      ctx.out(
+        `${code} is already approved; it runs when ${held.client} repeats the call (${secondsLeft(held)} s left)`,
+      );
+      return 0;
+    }
+    // What will happen, before any PIN is asked for.
+    ctx.err(`${held.client} asks to ${held.summary}`);
+    ctx.err(`(tool ${held.tool}, code ${code}, ${secondsLeft(held)} s left)`);
+    const proof = await personProof(ctx, opts, "approve", `Approve this for ${held.client}?`);
+    const r = await callDaemon(ctx.paths.socket, "loxmcp/approve", { code, ...proof });
     const entry = (isRecord(r) && isRecord(r.approved) ? r.approved : undefined) as Pending | undefined;
     if (json) {
       ctx.out(JSON.stringify(r ?? {}));
@@ -63,6 +92,21 @@ within the code's lifetime (about 2 minutes) for it to run, once.`,
         `it runs when ${entry.client} repeats the identical call within ${secondsLeft(entry)} s (once)`,
       );
     }
+    return 0;
+  },
+};
+
+export const denyCommand: CommandSpec = {
+  name: "deny",
+  description: "drop an action an AI client asked for: it never runs (no PIN needed)",
+  arguments: [{ name: "code", description: "the 6-character code of the held action", required: true }],
+  options: [{ flags: "--json", description: "print the daemon's answer as JSON" }],
+  async run(ctx, { args, opts }) {
+    const code = (args[0] ?? "").trim().toUpperCase();
+    const r = await callDaemon(ctx.paths.socket, "loxmcp/deny", { code });
+    const entry = (isRecord(r) && isRecord(r.denied) ? r.denied : undefined) as Pending | undefined;
+    if (optBool(opts, "json")) ctx.out(JSON.stringify(r ?? {}));
+    else if (entry) ctx.out(`denied ${entry.code}: ${entry.client} will not ${entry.summary}`);
     return 0;
   },
 };

@@ -264,6 +264,62 @@ function clientConfigChecks(ctx: CommandContext): Check[] {
   return out;
 }
 
+/** Clients whose agent can run shell commands as you (and so could run `loxmcp approve`). */
+const SHELL_CLIENT = /claude[-_ ]?code|cursor|codex|windsurf|cline|aider|gemini|copilot|vs ?code|zed|goose/i;
+
+/** Where MCP clients with a shell are configured to run the shim. */
+function shellClientsConfigured(
+  ctx: CommandContext,
+  status: { clients: Array<Record<string, unknown>> } | undefined,
+): string[] {
+  const found: string[] = [];
+  const home = ctx.env.HOME;
+  const files = home
+    ? [
+        ["Claude Code", `${home}/.claude.json`],
+        ["Cursor", `${home}/.cursor/mcp.json`],
+      ]
+    : [];
+  for (const [who, file] of files) {
+    try {
+      if (file && existsSync(file) && readFileSync(file, "utf8").includes("loxmcp-shim"))
+        found.push(`${who} (${file})`);
+    } catch {
+      // unreadable: nothing to say about it here
+    }
+  }
+  for (const c of status?.clients ?? []) {
+    if (typeof c.name === "string" && SHELL_CLIENT.test(c.name)) found.push(`${c.name} (connected now)`);
+  }
+  return found;
+}
+
+/** No approval PIN while an agent with a shell is configured: it could approve on your behalf. */
+function pinCheck(ctx: CommandContext, status: Awaited<ReturnType<typeof fetchStatus>> | undefined): Check {
+  const policy = status && isRecord(status.policy) ? status.policy : undefined;
+  const pin = policy && isRecord(policy.pin) ? policy.pin : undefined;
+  if (!pin) {
+    return { id: "pin", level: "skip", message: "approval PIN not checked: the daemon is not running" };
+  }
+  if (pin.set === true) return { id: "pin", level: "ok", message: "approval PIN set" };
+  const shells = shellClientsConfigured(ctx, status);
+  if (shells.length > 0) {
+    return {
+      id: "pin",
+      level: "problem",
+      message: `no approval PIN is set while a client that runs shell commands is configured (${shells.join(", ")}): its agent could approve its own security actions`,
+      fix: "`loxmcp pin set` in a terminal",
+    };
+  }
+  return {
+    id: "pin",
+    level: "warn",
+    message:
+      "no approval PIN is set: approving only needs a terminal, and MCP clients' own confirmation counts",
+    fix: "`loxmcp pin set` in a terminal",
+  };
+}
+
 export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   const checks: Check[] = [nodeCheck()];
   const p = ctx.paths;
@@ -298,8 +354,10 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
 
   const connect = configChecks(ctx, checks);
 
+  let status: Awaited<ReturnType<typeof fetchStatus>> | undefined;
   try {
     const s = await fetchStatus(ctx, 3_000);
+    status = s;
     if (s.state === "ready") {
       checks.push({
         id: "daemon",
@@ -356,6 +414,7 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   }
 
   checks.push(...clientConfigChecks(ctx));
+  checks.push(pinCheck(ctx, status));
   checks.push(await clockCheck(connect));
   return checks.map((c) => (c.fix === "" ? { id: c.id, level: c.level, message: c.message } : c));
 }

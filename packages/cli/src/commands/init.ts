@@ -3,40 +3,48 @@
  * LOXONE_PASSWORD or LOXONE_PASSWORD_COMMAND. Interactive by default; fully scriptable with
  * `--serial --user --password-stdin | --password-command CMD`. The password is never echoed.
  */
-import { createInterface } from "node:readline";
-import { Writable } from "node:stream";
+import { connectOrStartDaemon, startTimeoutFromEnv } from "@loxmcp/common";
 import { CliError, type CommandContext, type CommandSpec, optBool, optString } from "../command.js";
 import { envFilePath, readDotenv, updateDotenv } from "../dotenv.js";
+import { pinState } from "../person.js";
+import { ask, readAllStdin } from "../prompt.js";
+import { setPin } from "./pin.js";
 import { fetchStatus } from "./status.js";
 
 const SERIAL_RE = /^[0-9A-F]{12}$/i;
 
-async function readAllStdin(ctx: CommandContext): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of ctx.stdin) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)));
-  return Buffer.concat(chunks).toString("utf8");
-}
+const PIN_WHY =
+  "no approval PIN is set yet: without one, any program running as you at a terminal can approve an AI's security actions (unlock, disarm) and an AI client's own confirmation counts. Set one with `loxmcp pin set`";
 
-/** Asks one question on the terminal; `secret` hides what is typed. */
-async function ask(ctx: CommandContext, question: string, secret = false): Promise<string> {
-  let muted = false;
-  const output = new Writable({
-    write(chunk, _enc, cb) {
-      if (!muted) process.stderr.write(chunk);
-      cb();
-    },
-  });
-  const rl = createInterface({ input: ctx.stdin, output, terminal: Boolean(ctx.stdin.isTTY) });
-  try {
-    return await new Promise<string>((resolve, reject) => {
-      rl.question(question, (answer) => resolve(answer.trim()));
-      rl.once("close", () => reject(new CliError("ABORTED", "init aborted: no input")));
-      if (secret) muted = true;
-    });
-  } finally {
-    if (secret) process.stderr.write("\n");
-    rl.close();
+/** Offers to set the approval PIN now (the daemon keeps it, so it is started when needed). */
+async function offerPin(ctx: CommandContext): Promise<void> {
+  const running = await fetchStatus(ctx).catch(() => undefined);
+  if (running && running.state !== "down") {
+    const st = await pinState(ctx).catch(() => undefined);
+    if (st?.set) {
+      ctx.out("approval PIN: already set (change it with `loxmcp pin set`)");
+      return;
+    }
   }
+  const answer = await ask(
+    ctx,
+    "Set an approval PIN now? Only you will be able to approve security actions (unlock, disarm) with it [Y/n]: ",
+  );
+  if (/^n/i.test(answer)) {
+    ctx.out(PIN_WHY);
+    return;
+  }
+  if (!running || running.state === "down") {
+    ctx.err("starting the daemon to store the PIN …");
+    const c = await connectOrStartDaemon({
+      env: ctx.env,
+      paths: ctx.paths,
+      timeoutMs: startTimeoutFromEnv(ctx.env),
+      log: (m) => ctx.err(m),
+    });
+    c.socket.destroy();
+  }
+  await setPin(ctx, {});
 }
 
 export const initCommand: CommandSpec = {
@@ -155,6 +163,8 @@ Examples:
         "the running daemon still uses the old settings: restart it with `loxmcp stop && loxmcp start`",
       );
     }
+    if (interactive) await offerPin(ctx);
+    else ctx.out(PIN_WHY);
     ctx.out(
       "next: `loxmcp login-check` tests the login, then `loxmcp client-config claude` (or cursor, claude-code)",
     );

@@ -7,9 +7,13 @@ import { hintFor } from "./status.js";
 export const reloginCommand: CommandSpec = {
   name: "relogin",
   description: "drop the tokens and log in to the Miniserver again now",
-  options: [{ flags: "--json", description: "print the daemon's answer as JSON" }],
+  options: [
+    { flags: "--force", description: "log in again even if a relogin ran less than 30 s ago" },
+    { flags: "--json", description: "print the daemon's answer as JSON" },
+  ],
   async run(ctx, { opts }) {
-    const r = await callDaemon(ctx.paths.socket, "loxmcp/relogin", {}, { timeoutMs: 120_000 });
+    const params = optBool(opts, "force") ? { force: true } : {};
+    const r = await callDaemon(ctx.paths.socket, "loxmcp/relogin", params, { timeoutMs: 120_000 });
     const state = isRecord(r) && typeof r.state === "string" ? r.state : undefined;
     if (optBool(opts, "json")) {
       ctx.out(JSON.stringify(r ?? {}));

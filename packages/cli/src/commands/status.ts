@@ -159,14 +159,34 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
   pending.forEach((p, i) => {
     row(i === 0 ? `pending approvals` : "", describeApproval(p));
   });
-  if (pending.length > 0) lines.push("  approve one with `loxmcp approve CODE` after checking what it does");
+  if (pending.length > 0)
+    lines.push(
+      "  `loxmcp approve --list` shows their codes; approve one with `loxmcp approve CODE` after checking what it does",
+    );
+  if (isRecord(pol.pin)) {
+    const pin = pol.pin;
+    const locked = num(pin.lockedForSec);
+    row(
+      "approval PIN",
+      pin.set === true
+        ? `set${locked !== undefined ? ` (attempts locked for ${formatDuration(locked)} after ${String(pin.failures)} wrong PINs)` : ""}`
+        : "not set: approving needs a terminal; set one with `loxmcp pin set`",
+    );
+  }
+  if (Array.isArray(pol.toolChanges) && pol.toolChanges.length > 0) {
+    pol.toolChanges.forEach((c, i) => {
+      row(i === 0 ? "tool changes" : "", `${String(c)} (held)`);
+    });
+    lines.push("  review them with `loxmcp tools diff`, then `loxmcp tools accept`");
+  }
   if (s.socket) row("socket", s.socket);
   return lines;
 }
 
 function describeApproval(p: unknown): string {
   if (!isRecord(p)) return String(p);
-  const parts = [typeof p.code === "string" ? p.code : "?"];
+  const parts: string[] = [];
+  if (typeof p.code === "string") parts.push(p.code);
   if (typeof p.client === "string") parts.push(p.client);
   if (typeof p.summary === "string") parts.push(p.summary);
   const extra: string[] = [];

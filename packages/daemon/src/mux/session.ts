@@ -1,6 +1,10 @@
 /**
- * One socket connection = one MCP client of ours (a shim, or the CLI sending `loxmcp/*`).
+ * One socket connection = one MCP client of ours (a shim) or one control connection (the CLI).
  *
+ * - A connection's role and identity are fixed for its whole life: by its first `loxmcp/hello`
+ *   (kind "cli" = control, anything else = MCP client), else by its first request (`loxmcp/*` =
+ *   control, any MCP method but ping = MCP client). A later hello is refused and audited.
+ *   Control methods never run on an MCP client connection; MCP methods never on a control one.
  * - `initialize` is answered from the upstream's cached initialize result; `ping` locally.
  * - Requests go upstream through the relay's single session: the relay uses its own id space,
  *   this connection keeps the client's id and restores it on the answer, so N clients never
@@ -90,7 +94,11 @@ export interface SessionDeps {
   progressRoutes: Map<string, ProgressRoute>;
   /** True once the daemon is stopping: new MCP requests are refused (nothing is sent upstream). */
   shuttingDown?: () => boolean;
+  /** Audits a refusal made for safety (control method from an MCP client, a second hello). */
+  onRefused?: (client: ClientIdentity, what: string, reason: string) => void;
 }
+
+export type ConnectionRole = "mcp" | "control";
 
 /** Requests that only read: safe to resend after the upstream recovered. */
 const RETRYABLE_METHODS = new Set([
@@ -139,6 +147,8 @@ export interface HelloInfo {
 export class ClientSession {
   readonly connectedAt = Date.now();
   hello: HelloInfo | undefined;
+  /** Fixed by the first hello or the first request; never changes afterwards. */
+  role: ConnectionRole | undefined;
   clientInfo: { name?: string; version?: string } | undefined;
   clientCapabilities: Record<string, unknown> = {};
   protocolVersion: string | undefined;
@@ -161,8 +171,10 @@ export class ClientSession {
   /** The client as the policy, audit and status see it. */
   identity(): ClientIdentity {
     const name =
-      this.hello?.name || this.clientInfo?.name || (this.hello?.kind === "cli" ? "loxmcp-cli" : "unknown");
+      this.hello?.name || this.clientInfo?.name || (this.role === "control" ? "loxmcp-cli" : "unknown");
     const id: ClientIdentity = { connId: this.connId, name, connectedAt: this.connectedAt };
+    if (this.role !== undefined) id.role = this.role;
+    if (this.role === "mcp" && this.hello?.name) id.ruleName = this.hello.name;
     if (this.clientInfo?.version !== undefined) id.version = this.clientInfo.version;
     if (this.hello?.pid !== undefined) id.pid = this.hello.pid;
     if (this.hello?.ppid !== undefined) id.ppid = this.hello.ppid;
@@ -171,7 +183,7 @@ export class ClientSession {
 
   /** Counts as a connected MCP client in status (not the CLI's one-shot control calls). */
   isClient(): boolean {
-    return this.mcpActive || (this.hello !== undefined && this.hello.kind !== "cli");
+    return this.role === "mcp";
   }
 
   get inFlightCount(): number {
@@ -283,6 +295,12 @@ export class ClientSession {
     const method = req.method;
     const params = isObject(req.params) ? req.params : {};
     if (method.startsWith("loxmcp/")) {
+      this.role ??= "control";
+      if (this.role !== "control") {
+        const reason = `${method} is not available to MCP clients: loxmcp control methods belong to the person's loxmcp CLI`;
+        this.refused(method, "control method on an MCP client connection");
+        throw new ControlError(ErrorCodes.MethodNotFound, reason);
+      }
       if (!this.deps.control.has(method)) {
         throw new ControlError(
           ErrorCodes.MethodNotFound,
@@ -291,7 +309,16 @@ export class ClientSession {
       }
       return this.deps.control.dispatch(method, params, this.identity());
     }
-    this.mcpActive = true;
+    if (method !== "ping") {
+      this.role ??= "mcp";
+      if (this.role !== "mcp") {
+        throw new ControlError(
+          ErrorCodes.InvalidRequest,
+          `${method} refused: this is a control connection (it began with a loxmcp/* request); MCP clients connect through loxmcp-shim on a connection of their own`,
+        );
+      }
+      this.mcpActive = true;
+    }
     if (this.deps.shuttingDown?.() && method !== "ping") {
       throw new McpError(
         ErrorCodes.RequestAborted,
@@ -318,7 +345,8 @@ export class ClientSession {
 
   private async initialize(params: Record<string, unknown>): Promise<unknown> {
     const ci = params.clientInfo;
-    if (isObject(ci)) {
+    // clientInfo is for display only, and fixed by the first initialize.
+    if (isObject(ci) && this.clientInfo === undefined) {
       const info: { name?: string; version?: string } = {};
       if (typeof ci.name === "string") info.name = ci.name;
       if (typeof ci.version === "string") info.version = ci.version;
@@ -409,6 +437,10 @@ export class ClientSession {
     const p = isObject(params) ? params : {};
     switch (method) {
       case "loxmcp/hello": {
+        if (this.hello !== undefined || this.role !== undefined) {
+          this.refused("loxmcp/hello", "a second hello (a connection's identity is fixed at its first)");
+          return;
+        }
         const hello: HelloInfo = {};
         if (typeof p.kind === "string") hello.kind = p.kind;
         if (typeof p.name === "string" || p.name === null) hello.name = p.name;
@@ -416,11 +448,13 @@ export class ClientSession {
         if (typeof p.ppid === "number") hello.ppid = p.ppid;
         if (typeof p.version === "string") hello.version = p.version;
         this.hello = hello;
+        this.role = hello.kind === "cli" ? "control" : "mcp";
         this.log.debug({ hello }, "hello");
         return;
       }
       case "notifications/initialized":
-        this.mcpActive = true;
+        this.role ??= "mcp";
+        if (this.role === "mcp") this.mcpActive = true;
         return;
       case "notifications/cancelled": {
         const rid = p.requestId;
@@ -440,7 +474,11 @@ export class ClientSession {
         // Progress for one of our server→client requests: nothing upstream expects it.
         return;
       default:
-        if (method.startsWith("loxmcp/")) return;
+        if (method.startsWith("loxmcp/")) {
+          if (this.role === "mcp") this.refused(method, "control notification on an MCP client connection");
+          return;
+        }
+        if (this.role === "control") return;
         if (method.startsWith("notifications/")) {
           this.deps.upstream.notify(method, params).catch((err: unknown) => {
             this.log.debug({ method, err }, "could not forward a client notification upstream");
@@ -461,6 +499,16 @@ export class ClientSession {
       pending.reject(new McpError(msg.error.code, msg.error.message, msg.error.data));
     } else {
       pending.resolve(msg.result);
+    }
+  }
+
+  private refused(what: string, reason: string): void {
+    const client = this.identity();
+    this.log.warn({ client: client.name, what }, `refused: ${reason}`);
+    try {
+      this.deps.onRefused?.(client, what, reason);
+    } catch (err) {
+      this.log.error({ err }, "could not audit a refusal");
     }
   }
 

@@ -70,7 +70,10 @@ interface Entry extends PendingApproval {
 }
 
 const ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-const MAX_PENDING = 32;
+/** Held calls one client may have waiting for the person at once. */
+export const MAX_HELD_PER_CLIENT = 8;
+/** Held calls over all clients. Nothing is ever evicted: beyond a cap a new call is refused. */
+export const MAX_HELD_TOTAL = 64;
 
 /** Two-phase approvals, bound to (client name, tool, canonical arguments). In memory: a restart forgets them (fail closed). */
 export class ApprovalBook {
@@ -99,7 +102,10 @@ export class ApprovalBook {
     client: string,
     tool: string,
     summary: string,
-  ): { state: "approved"; code: string } | { state: "pending"; entry: PendingApproval } {
+  ):
+    | { state: "approved"; code: string }
+    | { state: "pending"; entry: PendingApproval }
+    | { state: "full"; held: number; limit: number; soonestSec: number } {
     this.prune();
     for (const e of this.byCode.values()) {
       if (e.key !== key) continue;
@@ -109,9 +115,22 @@ export class ApprovalBook {
       }
       return { state: "pending", entry: publicEntry(e) };
     }
-    if (this.byCode.size >= MAX_PENDING) {
-      const oldest = [...this.byCode.values()].sort((a, b) => a.createdAt - b.createdAt)[0];
-      if (oldest) this.byCode.delete(oldest.code);
+    // Never evict: an approved code must survive any number of junk calls (fail closed instead).
+    const mine = [...this.byCode.values()].filter((e) => e.client.toLowerCase() === client.toLowerCase());
+    const full =
+      mine.length >= MAX_HELD_PER_CLIENT
+        ? { held: mine, limit: MAX_HELD_PER_CLIENT }
+        : this.byCode.size >= MAX_HELD_TOTAL
+          ? { held: [...this.byCode.values()], limit: MAX_HELD_TOTAL }
+          : undefined;
+    if (full) {
+      const soonest = Math.min(...full.held.map((e) => e.expiresAt));
+      return {
+        state: "full",
+        held: full.held.length,
+        limit: full.limit,
+        soonestSec: Math.max(1, Math.ceil((soonest - this.now()) / 1000)),
+      };
     }
     let code = newCode();
     while (this.byCode.has(code)) code = newCode();
@@ -130,7 +149,23 @@ export class ApprovalBook {
     return { state: "pending", entry: publicEntry(e) };
   }
 
-  /** The person approves a code (control socket only). */
+  /** The entry for a code, if pending or approved and unexpired. */
+  get(code: string): PendingApproval | undefined {
+    this.prune();
+    const e = this.byCode.get(code.trim().toUpperCase());
+    return e ? publicEntry(e) : undefined;
+  }
+
+  /** The person denies a held call: its code is gone, the call never runs. */
+  deny(code: string): PendingApproval | undefined {
+    this.prune();
+    const e = this.byCode.get(code.trim().toUpperCase());
+    if (!e) return undefined;
+    this.byCode.delete(e.code);
+    return publicEntry(e);
+  }
+
+  /** The person approves a code (control connection, with the person's proof). */
   approve(code: string): PendingApproval | undefined {
     this.prune();
     const e = this.byCode.get(code.trim().toUpperCase());

@@ -10,6 +10,7 @@ import type {
   CallContext,
   CallToolParams,
   CallToolResult,
+  ClientIdentity,
   ControlContext,
   ControlRegistry,
   ForwardCall,
@@ -20,7 +21,9 @@ import { ControlError, UpstreamError } from "../contracts.js";
 import type { AuditEvent, AuditQuery, AuditRow } from "../store/audit.js";
 import { AuditStore } from "../store/audit.js";
 import type { Database } from "../store/db.js";
+import { PinStore } from "../store/person.js";
 import { SnapshotStore } from "../store/snapshots.js";
+import { TrustedToolStore } from "../store/tools.js";
 import {
   buildCatalog,
   type Classification,
@@ -32,6 +35,7 @@ import {
   type ToolInfo,
 } from "./classify.js";
 import { ApprovalBook, confirmByElicitation, modeForClient, type PendingApproval } from "./confirm.js";
+import { PersonAuth, type PinStatus } from "./person.js";
 import { RateLimiter } from "./ratelimit.js";
 import { readBackMismatch } from "./readback.js";
 import { redactArgs } from "./redact.js";
@@ -44,6 +48,7 @@ import {
   type StructureDiff,
   structureHash,
 } from "./structure.js";
+import { describeChange, type ToolChange, ToolTrust } from "./tooltrust.js";
 import {
   DEFAULT_POLICY_CONFIG,
   type Decision,
@@ -103,6 +108,9 @@ export interface PolicyStatus {
   clients: Record<string, PolicyMode>;
   emergencyStop: EmergencyStopState | null;
   pendingApprovals: PendingApproval[];
+  pin: PinStatus;
+  /** Tool catalogue changes waiting for the person (`loxmcp tools diff`). */
+  toolChanges: ToolChange[];
   structure: { id: number; hash: string; controls: number; createdAt: number; checkedAt: number } | null;
   structureError?: string;
 }
@@ -174,8 +182,10 @@ class PolicyEngine implements PolicyGate {
    */
   private auditQueue: AuditEvent[] = [];
   private auditTimer: NodeJS.Timeout | undefined;
-  /** Socket connections that made MCP tool calls: they may not approve or resume (the person's side). */
-  private readonly mcpConnections = new Set<string>();
+  private readonly person: PersonAuth;
+  private readonly trust: ToolTrust;
+  /** Digest of the tool changes last logged (so a change is logged once, not on every list). */
+  private loggedToolChanges = "";
   private structureError: string | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -196,6 +206,18 @@ class PolicyEngine implements PolicyGate {
     this.snapshots = new SnapshotStore(deps.db);
     this.approvals = new ApprovalBook(this.cfg.approvalTtlMs, this.now);
     this.limiter = new RateLimiter(this.cfg.rateLimits, this.now);
+    this.person = new PersonAuth(
+      new PinStore(deps.db),
+      (ctx, what, decision, reason) =>
+        this.recordAudit(
+          { name: `loxmcp/${what.replace(/ /g, "-")}`, arguments: {} },
+          ctx,
+          { kind: "control", decision, reason, outcome: decision === "allowed" ? "ok" : "not-sent" },
+          this.now(),
+        ),
+      this.now,
+    );
+    this.trust = new ToolTrust(new TrustedToolStore(deps.db), this.now);
     const last = this.snapshots.latest();
     if (last) this.useSnapshot(last);
   }
@@ -251,6 +273,8 @@ class PolicyEngine implements PolicyGate {
       clients: { ...this.cfg.clients },
       emergencyStop: this.estop()?.active ? (this.estop() ?? null) : null,
       pendingApprovals: this.approvals.list(),
+      pin: this.person.status(),
+      toolChanges: this.trust.changes(),
       structure: s
         ? {
             id: s.id,
@@ -279,7 +303,20 @@ class PolicyEngine implements PolicyGate {
   private async getCatalog(): Promise<ToolCatalog> {
     if (this.catalog) return this.catalog;
     const list = await this.upstream.listTools();
-    this.catalog = buildCatalog(list.tools);
+    const review = this.trust.review(list.tools);
+    if (review.recordedFirst) {
+      this.log.info({ tools: list.tools.length }, "first tool catalogue recorded as trusted");
+    }
+    const digest = review.changes.length > 0 ? this.trust.digest() : "";
+    if (digest !== this.loggedToolChanges) {
+      this.loggedToolChanges = digest;
+      if (digest)
+        this.log.warn(
+          { changes: review.changes.map(describeChange) },
+          "the Miniserver's tool catalogue changed: new or changed tools are held until the person reviews them (`loxmcp tools diff`, then `loxmcp tools accept`)",
+        );
+    }
+    this.catalog = buildCatalog(review.effective);
     return this.catalog;
   }
 
@@ -472,8 +509,6 @@ class PolicyEngine implements PolicyGate {
 
   async callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult> {
     const t0 = this.now();
-    this.mcpConnections.add(ctx.client.connId);
-    if (this.mcpConnections.size > 10_000) this.mcpConnections.clear();
     const args = call.arguments ?? {};
     if (call.name === EMERGENCY_STOP_TOOL) return this.callEmergencyStop(call, ctx, forward, t0);
 
@@ -487,6 +522,13 @@ class PolicyEngine implements PolicyGate {
     const write = !tool?.read;
     const draft: AuditDraft = { kind: write ? "write" : "read", decision: "allowed", outcome: "not-sent" };
     try {
+      const held = this.trust.held(call.name);
+      if (held) {
+        throw new PolicyDenied(
+          "TOOL_CHANGED",
+          `${describeChange(held)} since the person last accepted the Miniserver's tool list, so calls to it are held and nothing was sent. The person has to review and accept the change first; until then use the other tools`,
+        );
+      }
       sanitizeArgs(args);
       if (!write && tool) {
         return await this.send(call, forward, tool.readOnlyHint, draft);
@@ -541,7 +583,10 @@ class PolicyEngine implements PolicyGate {
     draft: AuditDraft,
   ): Promise<CallToolResult> {
     const args = call.arguments ?? {};
-    const mode = modeForClient(ctx.client.name, this.cfg.clients, this.cfg.mode);
+    // Rules match the shim's --name (written by the person into the client's config), never the
+    // clientInfo.name a client chooses for itself.
+    const ruleName = ctx.client.ruleName;
+    const mode = ruleName ? modeForClient(ruleName, this.cfg.clients, this.cfg.mode) : this.cfg.mode;
     const target = extractTarget(tool, args);
     if (target) {
       draft.target = target.uuid;
@@ -550,7 +595,7 @@ class PolicyEngine implements PolicyGate {
     if (mode === "read-only") {
       throw new PolicyDenied(
         "READ_ONLY",
-        `policy mode for client "${ctx.client.name}" is read-only: no commands are sent`,
+        `policy mode for client "${ruleName ?? ctx.client.name}" is read-only: no commands are sent`,
       );
     }
     this.assertUpstreamReady();
@@ -622,7 +667,9 @@ class PolicyEngine implements PolicyGate {
       const what = control
         ? describeAction(control, target?.command ?? "")
         : `call ${call.name} ${briefArgs(args)}`;
-      if (ctx.supportsElicitation) {
+      // With a PIN set, the client's own elicitation never approves: a client that accepts its own
+      // request is exactly the attacker the PIN is for. T3 then waits for the person's PIN.
+      if (ctx.supportsElicitation && !this.person.isSet()) {
         const sentence = `${ctx.client.name} wants to ${what}. ${capitalize(cls.reason)}. Allow it?`;
         const answer = await confirmByElicitation(ctx, sentence);
         if (!answer.ok) {
@@ -633,11 +680,19 @@ class PolicyEngine implements PolicyGate {
       } else {
         const key = ApprovalBook.key(ctx.client.name, call.name, canonicalJson(args));
         const verdict = this.approvals.check(key, ctx.client.name, call.name, `${what} — ${cls.reason}`);
+        if (verdict.state === "full") {
+          throw new PolicyDenied(
+            "APPROVAL_QUEUE_FULL",
+            `not sent: ${verdict.held} actions are already waiting for the person's approval (at most ${verdict.limit}), so ${what} was not held. Wait until the person has decided on them (the oldest expires in ${verdict.soonestSec} s) and try again`,
+          );
+        }
         if (verdict.state === "pending") {
           const secs = Math.max(1, Math.round((verdict.entry.expiresAt - this.now()) / 1000));
           throw new PolicyDenied(
             "APPROVAL_REQUIRED",
-            `confirmation needed, nothing was sent: ${what} (${cls.reason}). Ask the person to run \`loxmcp approve ${verdict.entry.code}\` in a terminal within ${secs} s, then call this tool again with exactly the same arguments. The code only works when a person approves it; do not put it into the arguments.`,
+            `held for the person's approval, nothing was sent: ${what} (${cls.reason}). Only the person can approve it, outside this conversation; tell them that code ${verdict.entry.code} is waiting for their decision. Once they have approved it, call this tool again with exactly the same arguments within ${secs} s. Do not try to approve it yourself and do not put the code into the arguments.`,
+            "denied",
+            { approvalCode: verdict.entry.code, expiresInSec: secs },
           );
         }
         draft.decision = "confirmed";
@@ -699,17 +754,6 @@ class PolicyEngine implements PolicyGate {
         if (st && typeof st === "object" && !Array.isArray(st))
           this.states.set(uuid.toLowerCase(), st as Record<string, unknown>);
       }
-    }
-  }
-
-  /** approve / resume belong to the person: refused on connections that act as MCP clients. */
-  private assertPersonSide(ctx: ControlContext, what: string): void {
-    const viaShim = ctx.client.pid !== undefined && ctx.client.name !== "loxmcp-cli";
-    if (this.mcpConnections.has(ctx.client.connId) || viaShim) {
-      throw new ControlError(
-        ErrorCodes.PolicyDenied,
-        `${what} is only accepted from the loxmcp CLI, not from an MCP client connection; run \`loxmcp ${what}\` in a terminal`,
-      );
     }
   }
 
@@ -858,38 +902,150 @@ class PolicyEngine implements PolicyGate {
     }
   }
 
+  recordRefusal(client: ClientIdentity, what: string, reason: string): void {
+    this.recordAudit(
+      { name: what, arguments: {} },
+      { client },
+      { kind: "control", decision: "denied", reason, outcome: "not-sent" },
+      this.now(),
+    );
+  }
+
   // ------------------------------------------------------------------ control methods (CLI)
 
   register(control: ControlRegistry): void {
-    control.register("loxmcp/approve", (params, ctx) => {
+    control.register("loxmcp/approve", async (params, ctx) => {
       if (params.list === true || params.code === undefined) return { pending: this.approvals.list() };
-      this.assertPersonSide(ctx, "approve");
-      if (typeof params.code !== "string" || !/^[A-Za-z0-9]{4,12}$/.test(params.code.trim())) {
+      const code = codeParam(params.code, "approve");
+      const t0 = this.now();
+      const held = this.approvals.get(code);
+      if (!held) {
+        this.recordAudit(
+          { name: "loxmcp/approve", arguments: { code } },
+          ctx,
+          { kind: "control", decision: "denied", reason: "unknown or expired code", outcome: "error" },
+          t0,
+        );
         throw new ControlError(
           JSONRPC_INVALID_PARAMS,
-          "approve needs the code from the AI's message, e.g. `loxmcp approve K7Q2XM`",
+          `no pending approval with code ${code} (wrong or expired); list them with \`loxmcp approve --list\``,
         );
       }
-      const entry = this.approvals.approve(params.code);
-      const t0 = this.now();
+      // The person's proof (PIN, or the terminal when no PIN is set); wrong PINs are audited there.
+      const proof = await this.person.authorize(params, ctx, "approve");
+      const entry = this.approvals.approve(code);
       this.recordAudit(
-        { name: "loxmcp/approve", arguments: { code: params.code } },
+        { name: "loxmcp/approve", arguments: { code } },
         ctx,
         {
           kind: "control",
           decision: entry ? "allowed" : "denied",
-          reason: entry ? `approved: ${entry.summary}` : "unknown or expired code",
+          reason: entry
+            ? `approved by the person (${proof === "pin" ? "PIN" : "terminal"}): ${entry.summary}`
+            : "the code expired while the person was asked",
           outcome: entry ? "ok" : "error",
         },
         t0,
       );
       if (!entry) {
-        throw new ControlError(
-          JSONRPC_INVALID_PARAMS,
-          `no pending approval with code ${params.code.trim().toUpperCase()} (wrong or expired); list them with \`loxmcp approve --list\``,
-        );
+        throw new ControlError(JSONRPC_INVALID_PARAMS, `code ${code} expired before it was approved`);
       }
       return { approved: entry };
+    });
+
+    control.register("loxmcp/deny", (params, ctx) => {
+      const code = codeParam(params.code, "deny");
+      const entry = this.approvals.deny(code);
+      this.recordAudit(
+        { name: "loxmcp/deny", arguments: { code } },
+        ctx,
+        {
+          kind: "control",
+          decision: "allowed",
+          reason: entry ? `denied by the person: ${entry.summary}` : "unknown or expired code",
+          outcome: entry ? "ok" : "error",
+        },
+        this.now(),
+      );
+      if (!entry) {
+        throw new ControlError(
+          JSONRPC_INVALID_PARAMS,
+          `no pending approval with code ${code} (wrong or expired); list them with \`loxmcp approve --list\``,
+        );
+      }
+      return { denied: entry };
+    });
+
+    control.register("loxmcp/pin", async (params, ctx) => {
+      const action = params.action ?? "status";
+      if (action === "status") return this.person.status();
+      if (action === "set") {
+        const r = await this.person.setPin({ ...params, newPin: params.newPin }, ctx);
+        return { ...r, ...this.person.status() };
+      }
+      if (action === "remove") {
+        const r = await this.person.setPin({ ...params, newPin: null }, ctx);
+        return { ...r, ...this.person.status() };
+      }
+      throw new ControlError(
+        JSONRPC_INVALID_PARAMS,
+        `unknown pin action "${String(action)}": use status, set or remove`,
+      );
+    });
+
+    control.register("loxmcp/tools", async (params, ctx) => {
+      const action = params.action ?? "diff";
+      if (action !== "diff" && action !== "accept") {
+        throw new ControlError(
+          JSONRPC_INVALID_PARAMS,
+          `unknown tools action "${String(action)}": use diff or accept`,
+        );
+      }
+      // Always compare against what the Miniserver offers now.
+      this.catalog = undefined;
+      let list: { tools: Array<Record<string, unknown>> };
+      try {
+        list = await this.upstream.listTools();
+        await this.getCatalog();
+      } catch (err) {
+        throw new ControlError(
+          ErrorCodes.UpstreamUnavailable,
+          `the Miniserver's tool list is not available (${(err as Error).message}); try again once \`loxmcp status\` is ready`,
+        );
+      }
+      const changes = this.trust.changes();
+      const digest = this.trust.digest();
+      if (action === "diff") return { changes, digest, tools: list.tools.length };
+      if (changes.length === 0) return { accepted: 0, changes: [] };
+      if (typeof params.digest === "string" && params.digest !== digest) {
+        throw new ControlError(
+          JSONRPC_INVALID_PARAMS,
+          "the tool list changed again since you looked at it: nothing was accepted; run `loxmcp tools diff` and decide again",
+        );
+      }
+      await this.person.authorize(params, ctx, "tools accept");
+      const accepted = this.trust.accept(list.tools);
+      this.catalog = undefined;
+      this.recordAudit(
+        { name: "loxmcp/tools-accept", arguments: {} },
+        ctx,
+        {
+          kind: "control",
+          decision: "allowed",
+          reason: `tool changes accepted by the person: ${changes.map(describeChange).join("; ")}`.slice(
+            0,
+            1000,
+          ),
+          outcome: "ok",
+        },
+        this.now(),
+      );
+      this.log.warn(
+        { changes: changes.map(describeChange) },
+        "the person accepted the tool catalogue changes",
+      );
+      if (!this.stopped && this.upstream.status().state === "ready") this.backgroundRefresh("tools accepted");
+      return { accepted, changes };
     });
 
     control.register("loxmcp/stop-all", async (params, ctx) => {
@@ -917,9 +1073,10 @@ class PolicyEngine implements PolicyGate {
       };
     });
 
-    control.register("loxmcp/resume", (_params, ctx) => {
-      this.assertPersonSide(ctx, "resume");
+    control.register("loxmcp/resume", async (params, ctx) => {
       const t0 = this.now();
+      if (!this.estop()?.active) return { active: false, wasActive: false };
+      await this.person.authorize(params, ctx, "resume");
       const out = this.resume(displayName(ctx));
       this.recordAudit(
         { name: "loxmcp/resume", arguments: {} },
@@ -1000,6 +1157,16 @@ class PolicyEngine implements PolicyGate {
 
 // ------------------------------------------------------------------ helpers
 
+function codeParam(v: unknown, what: string): string {
+  if (typeof v !== "string" || !/^[A-Za-z0-9]{4,12}$/.test(v.trim())) {
+    throw new ControlError(
+      JSONRPC_INVALID_PARAMS,
+      `${what} needs the 6-character code of the held action, e.g. \`loxmcp ${what} K7Q2XM\` (\`loxmcp approve --list\` shows them)`,
+    );
+  }
+  return v.trim().toUpperCase();
+}
+
 /** The CLI says no hello: its connections are named "unknown" by the mux. */
 function displayName(ctx: ControlContext | CallContext): string {
   const n = ctx.client.name;
@@ -1060,7 +1227,7 @@ function denial(err: PolicyDenied): CallToolResult {
   return {
     content: [{ type: "text", text: `loxmcp policy: ${err.message}` }],
     isError: true,
-    _meta: { "loxmcp/policy": { code: err.code, decision: err.decision } },
+    _meta: { "loxmcp/policy": { code: err.code, decision: err.decision, ...(err.data ?? {}) } },
   };
 }
 

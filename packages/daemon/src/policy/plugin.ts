@@ -6,6 +6,7 @@
 import type { Daemon } from "../daemon.js";
 import { createPolicyGate } from "./index.js";
 import { type PolicySectionInput, policyConfigFromSection } from "./settings.js";
+import { describeChange } from "./tooltrust.js";
 
 export function policyPlugin(daemon: Daemon): void {
   const gate = createPolicyGate({
@@ -23,10 +24,12 @@ export function policyPlugin(daemon: Daemon): void {
     if (s.emergencyStop) policy.emergencyStop = s.emergencyStop;
     if (s.structure) policy.structure = s.structure;
     if (s.structureError) policy.structureError = s.structureError;
+    policy.pin = s.pin;
+    if (s.toolChanges.length > 0) policy.toolChanges = s.toolChanges.map(describeChange);
     return {
       policy,
+      // Codes are not shown here (status is for anyone at the socket): `loxmcp approve --list`.
       pendingApprovals: s.pendingApprovals.map((p) => ({
-        code: p.code,
         client: p.client,
         tool: p.tool,
         summary: p.summary,

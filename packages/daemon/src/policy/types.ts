@@ -88,9 +88,13 @@ export class PolicyDenied extends Error {
       | "RATE_LIMITED"
       | "EMERGENCY_STOP"
       | "NOT_CONFIRMED"
-      | "APPROVAL_REQUIRED",
+      | "APPROVAL_REQUIRED"
+      | "APPROVAL_QUEUE_FULL"
+      | "TOOL_CHANGED",
     message: string,
     readonly decision: Decision = "denied",
+    /** Extra fields for the tool result's `_meta["loxmcp/policy"]` (e.g. the held call's code). */
+    readonly data?: Record<string, unknown>,
   ) {
     super(message);
     this.name = "PolicyDenied";

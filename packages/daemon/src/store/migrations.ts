@@ -7,7 +7,9 @@
  */
 import type { Database } from "better-sqlite3";
 import { AUDIT_SCHEMA_SQL } from "./audit.js";
+import { PERSON_SCHEMA_SQL } from "./person.js";
 import { SNAPSHOTS_SCHEMA_SQL } from "./snapshots.js";
+import { TOOLS_SCHEMA_SQL } from "./tools.js";
 
 /** One step: SQL run with `db.exec`, or a function for steps that need logic. */
 export type Migration = string | ((db: Database) => void);
@@ -44,4 +46,6 @@ export const migrations: Migration[] = [
   `,
   // 2: policy: audit events, structure snapshots (history), policy state (emergency stop).
   AUDIT_SCHEMA_SQL + SNAPSHOTS_SCHEMA_SQL,
+  // 3: the person's approval PIN (scrypt hash, wrong-PIN lockout) and the trusted tool catalogue.
+  PERSON_SCHEMA_SQL + TOOLS_SCHEMA_SQL,
 ];
