@@ -60,6 +60,7 @@ describe("loxmcp init (interactive)", () => {
             ["serial", "504f94a00001"],
             ["user", "ai"],
             ["Password", secret],
+            ["approval PIN now", "n"],
           ],
         }),
       ],
@@ -70,6 +71,8 @@ describe("loxmcp init (interactive)", () => {
     expect(res.out).toContain("Password (not shown)");
     expect(res.out).toContain("wrote ");
     expect(res.out).not.toContain(secret);
+    // Skipping the PIN says why it matters.
+    expect(res.out).toMatch(/no approval PIN is set yet: .*loxmcp pin set/s);
     const file = join(sb.loxmcpHome, "config", ".env");
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(parseEnv(readFileSync(file, "utf8"))).toMatchObject({

@@ -33,7 +33,6 @@ describe("status rendering", () => {
     counters: { logins: 1, refreshes: 2, resolves: 1, reconnects: 0, requests: 9, errors: 0 },
     pendingApprovals: [
       {
-        code: "K7QX2M",
         client: "cursor",
         tool: "control_command",
         summary: "open Garage gate",
@@ -58,9 +57,9 @@ describe("status rendering", () => {
       /counters\s+logins 1 · refreshes 2 · resolves 1 · reconnects 0 · requests 9\n\s+errors 0/,
     );
     expect(text).toMatch(
-      /pending approvals\s+K7QX2M {2}cursor {2}open Garage gate {2}\(control_command, expires in 1m 30s\)/,
+      /pending approvals\s+cursor {2}open Garage gate {2}\(control_command, expires in 1m 30s\)/,
     );
-    expect(text).toContain("loxmcp approve CODE");
+    expect(text).toContain("loxmcp approve --list");
   });
 
   it("gives a next step for every unhealthy state and none when ready", () => {

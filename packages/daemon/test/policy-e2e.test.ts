@@ -11,10 +11,11 @@ import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DaemonProcess, spawnDaemon } from "../../../test-support/daemon.js";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
+import { runInPty } from "../../../test-support/pty.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
 import { controlCall, SocketClientTransport } from "../../../test-support/socket-client.js";
 import { waitFor } from "../../../test-support/wait.js";
-import { runCli, SHIM_BIN } from "../../cli/test/helpers.js";
+import { CLI_BIN, runCli, SHIM_BIN } from "../../cli/test/helpers.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: loose JSON from control methods
 type J = any;
@@ -33,8 +34,17 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
   return s.env(h.home, { LOXMCP_PING_INTERVAL: "1", ...extra });
 }
 
+function cliEnv(): Record<string, string> {
+  return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: h.home, LOXMCP_HOME: h.home };
+}
+
 function cli(args: string[]) {
-  return runCli(args, { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: h.home, LOXMCP_HOME: h.home });
+  return runCli(args, cliEnv());
+}
+
+/** The CLI at a real (pseudo-)terminal, confirming with "yes" (no PIN is set in this file). */
+function cliAtTerminal(args: string[]) {
+  return runInPty([process.execPath, CLI_BIN, ...args], cliEnv(), [['Type "yes"', "yes"]]);
 }
 
 function uuidOf(name: string): string {
@@ -64,7 +74,8 @@ async function connect(
   const client = new Client({ name, version: "1.0.0" }, elicit ? { capabilities: { elicitation: {} } } : {});
   if (elicit)
     client.setRequestHandler(ElicitRequestSchema, async (req) => elicit(String(req.params.message)));
-  await client.connect(new SocketClientTransport(d!.socketPath));
+  // As a shim started with `--name <name>` (per-client rules match that name).
+  await client.connect(new SocketClientTransport(d!.socketPath, { name }));
   clients.push(client);
   return client;
 }
@@ -165,23 +176,31 @@ describe("policy through the real daemon", () => {
     s.sim.resetStats();
     const first = await command(c, alarm, "on");
     expect(first.isError).toBe(true);
-    const code = /loxmcp approve ([A-Z0-9]{6})/.exec(text(first))?.[1] ?? "";
+    const code = /code ([A-Z0-9]{6}) is waiting/.exec(text(first))?.[1] ?? "";
     expect(code).toHaveLength(6);
     await command(c, alarm, "on");
     await command(c, alarm, "on", { code });
     expect(commandsSent()).toEqual([]);
 
+    // status names what is held, never the code.
     const st = await d!.status();
-    expect((st.pendingApprovals as J[]).map((p) => p.code)).toContain(code);
+    expect((st.pendingApprovals as J[]).map((p) => p.summary).join()).toContain("Burglar Alarm");
+    expect(JSON.stringify(st)).not.toContain(code);
     const list = await cli(["approve", "--list"]);
     expect(list.stdout).toContain(code);
     expect(list.stdout).toContain("Burglar Alarm");
     const wrong = await cli(["approve", "AAAAAA"]);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toMatch(/no pending approval/);
-    const ok = await cli(["approve", code]);
-    expect(ok.code).toBe(0);
-    expect(ok.stdout).toMatch(/approved/);
+    // No PIN is set: without a terminal (an agent's shell) approving fails at once.
+    const piped = await cli(["approve", code]);
+    expect(piped.code).not.toBe(0);
+    expect(piped.stderr).toMatch(/interactive terminal/);
+    expect(commandsSent()).toEqual([]);
+    const ok = await cliAtTerminal(["approve", code]);
+    expect(ok.code, ok.screen).toBe(0);
+    expect(ok.screen).toMatch(/Burglar Alarm/);
+    expect(ok.screen).toMatch(/approved/);
 
     const run = await command(c, alarm, "on");
     expect(run.isError).toBeFalsy();
@@ -291,8 +310,11 @@ describe("policy through the real daemon", () => {
     // The AI cannot lift it: there is no MCP tool for resume.
     expect((await c2.listTools()).tools.map((t) => t.name)).not.toContain("loxmcp_resume");
 
-    const resumed = await cli(["resume"]);
-    expect(resumed.stdout).toMatch(/lifted/);
+    const refused = await cli(["resume"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/interactive terminal/);
+    const resumed = await cliAtTerminal(["resume"]);
+    expect(resumed.screen).toMatch(/lifted/);
     expect((await command(c2, uuidOf("Kitchen Lights"), "on")).isError).toBeFalsy();
     expect(stateOf("Kitchen Lights").on).toBe(true);
 
@@ -316,7 +338,7 @@ describe("policy through the real daemon", () => {
     expect(r.isError).toBeFalsy();
     expect(text(r)).toMatch(/Emergency stop is ACTIVE/);
     expect(commandsSent().length).toBeGreaterThan(0);
-    expect((await cli(["resume"])).code).toBe(0);
+    expect((await cliAtTerminal(["resume"])).code).toBe(0);
   });
 
   it("outcome unknown: a write whose answer is lost is reported as unknown, audited, never resent", async () => {

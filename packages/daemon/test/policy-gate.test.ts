@@ -306,7 +306,9 @@ describe("policy gate", () => {
     expect(JSON.stringify(db.prepare("SELECT * FROM person_pin").all())).not.toContain("482917");
     expect(String((db.prepare("SELECT pin_hash FROM person_pin").get() as J).pin_hash)).toMatch(/^scrypt\$/);
     // With a PIN: the terminal is not enough, a wrong PIN is refused and counted.
-    await expect(control("loxmcp/approve", { code, interactive: true })).rejects.toThrow(/needs the approval PIN/);
+    await expect(control("loxmcp/approve", { code, interactive: true })).rejects.toThrow(
+      /needs the approval PIN/,
+    );
     await expect(control("loxmcp/approve", { code, pin: "000001" })).rejects.toThrow(/wrong PIN/);
     expect(g.status().pin.failures).toBe(1);
     expect(g.pendingApprovals()[0]?.approved).toBe(false);
