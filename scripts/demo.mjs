@@ -3,7 +3,7 @@
 // Starts a Loxone-like simulator, the loxmcp daemon against it, then two MCP clients through the
 // real shim (as Claude / Cursor would), shows one shared login, a read, a comfort write, a
 // security write stopped by the safety policy, and `loxmcp status`. `--keep` leaves it running.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,6 +31,57 @@ function cli(...args) {
       (err, stdout, stderr) =>
         resolve({ status: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
     );
+  });
+}
+
+/** The CLI with `input` on its standard input (e.g. `--pin-stdin`). */
+function cliWithInput(input, ...args) {
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      [bins.cli, ...args],
+      { env, encoding: "utf8", timeout: 30_000 },
+      (err, stdout, stderr) =>
+        resolve({ status: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
+    );
+    child.stdin.end(input);
+  });
+}
+
+/**
+ * The CLI on a pseudo-terminal (util-linux `script`), answering its prompts as a person would:
+ * `answers` are [prompt substring, what to type]. Resolves with what the terminal showed.
+ */
+function cliAtTerminal(answers, ...args) {
+  const q = (w) => `'${w.replace(/'/g, `'\\''`)}'`;
+  return new Promise((resolve) => {
+    const child = spawn(
+      "script",
+      ["-qec", [process.execPath, bins.cli, ...args].map(q).join(" "), "/dev/null"],
+      {
+        env,
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
+    let screen = "";
+    let from = 0;
+    const typeNext = () => {
+      const next = answers[0];
+      if (!next) return;
+      const at = screen.indexOf(next[0], from);
+      if (at < 0) return;
+      from = at + next[0].length;
+      answers.shift();
+      child.stdin.write(`${next[1]}\r`);
+      typeNext();
+    };
+    child.stdout.on("data", (c) => {
+      screen += c.toString("utf8");
+      typeNext();
+    });
+    child.on("error", () => resolve({ status: 127, screen: "" }));
+    child.on("close", (status) => resolve({ status, screen }));
+    setTimeout(() => child.kill("SIGKILL"), 30_000).unref();
   });
 }
 
@@ -100,6 +151,26 @@ try {
   const stats = await (await fetch(`${sim.adminUrl}/stats`)).json();
   say(`  simulator saw ${stats.logins} login(s) and ${stats.sessions} MCP session(s) for 2 clients`);
 
+  const PIN = "482917";
+  step("The person sets an approval PIN at a terminal: loxmcp pin set");
+  say(
+    "  (the demo types it on a pseudo-terminal; the PIN is never echoed and is stored only as a scrypt hash)",
+  );
+  const piped = await cliWithInput(`${PIN}\n${PIN}\n`, "pin", "set");
+  say(`  piped into it, as an agent's shell would: ${(piped.stderr || piped.stdout).trim()}`);
+  const pinSet = await cliAtTerminal(
+    [
+      ["New approval PIN", PIN],
+      ["again", PIN],
+    ],
+    "pin",
+    "set",
+  );
+  const pinOk = pinSet.status === 0;
+  say(
+    `  at the terminal: ${pinOk ? "approval PIN set" : `not set (${pinSet.screen.trim() || "no `script` here"})`}`,
+  );
+
   const find = tools.find((t) => /find/.test(t.name));
   const command = tools.find((t) => /command/.test(t.name));
   step("A read: the AI looks for lights in the living room");
@@ -120,7 +191,7 @@ try {
     const held = await claude.callTool(call);
     say(`  isError=${Boolean(held.isError)}`);
     say(clip(text(held)));
-    const code = /approve ([A-Z0-9]{4,})/.exec(text(held))?.[1];
+    const code = /code ([A-Z0-9]{6}) is waiting/.exec(text(held))?.[1];
 
     step("The AI repeats the call on its own: still held (it cannot approve itself)");
     const again = await claude.callTool(call);
@@ -129,9 +200,17 @@ try {
     );
 
     if (code) {
-      step(`The person approves it in a terminal: loxmcp approve ${code}`);
-      const ap = await cli("approve", code);
-      say((ap.stdout + ap.stderr).trimEnd());
+      step(`An over-helpful agent runs \`loxmcp approve ${code}\` in its own shell: refused`);
+      const agent = await cli("approve", code);
+      say(`  exit ${agent.status}: ${(agent.stderr || agent.stdout).trim().split("\n").at(-1)}`);
+      const wrong = await cliWithInput("000000\n", "approve", code, "--pin-stdin");
+      say(`  guessing a PIN: ${(wrong.stderr || wrong.stdout).trim().split("\n").at(-1)}`);
+
+      step(`The person approves it: loxmcp approve ${code} (it shows what, then asks for the PIN)`);
+      const ap = pinOk
+        ? await cliWithInput(`${PIN}\n`, "approve", code, "--pin-stdin")
+        : await cli("approve", code);
+      say((ap.stderr + ap.stdout).trimEnd());
       step("The AI calls again with the same arguments: now it runs");
       const ran = await claude.callTool(call);
       say(`  isError=${Boolean(ran.isError)}`);
@@ -147,8 +226,8 @@ try {
     arguments: { uuid: light.uuid, command: "off" },
   });
   say(`  a light command now: isError=${Boolean(blocked.isError)} — ${clip(text(blocked), 160)}`);
-  const rs = await cli("resume");
-  say(`  loxmcp resume: ${(rs.stdout + rs.stderr).trim().split("\n")[0]}`);
+  const rs = pinOk ? await cliWithInput(`${PIN}\n`, "resume", "--pin-stdin") : await cli("resume");
+  say(`  loxmcp resume (with the PIN): ${(rs.stdout.trim() || rs.stderr.trim()).split("\n").at(-1)}`);
 
   step("loxmcp audit -n 8 (every call, with decision and outcome)");
   const au = await cli("audit", "-n", "8");

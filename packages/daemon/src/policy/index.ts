@@ -492,7 +492,7 @@ class PolicyEngine implements PolicyGate {
         name: EMERGENCY_STOP_TOOL,
         title: "Emergency stop (loxmcp)",
         description:
-          "Immediately stops every blind and gate and blocks all further commands from AI clients until a person runs `loxmcp resume`. Use when something moves that should not, or when asked to stop everything.",
+          "Immediately stops every blind and gate and blocks all further commands from AI clients until the person lifts it (only they can). Use when something moves that should not, or when asked to stop everything.",
         inputSchema: {
           type: "object",
           properties: { reason: { type: "string", description: "Why the stop was triggered" } },
@@ -648,7 +648,7 @@ class PolicyEngine implements PolicyGate {
     if (estop?.active && !isMotorStop) {
       throw new PolicyDenied(
         "EMERGENCY_STOP",
-        `emergency stop is active since ${new Date(estop.since).toISOString()}: no commands until a person runs \`loxmcp resume\``,
+        `emergency stop is active since ${new Date(estop.since).toISOString()}: no commands until the person lifts it (only they can)`,
         "emergency-stop",
       );
     }
@@ -826,7 +826,7 @@ class PolicyEngine implements PolicyGate {
         forward(c, { retryable: false }),
       );
       const lines = [
-        `Emergency stop is ACTIVE (since ${new Date(out.state.since).toISOString()}): every command is refused until a person runs \`loxmcp resume\`.`,
+        `Emergency stop is ACTIVE (since ${new Date(out.state.since).toISOString()}): every command is refused until the person lifts it (only they can).`,
         ...out.stopped.map(
           (s) => `${s.ok ? "stopped" : "FAILED"}: ${s.name} (${s.room}, ${s.type}): ${s.answer}`,
         ),
