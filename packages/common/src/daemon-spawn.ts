@@ -10,7 +10,6 @@ import {
   closeSync,
   existsSync,
   linkSync,
-  openSync,
   readdirSync,
   readFileSync,
   statSync,
@@ -23,6 +22,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Env, ensurePrivateDir, type LoxmcpPaths, resolvePaths } from "./paths.js";
+import { openPrivateAppend } from "./private-file.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 15_000;
 
@@ -346,7 +346,7 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
             log(`started the ${unit.kind} service ${unit.name}; waiting for ${paths.socket}`);
           } else {
             const cmd = resolveDaemonCommand(env);
-            child = spawnDetached(cmd, env, paths);
+            child = spawnDetached(cmd, env, paths, log);
             started = "spawn";
             detail.started = started;
             log(
@@ -380,12 +380,19 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
   }
 }
 
-function spawnDetached(cmd: DaemonCommand, env: Env, paths: LoxmcpPaths): ChildProcess {
+function spawnDetached(
+  cmd: DaemonCommand,
+  env: Env,
+  paths: LoxmcpPaths,
+  log: (msg: string) => void,
+): ChildProcess {
   let out: number | "ignore" = "ignore";
   try {
     ensurePrivateDir(paths.log);
-    out = openSync(paths.logFile, "a", 0o600);
-  } catch {
+    // Not followed if it is a link (the daemon then refuses to start and says so).
+    out = openPrivateAppend(paths.logFile);
+  } catch (e) {
+    log(`the daemon's output goes nowhere: ${(e as Error).message}`);
     out = "ignore";
   }
   try {

@@ -2,3 +2,4 @@ export * from "./daemon-spawn.js";
 export * from "./framing.js";
 export * from "./jsonrpc.js";
 export * from "./paths.js";
+export * from "./private-file.js";

@@ -6,8 +6,8 @@
  * serialized line is scrubbed of the registered secret values (the password, current tokens)
  * before it is written, wherever they appear (messages, error stacks, URLs).
  */
-import { closeSync, fchmodSync, openSync } from "node:fs";
-import { ensurePrivateDir } from "@loxmcp/common";
+import { closeSync } from "node:fs";
+import { ensurePrivateDir, openPrivateAppend } from "@loxmcp/common";
 import pino, { type Logger } from "pino";
 
 export type { Logger } from "pino";
@@ -116,7 +116,10 @@ export function scrub(text: string, secretValues: readonly string[]): string {
 
 export interface CreateLoggerOptions {
   level: string;
-  /** The JSON log file; its directory is created 0700 and the file 0600. */
+  /**
+   * The JSON log file; its directory is created 0700 and the file 0600. A symbolic link, a
+   * non-regular file or another user's file there is refused (UnsafeFileError: "remove it").
+   */
   file?: string;
   logDir?: string;
   /** Human-readable lines on stderr (TTY or LOXMCP_DEBUG). */
@@ -134,8 +137,7 @@ export function createLogger(opts: CreateLoggerOptions): { logger: Logger; close
   let fd: number | undefined;
   if (opts.file) {
     if (opts.logDir) ensurePrivateDir(opts.logDir);
-    fd = openSync(opts.file, "a", 0o600);
-    fchmodSync(fd, 0o600);
+    fd = openPrivateAppend(opts.file);
     const dest = pino.destination({ fd, sync: true });
     streams.push({ level: "trace", stream: scrubbingStream(dest, registry) });
   }

@@ -3,7 +3,7 @@
  * signals. Runs in the foreground; the service manager or the shim detaches it.
  */
 
-import { UnsafeDirectoryError } from "@loxmcp/common";
+import { UnsafeDirectoryError, UnsafeFileError } from "@loxmcp/common";
 import { ConfigError, describeConfig, EX_CONFIG, loadConfig } from "./config.js";
 import type { StartResult } from "./daemon.js";
 import { createLogger, secrets } from "./log.js";
@@ -84,8 +84,11 @@ async function main(argv: string[]): Promise<void> {
       pretty,
     });
   } catch (err) {
+    // An UnsafeFileError (a link or someone else's file at the log path) names the path and the fix.
     process.stderr.write(
-      `loxmcpd: cannot open the log file ${config.paths.logFile}: ${(err as Error).message}\n`,
+      err instanceof UnsafeFileError
+        ? `loxmcpd: ${err.message}\n`
+        : `loxmcpd: cannot open the log file ${config.paths.logFile}: ${(err as Error).message}\n`,
     );
     process.exit(EX_CONFIG);
   }
