@@ -1,10 +1,19 @@
 /**
  * The CLI's only way to the daemon: one JSON-RPC `loxmcp/*` request per connection over the
- * daemon's Unix socket (newline framing from @loxmcp/common, no initialize, no hello).
+ * daemon's Unix socket (newline framing from @loxmcp/common, no initialize, no hello). Before
+ * connecting, the socket's directory and LOXMCP_HOME are checked (checkSocketPath): a socket
+ * another user could have planted is refused and nothing is sent.
  */
 import { existsSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { ErrorCodes, encodeFrame, LineDecoder } from "@loxmcp/common";
+import {
+  checkSocketPath,
+  type Env,
+  ErrorCodes,
+  encodeFrame,
+  isUnsafePathError,
+  LineDecoder,
+} from "@loxmcp/common";
 import { CliError } from "./command.js";
 
 export class DaemonNotRunningError extends CliError {
@@ -50,13 +59,33 @@ export class DaemonRpcError extends CliError {
   }
 }
 
+/** The socket (or LOXMCP_HOME) could have been put there by another user: nothing was sent. */
+export class UnsafeSocketError extends CliError {
+  constructor(message: string, code: string) {
+    super(code, message);
+  }
+}
+
 export interface CallOptions {
   timeoutMs?: number;
   /** Treat the connection closing before an answer as success (used for shutdown). */
   closeIsAnswer?: boolean;
+  /** Where LOXMCP_HOME / LOXMCP_SOCKET come from for the safety check (default process.env). */
+  env?: Env;
 }
 
-function openSocket(socketPath: string): Promise<Socket> {
+/** Throws UnsafeSocketError (one line: the path and the fix) for a socket we must not talk to. */
+function checkSocket(socketPath: string, env: Env): void {
+  try {
+    checkSocketPath({ socket: socketPath }, env);
+  } catch (e) {
+    if (isUnsafePathError(e)) throw new UnsafeSocketError(e.message, e.code);
+    throw e;
+  }
+}
+
+function openSocket(socketPath: string, env: Env): Promise<Socket> {
+  checkSocket(socketPath, env);
   return new Promise((resolve, reject) => {
     const s = connect(socketPath);
     s.once("connect", () => {
@@ -79,8 +108,9 @@ function openSocket(socketPath: string): Promise<Socket> {
 }
 
 /**
- * Sends one request and resolves with its `result`. Throws DaemonNotRunningError,
- * SocketPermissionError, DaemonTimeoutError or DaemonRpcError — all with a next step.
+ * Sends one request and resolves with its `result`. Throws
+ * UnsafeSocketError, DaemonNotRunningError, SocketPermissionError, DaemonTimeoutError or
+ * DaemonRpcError — all with a next step.
  */
 export async function callDaemon(
   socketPath: string,
@@ -89,7 +119,7 @@ export async function callDaemon(
   opts: CallOptions = {},
 ): Promise<unknown> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const s = await openSocket(socketPath);
+  const s = await openSocket(socketPath, opts.env ?? process.env);
   const id = 1;
   return new Promise((resolve, reject) => {
     const decoder = new LineDecoder();
@@ -156,11 +186,15 @@ export async function callDaemon(
   });
 }
 
-/** True when something answers on the socket (a connect succeeds). */
-export async function isDaemonListening(socketPath: string): Promise<boolean> {
+/**
+ * True when something answers on the socket (a connect succeeds). Throws UnsafeSocketError
+ * (without connecting) for a socket another user could have put there.
+ */
+export async function isDaemonListening(socketPath: string, env: Env = process.env): Promise<boolean> {
+  checkSocket(socketPath, env);
   if (!existsSync(socketPath)) return false;
   try {
-    const s = await openSocket(socketPath);
+    const s = await openSocket(socketPath, env);
     s.destroy();
     return true;
   } catch {

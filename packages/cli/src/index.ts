@@ -9,4 +9,5 @@ export {
   DaemonRpcError,
   DaemonTimeoutError,
   SocketPermissionError,
+  UnsafeSocketError,
 } from "./daemon-client.js";

@@ -3,7 +3,8 @@
  * is installed, else a detached `node loxmcpd.js`) and wait for the socket with a deadline.
  * Used by the shim (and reusable by the CLI). Several callers racing start ONE daemon: a short
  * start lock (`paths.startLock`) lets one of them spawn while the others wait; the daemon's own
- * single-instance check is the final guard.
+ * single-instance check is the final guard. A socket whose directory (or LOXMCP_HOME) another
+ * user could write to is refused before anything is connected or started (checkSocketPath).
  */
 import type { ChildProcess } from "node:child_process";
 import {
@@ -21,7 +22,14 @@ import { createConnection, type Socket } from "node:net";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Env, ensurePrivateDir, type LoxmcpPaths, resolvePaths } from "./paths.js";
+import {
+  checkSocketPath,
+  type Env,
+  ensurePrivateDir,
+  isUnsafePathError,
+  type LoxmcpPaths,
+  resolvePaths,
+} from "./paths.js";
 import { openPrivateAppend } from "./private-file.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 15_000;
@@ -55,7 +63,14 @@ export class DaemonUnreachableError extends Error {
   constructor(
     message: string,
     /** What was tried (for the error's data). */
-    readonly detail: { socket: string; logFile: string; started?: StartMethod; exitCode?: number | null },
+    readonly detail: {
+      socket: string;
+      logFile: string;
+      started?: StartMethod;
+      exitCode?: number | null;
+      /** The `code` of the UnsafeSocketDirError / UnsafeHomeError that refused the socket. */
+      refused?: string;
+    },
   ) {
     super(message);
     this.name = "DaemonUnreachableError";
@@ -296,6 +311,14 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
     for (;;) {
       if (opts.signal?.aborted)
         throw new DaemonUnreachableError("stopped while waiting for the daemon", detail);
+      // Before every connect (a missing directory may appear meanwhile) and before any start:
+      // never talk to, nor start a daemon behind, a socket another user could have planted.
+      try {
+        checkSocketPath(paths, env);
+      } catch (e) {
+        if (!isUnsafePathError(e)) throw e;
+        throw new DaemonUnreachableError(e.message, { ...detail, refused: e.code });
+      }
       try {
         const socket = await connectSocket(paths.socket);
         return started ? { socket, started } : { socket };

@@ -1,8 +1,14 @@
-import { mkdtempSync, statSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ensurePrivateDir, resolvePaths } from "../src/paths.js";
+import {
+  checkSocketPath,
+  ensurePrivateDir,
+  resolvePaths,
+  UnsafeHomeError,
+  UnsafeSocketDirError,
+} from "../src/paths.js";
 
 describe("resolvePaths", () => {
   it("puts everything under LOXMCP_HOME when set", () => {
@@ -22,5 +28,81 @@ describe("resolvePaths", () => {
     const dir = join(mkdtempSync(join(tmpdir(), "priv-")), "a", "b");
     ensurePrivateDir(dir);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
+  });
+});
+
+describe("checkSocketPath", () => {
+  const tmp = () => mkdtempSync(join(tmpdir(), "sock-"));
+  const refusal = (fn: () => void): Error => {
+    try {
+      fn();
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error("expected a refusal");
+  };
+
+  it("accepts a private directory, a 0755 one and a missing one", () => {
+    const dir = tmp();
+    expect(() => checkSocketPath({ socket: join(dir, "daemon.sock") }, {})).not.toThrow();
+    chmodSync(dir, 0o755);
+    expect(() => checkSocketPath({ socket: join(dir, "daemon.sock") }, {})).not.toThrow();
+    expect(() => checkSocketPath({ socket: join(dir, "missing", "daemon.sock") }, {})).not.toThrow();
+    const home = join(dir, "home-missing");
+    expect(() => checkSocketPath(resolvePaths({ LOXMCP_HOME: home }), { LOXMCP_HOME: home })).not.toThrow();
+  });
+
+  it("refuses a socket directory writable by others or by the group, in one line naming path and fix", () => {
+    const dir = tmp();
+    const socket = join(dir, "daemon.sock");
+    chmodSync(dir, 0o1777);
+    const e = refusal(() => checkSocketPath({ socket }, { LOXMCP_SOCKET: socket }));
+    expect(e).toBeInstanceOf(UnsafeSocketDirError);
+    expect((e as UnsafeSocketDirError).code).toBe("UNSAFE_SOCKET_DIR");
+    expect(e.message).toBe(
+      `refusing the daemon socket ${socket}: its directory ${dir} is writable by other users (mode 1777), so another user could put a fake daemon there; use a private directory (chmod 700 ${dir}) or unset LOXMCP_SOCKET`,
+    );
+    chmodSync(dir, 0o770);
+    const g = refusal(() => checkSocketPath({ socket }, {}));
+    expect(g.message).toContain("(mode 0770)");
+    expect(g.message).not.toContain("LOXMCP_SOCKET");
+    expect(g.message).not.toContain("\n");
+  });
+
+  it("refuses a symlinked socket directory and one that is not a directory", () => {
+    const dir = tmp();
+    const real = join(dir, "real");
+    mkdirSync(real, { mode: 0o700 });
+    symlinkSync(real, join(dir, "link"));
+    const e = refusal(() => checkSocketPath({ socket: join(dir, "link", "daemon.sock") }, {}));
+    expect(e.message).toContain(`its directory ${join(dir, "link")} is a symbolic link`);
+    writeFileSync(join(dir, "file"), "");
+    expect(
+      refusal(() => checkSocketPath({ socket: join(dir, "file", "daemon.sock") }, {})).message,
+    ).toContain("is not a directory");
+  });
+
+  it("refuses a LOXMCP_HOME writable by other users (before looking at the socket)", () => {
+    const home = tmp();
+    chmodSync(home, 0o777);
+    const env = { LOXMCP_HOME: home };
+    const e = refusal(() => checkSocketPath(resolvePaths(env), env));
+    expect(e).toBeInstanceOf(UnsafeHomeError);
+    expect((e as UnsafeHomeError).code).toBe("UNSAFE_HOME");
+    expect(e.message).toBe(
+      `refusing LOXMCP_HOME ${home}: it is writable by other users (mode 0777), so another user could replace its config, state or socket; chmod 700 ${home} or use another LOXMCP_HOME`,
+    );
+    chmodSync(home, 0o700);
+    expect(() => checkSocketPath(resolvePaths(env), env)).not.toThrow();
+  });
+
+  it.runIf(process.getuid?.() === 0)("as root: refuses a directory owned by another user", () => {
+    const dir = tmp();
+    chmodSync(dir, 0o755);
+    chownSync(dir, 65534, 65534);
+    const e = refusal(() => checkSocketPath({ socket: join(dir, "daemon.sock") }, {}));
+    expect(e.message).toContain(`is owned by uid 65534, not by you (uid 0)`);
+    const h = refusal(() => checkSocketPath({ socket: "/nonexistent/x.sock" }, { LOXMCP_HOME: dir }));
+    expect(h.message).toContain(`refusing LOXMCP_HOME ${dir}: it is owned by uid 65534`);
   });
 });

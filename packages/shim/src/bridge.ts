@@ -271,6 +271,7 @@ export class Bridge {
       logFile: this.opts.paths.logFile,
     };
     if (e) data.reason = e.message;
+    if (e?.detail.refused !== undefined) data.refused = e.detail.refused;
     this.reply(errorResponse(id, ErrorCodes.DaemonUnreachable, UNREACHABLE_MESSAGE, data));
   }
 
