@@ -1,8 +1,9 @@
 /**
  * The CLI's only way to the daemon: one JSON-RPC `loxmcp/*` request per connection over the
- * daemon's Unix socket (newline framing from @loxmcp/common, no initialize, no hello). Before
- * connecting, the socket's directory and LOXMCP_HOME are checked (checkSocketPath): a socket
- * another user could have planted is refused and nothing is sent.
+ * daemon's Unix socket (newline framing from @loxmcp/common, no initialize). Every connection
+ * starts with the CLI's `loxmcp/hello` (kind "cli": a control connection). Before connecting,
+ * the socket's directory and LOXMCP_HOME are checked (checkSocketPath): a socket another user
+ * could have planted is refused and nothing is sent.
  */
 import { existsSync } from "node:fs";
 import { connect, type Socket } from "node:net";
@@ -15,6 +16,7 @@ import {
   LineDecoder,
 } from "@loxmcp/common";
 import { CliError } from "./command.js";
+import { VERSION } from "./version.js";
 
 export class DaemonNotRunningError extends CliError {
   constructor(readonly socket: string) {
@@ -74,6 +76,15 @@ export interface CallOptions {
   env?: Env;
 }
 
+/** The first frame of every CLI connection: who is calling (the daemon fixes it for the connection). */
+export function cliHello(): Record<string, unknown> {
+  return {
+    jsonrpc: "2.0",
+    method: "loxmcp/hello",
+    params: { kind: "cli", name: "loxmcp-cli", pid: process.pid, version: VERSION },
+  };
+}
+
 /** Throws UnsafeSocketError (one line: the path and the fix) for a socket we must not talk to. */
 function checkSocket(socketPath: string, env: Env): void {
   try {
@@ -108,7 +119,7 @@ function openSocket(socketPath: string, env: Env): Promise<Socket> {
 }
 
 /**
- * Sends one request and resolves with its `result`. Throws
+ * Sends the CLI's hello, then one request, and resolves with its `result`. Throws
  * UnsafeSocketError, DaemonNotRunningError, SocketPermissionError, DaemonTimeoutError or
  * DaemonRpcError — all with a next step.
  */
@@ -182,7 +193,7 @@ export async function callDaemon(
           ),
         );
     });
-    s.write(encodeFrame({ jsonrpc: "2.0", id, method, params }));
+    s.write(encodeFrame(cliHello()) + encodeFrame({ jsonrpc: "2.0", id, method, params }));
   });
 }
 

@@ -2,7 +2,8 @@
  * Shim and CLI refuse a daemon socket another user could have planted: a socket directory
  * writable by group/others, a LOXMCP_HOME writable by others. A fake daemon (a plain `net`
  * server) listening there receives NOTHING — not even a connection — and no daemon is started;
- * the refusal is one line naming the path and the fix. A private directory keeps working.
+ * the refusal is one line naming the path and the fix. A private directory keeps working, and
+ * there every CLI connection opens with the CLI's `loxmcp/hello`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -11,6 +12,7 @@ import { join } from "node:path";
 import { ErrorCodes } from "@loxmcp/common";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { waitFor } from "../../../test-support/wait.js";
+import { VERSION } from "../src/version.js";
 import { runCli, SHIM_BIN } from "./helpers.js";
 
 /** A fake daemon: counts connections, keeps every line, answers loxmcp/status and initialize. */
@@ -189,7 +191,7 @@ describe("a socket another user could have planted is refused by CLI and shim", 
     expect(existsSync(join(home, "state")), "the shim prepared a daemon start").toBe(false);
   });
 
-  it("a private directory keeps working", async () => {
+  it("a private directory keeps working, and the CLI says hello first on every connection", async () => {
     const dir = join(root, "private");
     mkdirSync(dir, { mode: 0o700 });
     const socket = join(dir, "daemon.sock");
@@ -200,9 +202,13 @@ describe("a socket another user could have planted is refused by CLI and shim", 
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ pid: 4242, state: "ready" });
     expect(fake.connections).toBe(1);
-    expect(fake.lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toContainEqual(
-      expect.objectContaining({ jsonrpc: "2.0", id: 1, method: "loxmcp/status" }),
-    );
+    const [hello, request] = fake.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(hello).toEqual({
+      jsonrpc: "2.0",
+      method: "loxmcp/hello",
+      params: { kind: "cli", name: "loxmcp-cli", pid: expect.any(Number), version: VERSION },
+    });
+    expect(request).toMatchObject({ jsonrpc: "2.0", id: 1, method: "loxmcp/status" });
 
     // The shim too: a 0755 directory (not writable by others) is fine.
     chmodSync(dir, 0o755);
