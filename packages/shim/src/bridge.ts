@@ -1,7 +1,14 @@
 /**
  * The stdio ⇄ daemon-socket bridge. One per MCP client process.
  *
- * - Client lines (stdin) are checked (size, JSON, JSON-RPC shape) and forwarded verbatim.
+ * - Client lines (stdin) are checked (size, UTF-8, JSON, JSON-RPC shape) and forwarded verbatim,
+ *   so a forwarded line is never larger than what came in. The shim carries only MCP: a
+ *   `loxmcp/*` request from the client is answered -32601 here and a `loxmcp/*` notification
+ *   dropped (control methods are the person's CLI's; the one `loxmcp/hello` per connection is
+ *   the shim's own, built from its argv).
+ * - What the shim re-encodes itself (the client's answers to daemon→client requests, the
+ *   replayed initialize) is measured after encoding and never sent over MAX_FRAME_BYTES: the
+ *   daemon would drop the whole connection for it.
  * - Right after each connect: `loxmcp/hello`, then (on a reconnect) the client's original
  *   `initialize` under a shim-internal id (response swallowed) and `notifications/initialized`,
  *   then anything queued; after the replayed initialize answers, `notifications/tools/list_changed`
@@ -35,6 +42,16 @@ const MAX_DAEMON_FRAME_BYTES = 16 * MAX_FRAME_BYTES;
 export const ABORTED_MESSAGE =
   "loxmcp daemon connection lost while this request was in flight; it was not resent (a write may or may not have run)";
 export const UNREACHABLE_MESSAGE = "loxmcp daemon not reachable: run `loxmcp status`";
+export const CONTROL_REFUSED_SUFFIX =
+  "is not available to MCP clients: loxmcp control methods are for the person's `loxmcp` CLI";
+export const INVALID_UTF8_MESSAGE =
+  "Parse error: the line is not valid UTF-8; it was not forwarded. Send JSON encoded as UTF-8.";
+export const ANSWER_TOO_LARGE_MESSAGE = "the client's answer was too large";
+
+/** Methods the shim never forwards from its client: the daemon's control surface. */
+const CONTROL_METHOD = /^loxmcp\//i;
+/** Longest id the shim gives a replayed initialize (`loxmcp-shim-replay-<gen>`). */
+const REPLAY_ID_PLACEHOLDER = `loxmcp-shim-replay-${Number.MAX_SAFE_INTEGER}`;
 
 export interface Logger {
   debug(msg: string): void;
@@ -75,7 +92,7 @@ const idKey = (id: unknown): string => `${typeof id}:${String(id)}`;
 const validId = (id: unknown): id is JsonRpcId => typeof id === "string" || typeof id === "number";
 
 export class Bridge {
-  private readonly input = new LineDecoder(MAX_FRAME_BYTES);
+  private readonly input = new LineDecoder(MAX_FRAME_BYTES, { strictUtf8: true });
   private sock: Socket | undefined;
   private gen = 0;
   private connecting = false;
@@ -146,7 +163,11 @@ export class Bridge {
   // ------------------------------------------------------------------ client side
 
   private onInput(chunk: Buffer): void {
-    const { lines, oversized } = this.input.push(chunk);
+    const { lines, oversized, invalidUtf8 } = this.input.push(chunk);
+    for (let i = 0; i < invalidUtf8; i++) {
+      // Decoded leniently, each bad byte would become U+FFFD (3 bytes) on the way to the daemon.
+      this.reply(errorResponse(null, ErrorCodes.ParseError, INVALID_UTF8_MESSAGE));
+    }
     for (let i = 0; i < oversized; i++) {
       this.reply(
         errorResponse(
@@ -185,8 +206,24 @@ export class Bridge {
       );
       return;
     }
+    if (typeof m.method === "string" && CONTROL_METHOD.test(m.method)) {
+      this.refuseControl(m);
+      return;
+    }
     if (isRequest(m)) {
-      if (m.method === "initialize") this.initLine = m;
+      if (m.method === "initialize") {
+        if (!this.fitsAsReplay(m)) {
+          this.reply(
+            errorResponse(
+              m.id,
+              ErrorCodes.InvalidRequest,
+              `initialize refused: re-encoded it would be larger than ${MAX_FRAME_BYTES} bytes (4 MiB), more than the daemon accepts; it was not forwarded. Send less data.`,
+            ),
+          );
+          return;
+        }
+        this.initLine = m;
+      }
       if (m.method === "ping" && !this.sock) {
         // The shim itself is alive; don't start a daemon just for a ping.
         this.reply({ jsonrpc: "2.0", id: m.id, result: {} });
@@ -203,6 +240,28 @@ export class Bridge {
     } else {
       this.reply(errorResponse(validId(m.id) ? m.id : null, ErrorCodes.InvalidRequest, "Invalid request"));
     }
+  }
+
+  /**
+   * A `loxmcp/*` message from the client (an AI, or whoever writes to our stdin): never reaches
+   * the daemon, so it can neither approve, resume, shut down nor send a second hello.
+   */
+  private refuseControl(m: Record<string, unknown>): void {
+    const raw = String(m.method);
+    const method = raw.length > 100 ? `${raw.slice(0, 100)}…` : raw;
+    if (isRequest(m)) {
+      this.opts.log.warn(`refused the client's ${method} request: loxmcp control methods are for the CLI`);
+      this.reply(errorResponse(m.id, ErrorCodes.MethodNotFound, `${method} ${CONTROL_REFUSED_SUFFIX}`));
+    } else {
+      this.opts.log.warn(
+        `dropped the client's ${method} notification: loxmcp control methods are for the CLI`,
+      );
+    }
+  }
+
+  /** The client's initialize, replayed after a reconnect with a longer id, still fits a frame. */
+  private fitsAsReplay(m: Record<string, unknown>): boolean {
+    return Buffer.byteLength(JSON.stringify({ ...m, id: REPLAY_ID_PLACEHOLDER })) <= MAX_FRAME_BYTES;
   }
 
   private onClientCancel(params: unknown): void {
@@ -229,7 +288,27 @@ export class Bridge {
       );
       return;
     }
-    this.writeSock(JSON.stringify({ ...m, id: entry.id }));
+    // Only the answer's own fields, under the daemon's id. Re-encoding can grow a line
+    // (1e20 → 100000000000000000000): measure what would go out, not what came in.
+    const answer = "error" in m ? { error: m.error } : { result: m.result };
+    const line = JSON.stringify({ jsonrpc: "2.0", id: entry.id, ...answer });
+    const bytes = Buffer.byteLength(line);
+    if (bytes > MAX_FRAME_BYTES) {
+      this.opts.log.warn(
+        `the client's answer to a daemon request was ${bytes} bytes once re-encoded, more than ${MAX_FRAME_BYTES} (4 MiB): not forwarded; the daemon gets an error instead`,
+      );
+      this.writeSock(
+        JSON.stringify(
+          errorResponse(
+            entry.id,
+            ErrorCodes.InvalidRequest,
+            `${ANSWER_TOO_LARGE_MESSAGE} (${bytes} bytes, more than ${MAX_FRAME_BYTES}); it was not forwarded`,
+          ),
+        ),
+      );
+      return;
+    }
+    this.writeSock(line);
   }
 
   /** Forwards a client message now, or queues it until the daemon is reachable. */
@@ -412,6 +491,7 @@ export class Bridge {
       }),
     );
     if (this.initLine && this.initSent) {
+      // Its size was checked with the longest replay id when the client sent it (fitsAsReplay).
       this.replayId = `loxmcp-shim-replay-${this.gen}`;
       this.writeSock(JSON.stringify({ ...this.initLine, id: this.replayId }));
       if (this.initializedSent)
