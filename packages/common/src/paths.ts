@@ -140,6 +140,8 @@ interface DirVerdict {
   problem: DirProblem;
   /** Words after "it is …" / "its directory … is …". */
   text: string;
+  /** The sticky bit is set (a shared directory such as /tmp). */
+  sticky?: boolean;
 }
 
 /**
@@ -162,7 +164,11 @@ function inspectDir(dir: string, allowRoot: boolean): DirVerdict | undefined {
   }
   if ((st.mode & 0o022) !== 0) {
     const mode = (st.mode & 0o7777).toString(8).padStart(4, "0");
-    return { problem: "writable", text: `is writable by other users (mode ${mode})` };
+    return {
+      problem: "writable",
+      text: `is writable by other users (mode ${mode})`,
+      sticky: (st.mode & 0o1000) !== 0,
+    };
   }
   return undefined;
 }
@@ -209,7 +215,10 @@ export function checkSocketPath(paths: Pick<LoxmcpPaths, "socket">, env: Env = p
       owner: [", so that user could run a fake daemon there", `use a directory of your own${orUnset}`],
       writable: [
         ", so another user could put a fake daemon there",
-        `use a private directory (chmod 700 ${dir})${orUnset}`,
+        // A sticky directory is a shared one like /tmp: tightening it would break everyone else.
+        v.sticky
+          ? `use a private directory instead (e.g. mkdir -m 700 ${join(dir, "loxmcp")} and put the socket there)${orUnset}`
+          : `use a private directory (chmod 700 ${dir})${orUnset}`,
       ],
     };
     const [consequence, fix] = why[v.problem];

@@ -1,6 +1,17 @@
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
   checkSocketPath,
@@ -55,12 +66,17 @@ describe("checkSocketPath", () => {
   it("refuses a socket directory writable by others or by the group, in one line naming path and fix", () => {
     const dir = tmp();
     const socket = join(dir, "daemon.sock");
-    chmodSync(dir, 0o1777);
+    chmodSync(dir, 0o777);
     const e = refusal(() => checkSocketPath({ socket }, { LOXMCP_SOCKET: socket }));
     expect(e).toBeInstanceOf(UnsafeSocketDirError);
     expect((e as UnsafeSocketDirError).code).toBe("UNSAFE_SOCKET_DIR");
     expect(e.message).toBe(
-      `refusing the daemon socket ${socket}: its directory ${dir} is writable by other users (mode 1777), so another user could put a fake daemon there; use a private directory (chmod 700 ${dir}) or unset LOXMCP_SOCKET`,
+      `refusing the daemon socket ${socket}: its directory ${dir} is writable by other users (mode 0777), so another user could put a fake daemon there; use a private directory (chmod 700 ${dir}) or unset LOXMCP_SOCKET`,
+    );
+    // A shared sticky directory like /tmp: never advise to chmod it.
+    chmodSync(dir, 0o1777);
+    expect(refusal(() => checkSocketPath({ socket }, { LOXMCP_SOCKET: socket })).message).toBe(
+      `refusing the daemon socket ${socket}: its directory ${dir} is writable by other users (mode 1777), so another user could put a fake daemon there; use a private directory instead (e.g. mkdir -m 700 ${join(dir, "loxmcp")} and put the socket there) or unset LOXMCP_SOCKET`,
     );
     chmodSync(dir, 0o770);
     const g = refusal(() => checkSocketPath({ socket }, {}));
@@ -105,4 +121,31 @@ describe("checkSocketPath", () => {
     const h = refusal(() => checkSocketPath({ socket: "/nonexistent/x.sock" }, { LOXMCP_HOME: dir }));
     expect(h.message).toContain(`refusing LOXMCP_HOME ${dir}: it is owned by uid 65534`);
   });
+
+  it.runIf(process.getuid?.() === 0 && existsSync("/usr/bin/setpriv"))(
+    "as another user: a root-owned directory that others cannot write is accepted (system daemon), a root-owned LOXMCP_HOME is not",
+    () => {
+      const dir = tmp();
+      chmodSync(dir, 0o755);
+      const paths = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "paths.js");
+      const script = `import(${JSON.stringify(paths)}).then((m) => {
+        const out = [];
+        for (const [socket, env] of [[${JSON.stringify(join(dir, "d.sock"))}, {}], ["/x/d.sock", { LOXMCP_HOME: ${JSON.stringify(dir)} }]]) {
+          try { m.checkSocketPath({ socket }, env); out.push("ok"); } catch (e) { out.push(e.code + ": " + e.message); }
+        }
+        console.log(JSON.stringify(out));
+      })`;
+      const r = spawnSync(
+        "setpriv",
+        ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e", script],
+        { encoding: "utf8" },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      const [socketDir, home] = JSON.parse(r.stdout) as string[];
+      expect(socketDir).toBe("ok");
+      expect(home).toBe(
+        `UNSAFE_HOME: refusing LOXMCP_HOME ${dir}: it is owned by uid 0, not by you (uid 65534), so that user controls its config, state and socket; use a directory of your own`,
+      );
+    },
+  );
 });
