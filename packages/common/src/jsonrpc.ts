@@ -60,6 +60,8 @@ export const ErrorCodes = {
    * PIN) the request did not come from the CLI at an interactive terminal. `data.reason` says which.
    */
   PersonRequired: -32007,
+  /** A limit of the daemon was reached (requests in flight, connections, upstream queue); nothing was sent. */
+  TooBusy: -32008,
 } as const;
 
 export function isRequest(m: unknown): m is JsonRpcRequest {

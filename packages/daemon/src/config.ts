@@ -59,6 +59,18 @@ export const ConfigFileSchema = z
     requestTimeoutSec: z.number().positive().optional(),
     shutdownGraceSec: z.number().nonnegative().optional(),
     allowedResources: z.array(z.string()).optional(),
+    /** Socket limits (docs/daemon.md, "Limits"); each has a default. */
+    limits: z
+      .object({
+        maxConnections: z.number().int().min(4).max(10_000).optional(),
+        controlReserve: z.number().int().min(1).max(1000).optional(),
+        maxInFlightPerConnection: z.number().int().min(1).max(100_000).optional(),
+        upstreamConcurrency: z.number().int().min(1).max(1000).optional(),
+        upstreamQueue: z.number().int().min(1).max(1_000_000).optional(),
+        maxBufferedMB: z.number().min(1).max(1024).optional(),
+      })
+      .strict()
+      .optional(),
     policy: PolicySectionSchema.optional(),
   })
   .passthrough();
@@ -85,6 +97,15 @@ export interface DaemonConfig {
   /** On SIGTERM, how long in-flight requests may take to finish before they get an error. */
   shutdownGraceMs: number;
   allowedResources: string[];
+  /** Socket limits from config.json (defaults in mux/limits.ts). */
+  limits: {
+    maxConnections?: number;
+    controlReserve?: number;
+    maxInFlightPerConnection?: number;
+    upstreamConcurrency?: number;
+    upstreamQueue?: number;
+    maxBufferedBytes?: number;
+  };
   insecureTls: boolean;
   /** Files that were read (for the log). */
   sources: string[];
@@ -272,6 +293,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     requestTimeoutMs: seconds("LOXMCP_REQUEST_TIMEOUT", file.requestTimeoutSec, 60, 1, 3600),
     shutdownGraceMs: seconds("LOXMCP_SHUTDOWN_GRACE", file.shutdownGraceSec, 5, 0, 600),
     allowedResources,
+    limits: limitsFrom(file.limits),
     insecureTls,
     sources,
     warnings,
@@ -280,6 +302,24 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   if (upstreamUrl !== undefined) cfg.upstreamUrl = upstreamUrl;
   if (procEnv.LOXMCP_HOME) cfg.home = procEnv.LOXMCP_HOME;
   return cfg;
+}
+
+function limitsFrom(l: ConfigFile["limits"]): DaemonConfig["limits"] {
+  const out: DaemonConfig["limits"] = {};
+  if (!l) return out;
+  if (l.maxConnections !== undefined) out.maxConnections = l.maxConnections;
+  if (l.controlReserve !== undefined) out.controlReserve = l.controlReserve;
+  if (l.maxInFlightPerConnection !== undefined) out.maxInFlightPerConnection = l.maxInFlightPerConnection;
+  if (l.upstreamConcurrency !== undefined) out.upstreamConcurrency = l.upstreamConcurrency;
+  if (l.upstreamQueue !== undefined) out.upstreamQueue = l.upstreamQueue;
+  if (l.maxBufferedMB !== undefined) out.maxBufferedBytes = Math.round(l.maxBufferedMB * 1024 * 1024);
+  if ((out.controlReserve ?? 8) >= (out.maxConnections ?? 64)) {
+    throw new ConfigError(
+      "limits.controlReserve",
+      "limits.controlReserve must be smaller than limits.maxConnections (slots kept for the CLI out of all connections)",
+    );
+  }
+  return out;
 }
 
 /** A printable summary of the configuration (never the password). */

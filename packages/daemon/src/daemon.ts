@@ -117,7 +117,10 @@ export class Daemon {
           counters: { logins: 0, refreshes: 0, resolves: 0, reconnects: 0, requests: 0, errors: 0 },
         },
       clients: () => this.mux?.clients() ?? [],
-      counters: () => ({ ...this.counters }),
+      counters: () => {
+        const q = this.mux?.upstreamQueue();
+        return { ...this.counters, upstreamInUse: q?.inUse ?? 0, upstreamWaiting: q?.waiting ?? 0 };
+      },
       extensions: () => this.statusExtensions,
     });
   }
@@ -189,6 +192,7 @@ export class Daemon {
         progressRoutes: new Map(),
         onRefused: (client, what, reason) => this.gate?.recordRefusal?.(client, what, reason),
       },
+      limits: config.limits,
     });
     await this.mux.listen();
     upstream.start();

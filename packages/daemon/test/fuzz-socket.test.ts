@@ -181,12 +181,12 @@ describe("fuzz: daemon socket framing and JSON-RPC handling", () => {
     await stillHealthy();
   });
 
-  it("ids of invalid types (null, bool, object, array, fraction) never get a result", async () => {
+  it("ids of invalid types (null, bool, object, array) never get a result", async () => {
     const badId = fc.oneof(
+      fc.constant(null),
       fc.boolean(),
       fc.object({ maxDepth: 1 }),
       fc.array(fc.integer(), { maxLength: 3 }),
-      fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Number.isInteger(d)),
     );
     await fc.assert(
       fc.asyncProperty(badId, fc.constantFrom("loxmcp/status", "ping", "tools/list"), async (rid, m) => {

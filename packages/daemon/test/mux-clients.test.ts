@@ -137,14 +137,25 @@ describe("socket multiplexer", () => {
     ]);
     expect(JSON.parse(textOf(ra.result)).uuid).toBe(ua);
     expect(JSON.parse(textOf(rb.result)).uuid).toBe(ub);
-    // An unknown protocol version gets the latest one we support.
+    // A second initialize on the same connection is refused (MCP lifecycle).
     await a.send({
+      jsonrpc: "2.0",
+      id: 2,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+    });
+    expect(((await a.waitMessage((m) => m.id === 2)).error as { message: string }).message).toMatch(
+      /already done on this connection/,
+    );
+    // An unknown protocol version gets the latest one we support.
+    const c = await raw();
+    await c.send({
       jsonrpc: "2.0",
       id: 2,
       method: "initialize",
       params: { protocolVersion: "1999-01-01", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
     });
-    const again = await a.waitMessage((m) => m.id === 2);
+    const again = await c.waitMessage((m) => m.id === 2);
     expect((again.result as { protocolVersion: string }).protocolVersion).toMatch(/^20\d\d-\d\d-\d\d$/);
     expect((again.result as { protocolVersion: string }).protocolVersion).not.toBe("1999-01-01");
   });

@@ -6,7 +6,11 @@
  *
  * Framing: newline-delimited JSON-RPC, max 4 MiB per frame. An oversize frame gets one
  * JSON-RPC error and closes THAT connection; a malformed line gets a parse error and the
- * connection stays.
+ * connection stays. Ids come back exactly as written (jsonrpc-edges.ts).
+ *
+ * Limits (mux/limits.ts, docs/daemon.md): connections at once with slots kept for control
+ * connections; a connection that says nothing is closed; a client that does not read its answers
+ * is first not read from (backpressure), then disconnected once its unread answers pass a cap.
  */
 import { chmodSync, unlinkSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
@@ -20,7 +24,12 @@ import {
 } from "@loxmcp/common";
 import type { Logger } from "pino";
 import type { ClientIdentity } from "../contracts.js";
+import { encodeAnswer, parseFrame } from "./jsonrpc-edges.js";
+import { DEFAULT_LIMITS, FairQueue, type MuxLimits } from "./limits.js";
 import { ClientSession, type SessionDeps } from "./session.js";
+
+/** Unread answers above this pause reading from that client until it catches up. */
+const PAUSE_ABOVE_BYTES = 1024 * 1024;
 
 export interface MuxServerOptions {
   socketPath: string;
@@ -28,6 +37,7 @@ export interface MuxServerOptions {
   deps: SessionDeps;
   logger: Logger;
   maxFrameBytes?: number;
+  limits?: Partial<MuxLimits>;
 }
 
 export class MuxServer {
@@ -37,12 +47,27 @@ export class MuxServer {
   private listening = false;
   private shuttingDown = false;
   private readonly log: Logger;
+  readonly limits: MuxLimits;
+  private readonly upstreamSlots: FairQueue;
   private readonly onNotification = (n: { method: string; params?: unknown }) =>
     this.fanOut(n.method, n.params);
   private readonly onToolsChanged = () => this.fanOut("notifications/tools/list_changed");
 
   constructor(private readonly opts: MuxServerOptions) {
     this.log = opts.logger.child({ component: "mux" });
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.upstreamSlots = new FairQueue(this.limits.upstreamConcurrency, this.limits.upstreamQueue);
+  }
+
+  /** Relay slots in use and requests waiting for one (status). */
+  upstreamQueue(): { inUse: number; waiting: number } {
+    return { inUse: this.upstreamSlots.inUse, waiting: this.upstreamSlots.queued };
+  }
+
+  private mcpConnections(): number {
+    let n = 0;
+    for (const { session } of this.sessions.values()) if (session.role === "mcp") n++;
+    return n;
   }
 
   async listen(): Promise<void> {
@@ -102,27 +127,88 @@ export class MuxServer {
 
   private accept(socket: Socket): void {
     const connId = `c${this.nextConn++}`;
-    this.opts.deps.counters.connections++;
+    const counters = this.opts.deps.counters;
+    const lim = this.limits;
+    if (this.sessions.size >= lim.maxConnections) {
+      counters.refusedConnections++;
+      this.log.warn(
+        { conn: connId, limit: lim.maxConnections },
+        "connection refused: too many connections (limits.maxConnections)",
+      );
+      socket.on("error", () => {});
+      socket.end(
+        encodeFrame(
+          errorResponse(
+            null,
+            ErrorCodes.TooBusy,
+            `too many connections to loxmcpd (at most ${lim.maxConnections}); close some MCP clients or raise limits.maxConnections`,
+          ),
+        ),
+      );
+      setTimeout(() => socket.destroy(), 1_000).unref();
+      return;
+    }
+    counters.connections++;
     const decoder = new LineDecoder(this.opts.maxFrameBytes ?? MAX_FRAME_BYTES);
     let closing = false;
+    let paused = false;
+    const drop = (why: string) => {
+      if (closing) return;
+      closing = true;
+      this.log.warn({ conn: connId, client: session.identity().name }, why);
+      session.onClosed();
+      socket.destroy();
+    };
     const write = (message: unknown) => {
-      if (socket.destroyed || !socket.writable) return;
-      socket.write(encodeFrame(message));
+      if (closing || socket.destroyed || !socket.writable) return;
+      socket.write(encodeAnswer(message));
+      const buffered = socket.writableLength;
+      if (buffered > lim.maxBufferedBytes) {
+        counters.slowClientsDropped++;
+        drop(
+          `disconnected: the client did not read its answers (${buffered} bytes unread > limits.maxBufferedBytes)`,
+        );
+      } else if (buffered > PAUSE_ABOVE_BYTES && !paused) {
+        // Read nothing more from a client that does not read: its requests wait in the kernel.
+        paused = true;
+        socket.pause();
+        socket.once("drain", () => {
+          paused = false;
+          if (!closing) socket.resume();
+        });
+      }
     };
     const session = new ClientSession(connId, write, {
       ...this.opts.deps,
       shuttingDown: () => this.shuttingDown,
+      maxInFlight: lim.maxInFlightPerConnection,
+      upstreamSlots: this.upstreamSlots,
+      admitMcp: () => this.mcpConnections() <= lim.maxConnections - lim.controlReserve,
+      refuse: (message) => {
+        counters.refusedConnections++;
+        if (closing) return;
+        closing = true;
+        this.log.warn({ conn: connId }, "MCP client refused: too many MCP clients (limits.maxConnections)");
+        session.onClosed();
+        socket.end(encodeFrame(errorResponse(null, ErrorCodes.TooBusy, message)));
+        setTimeout(() => socket.destroy(), 1_000).unref();
+      },
     });
     this.sessions.set(connId, { session, socket });
     this.log.debug({ conn: connId }, "connection opened");
+    const idle = setTimeout(() => {
+      if (session.role === undefined) drop("closed a connection that said nothing (limits.idleHandshakeMs)");
+    }, lim.idleHandshakeMs);
+    idle.unref();
 
     socket.on("data", (chunk: Buffer) => {
       if (closing) return;
       const { lines, oversized } = decoder.push(chunk);
       for (const line of lines) {
+        if (closing) break;
         let msg: unknown;
         try {
-          msg = JSON.parse(line);
+          msg = parseFrame(line);
         } catch (err) {
           this.opts.deps.counters.parseErrors++;
           write(
@@ -158,6 +244,7 @@ export class MuxServer {
         this.log.debug({ conn: connId, err }, "socket error");
     });
     socket.on("close", () => {
+      clearTimeout(idle);
       session.onClosed();
       this.sessions.delete(connId);
       if (session.isClient())

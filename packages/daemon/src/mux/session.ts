@@ -42,6 +42,8 @@ import {
   type Upstream,
   UpstreamError,
 } from "../contracts.js";
+import { adaptToVersion, LOG_LEVELS } from "./jsonrpc-edges.js";
+import type { FairQueue } from "./limits.js";
 
 /** Counters of the socket side (the upstream has its own `requests`/`errors`). */
 export interface MuxCounters {
@@ -54,6 +56,8 @@ export interface MuxCounters {
   parseErrors: number;
   oversizeFrames: number;
   notificationsFannedOut: number;
+  refusedConnections: number;
+  slowClientsDropped: number;
 }
 
 export function newMuxCounters(): MuxCounters {
@@ -67,6 +71,8 @@ export function newMuxCounters(): MuxCounters {
     parseErrors: 0,
     oversizeFrames: 0,
     notificationsFannedOut: 0,
+    refusedConnections: 0,
+    slowClientsDropped: 0,
   };
 }
 
@@ -96,9 +102,17 @@ export interface SessionDeps {
   shuttingDown?: () => boolean;
   /** Audits a refusal made for safety (control method from an MCP client, a second hello). */
   onRefused?: (client: ClientIdentity, what: string, reason: string) => void;
+  /** Requests one connection may have in flight at once (beyond: refused with TooBusy). */
+  maxInFlight?: number;
+  /** Slots for requests to the relay, shared fairly by all MCP client connections. */
+  upstreamSlots?: FairQueue;
+  /** Asked once when the connection becomes an MCP client connection: false = over the limit. */
+  admitMcp?: () => boolean;
+  /** Closes this connection with one error (the limit of MCP clients was reached). */
+  refuse?: (message: string) => void;
 }
 
-export type ConnectionRole = "mcp" | "control";
+export type ConnectionRole = "mcp" | "control" | "refused";
 
 /** Requests that only read: safe to resend after the upstream recovered. */
 const RETRYABLE_METHODS = new Set([
@@ -111,7 +125,6 @@ const RETRYABLE_METHODS = new Set([
   "prompts/list",
   "prompts/get",
   "completion/complete",
-  "logging/setLevel",
 ]);
 
 interface InFlight {
@@ -154,6 +167,11 @@ export class ClientSession {
   protocolVersion: string | undefined;
   /** Sent initialize or any MCP request: receives fanned-out notifications. */
   mcpActive = false;
+  /** MCP lifecycle: requests other than ping wait for (or are refused before) initialize. */
+  private initState: "none" | "pending" | "done" = "none";
+  private initDone: Promise<void> | undefined;
+  /** The level this client asked for with logging/setLevel (undefined: everything the relay sends). */
+  private logLevel: number | undefined;
   private readonly inflight = new Map<string, InFlight>();
   private readonly serverRequests = new Map<string, PendingServerRequest>();
   private nextServerRequestId = 1;
@@ -173,7 +191,7 @@ export class ClientSession {
     const name =
       this.hello?.name || this.clientInfo?.name || (this.role === "control" ? "loxmcp-cli" : "unknown");
     const id: ClientIdentity = { connId: this.connId, name, connectedAt: this.connectedAt };
-    if (this.role !== undefined) id.role = this.role;
+    if (this.role === "mcp" || this.role === "control") id.role = this.role;
     if (this.role === "mcp" && this.hello?.name) id.ruleName = this.hello.name;
     if (this.clientInfo?.version !== undefined) id.version = this.clientInfo.version;
     if (this.hello?.pid !== undefined) id.pid = this.hello.pid;
@@ -205,10 +223,26 @@ export class ClientSession {
       );
       return;
     }
+    if (isObject(msg) && typeof msg.method === "string" && "id" in msg && msg.id === null) {
+      this.send(
+        errorResponse(
+          null,
+          ErrorCodes.InvalidRequest,
+          "invalid request: id null is not allowed (use a string or a number, or leave id out for a notification)",
+        ),
+      );
+      return;
+    }
     if (isRequest(msg)) {
-      if (typeof msg.id !== "string" && !Number.isSafeInteger(msg.id)) {
+      if (typeof msg.id !== "string" && !(typeof msg.id === "number" && Number.isFinite(msg.id))) {
         this.send(
-          errorResponse(null, ErrorCodes.InvalidRequest, "invalid request id: use a string or an integer"),
+          errorResponse(null, ErrorCodes.InvalidRequest, "invalid request id: use a string or a number"),
+        );
+        return;
+      }
+      if ((msg as { jsonrpc?: unknown }).jsonrpc !== "2.0") {
+        this.send(
+          errorResponse(msg.id, ErrorCodes.InvalidRequest, 'invalid request: "jsonrpc" must be "2.0"'),
         );
         return;
       }
@@ -237,6 +271,19 @@ export class ClientSession {
           req.id,
           ErrorCodes.InvalidRequest,
           `request id ${JSON.stringify(req.id)} is already in use by a request in flight`,
+        ),
+      );
+      return;
+    }
+    const max = this.deps.maxInFlight;
+    if (max !== undefined && this.inflight.size >= max) {
+      this.deps.counters.clientErrors++;
+      this.send(
+        errorResponse(
+          req.id,
+          ErrorCodes.TooBusy,
+          `too many requests in flight on this connection (at most ${max}); nothing was sent: wait for answers before sending more`,
+          { limit: max, setting: "limits.maxInFlightPerConnection" },
         ),
       );
       return;
@@ -294,6 +341,12 @@ export class ClientSession {
   private async dispatch(req: JsonRpcRequest, signal: AbortSignal): Promise<unknown> {
     const method = req.method;
     const params = isObject(req.params) ? req.params : {};
+    if (this.role === "refused") {
+      throw new McpError(
+        ErrorCodes.TooBusy,
+        "too many MCP clients are connected to loxmcpd; nothing was sent",
+      );
+    }
     if (method.startsWith("loxmcp/")) {
       this.role ??= "control";
       if (this.role !== "control") {
@@ -310,7 +363,7 @@ export class ClientSession {
       return this.deps.control.dispatch(method, params, this.identity());
     }
     if (method !== "ping") {
-      this.role ??= "mcp";
+      if (this.role === undefined) this.becomeMcp();
       if (this.role !== "mcp") {
         throw new ControlError(
           ErrorCodes.InvalidRequest,
@@ -318,6 +371,23 @@ export class ClientSession {
         );
       }
       this.mcpActive = true;
+      if (method === "initialize") {
+        if (this.initState !== "none") {
+          throw new ControlError(
+            ErrorCodes.InvalidRequest,
+            "initialize was already done on this connection; a new MCP session needs a new connection",
+          );
+        }
+      } else {
+        // A request sent right behind initialize (the shim's replay does this) waits for it.
+        if (this.initState === "pending") await this.initDone?.catch(() => {});
+        if (this.initState !== "done") {
+          throw new ControlError(
+            ErrorCodes.InvalidRequest,
+            `${method} refused: send initialize first (MCP lifecycle)`,
+          );
+        }
+      }
     }
     if (this.deps.shuttingDown?.() && method !== "ping") {
       throw new McpError(
@@ -326,21 +396,61 @@ export class ClientSession {
       );
     }
     switch (method) {
-      case "initialize":
-        return this.initialize(params);
+      case "initialize": {
+        this.initState = "pending";
+        const run = this.initialize(params);
+        this.initDone = run.then(() => undefined);
+        try {
+          const r = await run;
+          this.initState = "done";
+          return adaptToVersion(method, r, this.protocolVersion);
+        } catch (err) {
+          this.initState = "none";
+          throw err;
+        }
+      }
       case "ping":
         return {};
+      case "logging/setLevel":
+        return this.setLogLevel(params);
       case "tools/list":
-        return this.listTools(signal);
+        return adaptToVersion(method, await this.listTools(signal), this.protocolVersion);
       case "tools/call":
-        return this.callTool(params, signal);
+        return adaptToVersion(method, await this.callTool(params, signal), this.protocolVersion);
       default:
-        return this.deps.upstream.request(method, req.params, {
-          retryable: RETRYABLE_METHODS.has(method),
-          signal,
-          onServerRequest: (r) => this.serverRequest(r),
-        });
+        return this.withUpstreamSlot(signal, () =>
+          this.deps.upstream.request(method, req.params, {
+            retryable: RETRYABLE_METHODS.has(method),
+            signal,
+            onServerRequest: (r) => this.serverRequest(r),
+          }),
+        );
     }
+  }
+
+  /** Runs one relay request in this connection's fair share of the upstream slots. */
+  private async withUpstreamSlot<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    const slots = this.deps.upstreamSlots;
+    if (!slots) return fn();
+    const release = await slots.acquire(this.connId, signal);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  /** logging/setLevel is per client: it filters what this client receives, nobody else's. */
+  private setLogLevel(params: Record<string, unknown>): Record<string, never> {
+    const level = typeof params.level === "string" ? LOG_LEVELS.indexOf(params.level) : -1;
+    if (level < 0) {
+      throw new McpError(
+        ErrorCodes.InvalidParams,
+        `logging/setLevel needs params.level, one of ${LOG_LEVELS.join(", ")}`,
+      );
+    }
+    this.logLevel = level;
+    return {};
   }
 
   private async initialize(params: Record<string, unknown>): Promise<unknown> {
@@ -425,11 +535,15 @@ export class ClientSession {
       const forwarded: Record<string, unknown> = { name: c.name };
       if (c.arguments !== undefined) forwarded.arguments = c.arguments;
       if (c._meta !== undefined) forwarded._meta = c._meta;
-      return (await this.deps.upstream.request("tools/call", forwarded, {
-        retryable: opts.retryable,
+      return this.withUpstreamSlot(
         signal,
-        onServerRequest: (r) => this.serverRequest(r),
-      })) as CallToolResult;
+        async () =>
+          (await this.deps.upstream.request("tools/call", forwarded, {
+            retryable: opts.retryable,
+            signal,
+            onServerRequest: (r) => this.serverRequest(r),
+          })) as CallToolResult,
+      );
     });
   }
 
@@ -448,12 +562,13 @@ export class ClientSession {
         if (typeof p.ppid === "number") hello.ppid = p.ppid;
         if (typeof p.version === "string") hello.version = p.version;
         this.hello = hello;
-        this.role = hello.kind === "cli" ? "control" : "mcp";
+        if (hello.kind === "cli") this.role = "control";
+        else this.becomeMcp();
         this.log.debug({ hello }, "hello");
         return;
       }
       case "notifications/initialized":
-        this.role ??= "mcp";
+        if (this.role === undefined) this.becomeMcp();
         if (this.role === "mcp") this.mcpActive = true;
         return;
       case "notifications/cancelled": {
@@ -502,6 +617,17 @@ export class ClientSession {
     }
   }
 
+  /** Fixes the role as an MCP client connection, unless the limit of MCP clients is reached. */
+  private becomeMcp(): void {
+    this.role = "mcp";
+    if (this.deps.admitMcp && !this.deps.admitMcp()) {
+      this.role = "refused";
+      this.deps.refuse?.(
+        "too many MCP clients are connected to loxmcpd (limits.maxConnections minus the slots kept for the CLI); close one and try again",
+      );
+    }
+  }
+
   private refused(what: string, reason: string): void {
     const client = this.identity();
     this.log.warn({ client: client.name, what }, `refused: ${reason}`);
@@ -530,8 +656,13 @@ export class ClientSession {
     });
   }
 
-  /** Sends a notification (fan-out from the upstream). */
+  /** Sends a notification (fan-out from the upstream); log messages only at this client's level. */
   notify(method: string, params?: unknown): void {
+    if (method === "notifications/message" && this.logLevel !== undefined) {
+      const level =
+        isObject(params) && typeof params.level === "string" ? LOG_LEVELS.indexOf(params.level) : -1;
+      if (level >= 0 && level < this.logLevel) return;
+    }
     const msg: Record<string, unknown> = { jsonrpc: "2.0", method };
     if (params !== undefined) msg.params = params;
     this.send(msg);

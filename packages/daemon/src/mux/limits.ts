@@ -1,0 +1,140 @@
+/**
+ * Limits that keep one client from taking the daemon down or starving the others: a fair queue
+ * for requests to the relay (round robin over connections, so a client with 2,000 requests waits
+ * its turn behind a client with one) and the defaults of every socket limit (docs/daemon.md).
+ */
+import { ErrorCodes } from "@loxmcp/common";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
+
+export interface MuxLimits {
+  /** Socket connections at once, control connections included. */
+  maxConnections: number;
+  /** Of those, kept for control connections (`loxmcp status`, `stop-all` always get through). */
+  controlReserve: number;
+  /** Requests one connection may have in flight. */
+  maxInFlightPerConnection: number;
+  /** Requests to the relay at once, over all clients. */
+  upstreamConcurrency: number;
+  /** Requests waiting for a relay slot, over all clients (beyond: refused). */
+  upstreamQueue: number;
+  /** Answers buffered for a client that does not read; beyond, it is disconnected. */
+  maxBufferedBytes: number;
+  /** A connection that says nothing (no hello, no request) within this time is closed. */
+  idleHandshakeMs: number;
+}
+
+export const DEFAULT_LIMITS: MuxLimits = {
+  maxConnections: 64,
+  controlReserve: 8,
+  maxInFlightPerConnection: 32,
+  upstreamConcurrency: 8,
+  upstreamQueue: 512,
+  maxBufferedBytes: 8 * 1024 * 1024,
+  idleHandshakeMs: 10_000,
+};
+
+interface Waiter {
+  resolve: (release: () => void) => void;
+  reject: (err: Error) => void;
+  signal: AbortSignal | undefined;
+  onAbort: () => void;
+}
+
+/** A counting semaphore whose waiters are served round robin by key (the connection). */
+export class FairQueue {
+  private active = 0;
+  private waiting = 0;
+  private readonly queues = new Map<string, Waiter[]>();
+  /** Keys in the order they get their next turn. */
+  private readonly turn: string[] = [];
+
+  constructor(
+    private readonly slots: number,
+    private readonly maxWaiting: number,
+  ) {}
+
+  get inUse(): number {
+    return this.active;
+  }
+
+  get queued(): number {
+    return this.waiting;
+  }
+
+  acquire(key: string, signal?: AbortSignal): Promise<() => void> {
+    if (this.active < this.slots && this.waiting === 0) {
+      this.active++;
+      return Promise.resolve(this.releaser());
+    }
+    if (this.waiting >= this.maxWaiting) {
+      return Promise.reject(
+        new McpError(
+          ErrorCodes.TooBusy,
+          `the daemon has ${this.waiting} requests waiting for the Loxone relay already; nothing was sent, try again in a moment`,
+          { limit: this.maxWaiting, setting: "limits.upstreamQueue" },
+        ),
+      );
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          const q = this.queues.get(key);
+          const i = q?.indexOf(w) ?? -1;
+          if (q && i >= 0) {
+            q.splice(i, 1);
+            this.waiting--;
+            if (q.length === 0) this.dropKey(key);
+          }
+          reject(signal?.reason as Error);
+        },
+      };
+      signal?.addEventListener("abort", w.onAbort, { once: true });
+      let q = this.queues.get(key);
+      if (!q) {
+        q = [];
+        this.queues.set(key, q);
+        this.turn.push(key);
+      }
+      q.push(w);
+      this.waiting++;
+    });
+  }
+
+  private dropKey(key: string): void {
+    this.queues.delete(key);
+    const i = this.turn.indexOf(key);
+    if (i >= 0) this.turn.splice(i, 1);
+  }
+
+  private releaser(): () => void {
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.active--;
+      this.next();
+    };
+  }
+
+  private next(): void {
+    while (this.active < this.slots && this.turn.length > 0) {
+      const key = this.turn.shift() as string;
+      const q = this.queues.get(key);
+      const w = q?.shift();
+      if (!q || !w) {
+        this.queues.delete(key);
+        continue;
+      }
+      if (q.length > 0) this.turn.push(key);
+      else this.queues.delete(key);
+      this.waiting--;
+      w.signal?.removeEventListener("abort", w.onAbort);
+      this.active++;
+      w.resolve(this.releaser());
+    }
+  }
+}
