@@ -68,6 +68,7 @@ export const ConfigFileSchema = z
         upstreamConcurrency: z.number().int().min(1).max(1000).optional(),
         upstreamQueue: z.number().int().min(1).max(1_000_000).optional(),
         maxBufferedMB: z.number().min(1).max(1024).optional(),
+        stalledClientSec: z.number().min(1).max(3600).optional(),
       })
       .strict()
       .optional(),
@@ -105,6 +106,7 @@ export interface DaemonConfig {
     upstreamConcurrency?: number;
     upstreamQueue?: number;
     maxBufferedBytes?: number;
+    stalledClientMs?: number;
   };
   insecureTls: boolean;
   /** Files that were read (for the log). */
@@ -313,6 +315,7 @@ function limitsFrom(l: ConfigFile["limits"]): DaemonConfig["limits"] {
   if (l.upstreamConcurrency !== undefined) out.upstreamConcurrency = l.upstreamConcurrency;
   if (l.upstreamQueue !== undefined) out.upstreamQueue = l.upstreamQueue;
   if (l.maxBufferedMB !== undefined) out.maxBufferedBytes = Math.round(l.maxBufferedMB * 1024 * 1024);
+  if (l.stalledClientSec !== undefined) out.stalledClientMs = l.stalledClientSec * 1000;
   if ((out.controlReserve ?? 8) >= (out.maxConnections ?? 64)) {
     throw new ConfigError(
       "limits.controlReserve",

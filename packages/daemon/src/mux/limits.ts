@@ -19,6 +19,8 @@ export interface MuxLimits {
   upstreamQueue: number;
   /** Answers buffered for a client that does not read; beyond, it is disconnected. */
   maxBufferedBytes: number;
+  /** A client that has not read its pending answers for this long is disconnected. */
+  stalledClientMs: number;
   /** A connection that says nothing (no hello, no request) within this time is closed. */
   idleHandshakeMs: number;
 }
@@ -30,6 +32,7 @@ export const DEFAULT_LIMITS: MuxLimits = {
   upstreamConcurrency: 8,
   upstreamQueue: 512,
   maxBufferedBytes: 8 * 1024 * 1024,
+  stalledClientMs: 30_000,
   idleHandshakeMs: 10_000,
 };
 

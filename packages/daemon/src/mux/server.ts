@@ -29,7 +29,7 @@ import { DEFAULT_LIMITS, FairQueue, type MuxLimits } from "./limits.js";
 import { ClientSession, type SessionDeps } from "./session.js";
 
 /** Unread answers above this pause reading from that client until it catches up. */
-const PAUSE_ABOVE_BYTES = 1024 * 1024;
+const PAUSE_ABOVE_BYTES = 256 * 1024;
 
 export interface MuxServerOptions {
   socketPath: string;
@@ -169,12 +169,21 @@ export class MuxServer {
           `disconnected: the client did not read its answers (${buffered} bytes unread > limits.maxBufferedBytes)`,
         );
       } else if (buffered > PAUSE_ABOVE_BYTES && !paused) {
-        // Read nothing more from a client that does not read: its requests wait in the kernel.
+        // Read nothing more from a client that does not read: its requests wait in the kernel,
+        // and if it still reads nothing for limits.stalledClientMs, it is disconnected.
         paused = true;
         socket.pause();
+        const stalled = setTimeout(() => {
+          counters.slowClientsDropped++;
+          drop(`disconnected: the client read none of its answers for ${lim.stalledClientMs} ms (limits.stalledClientMs)`);
+        }, lim.stalledClientMs);
+        stalled.unref();
         socket.once("drain", () => {
+          clearTimeout(stalled);
           paused = false;
-          if (!closing) socket.resume();
+          if (closing) return;
+          handleBacklog();
+          if (!paused) socket.resume();
         });
       }
     };
@@ -201,11 +210,11 @@ export class MuxServer {
     }, lim.idleHandshakeMs);
     idle.unref();
 
-    socket.on("data", (chunk: Buffer) => {
-      if (closing) return;
-      const { lines, oversized } = decoder.push(chunk);
-      for (const line of lines) {
-        if (closing) break;
+    /** Lines read but not handled yet: handling stops while the client is not reading. */
+    let backlog: string[] = [];
+    const handleBacklog = () => {
+      while (backlog.length > 0 && !paused && !closing) {
+        const line = backlog.shift() as string;
         let msg: unknown;
         try {
           msg = parseFrame(line);
@@ -222,6 +231,12 @@ export class MuxServer {
         }
         session.handleMessage(msg);
       }
+    };
+    socket.on("data", (chunk: Buffer) => {
+      if (closing) return;
+      const { lines, oversized } = decoder.push(chunk);
+      backlog = backlog.length > 0 ? backlog.concat(lines) : lines;
+      handleBacklog();
       if (oversized > 0) {
         closing = true;
         this.opts.deps.counters.oversizeFrames++;
