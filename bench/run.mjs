@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
-const ORDER = ["start", "overhead", "fanin", "memory"];
+const ORDER = ["start", "overhead", "fanin", "memory", "abuse"];
 const rank = (f) => {
   const i = ORDER.findIndex((o) => f.startsWith(o));
   return i === -1 ? ORDER.length : i;
@@ -64,7 +64,9 @@ const out = {
   goals,
 };
 mkdirSync(join(here, "results"), { recursive: true });
-writeFileSync(join(here, "results", "latest.json"), `${JSON.stringify(out, null, 2)}\n`);
+// A partial run (`pnpm bench abuse`) does not overwrite the full run's file.
+const outName = only.length === 0 ? "latest.json" : `latest-${only.join("-")}.json`;
+writeFileSync(join(here, "results", outName), `${JSON.stringify(out, null, 2)}\n`);
 console.log(JSON.stringify(out));
 for (const r of results) {
   console.log(`\n${r.name ?? r.file}${r.error ? `  — FAILED: ${r.error.split("\n")[0]}` : ""}`);
@@ -75,6 +77,6 @@ if (goals.length > 0) {
   console.table(goals.map(({ bench: _b, ...g }) => g));
 }
 console.log(
-  `\nwritten: bench/results/latest.json (${machine.cpus}× ${machine.cpuModel}, node ${machine.node})`,
+  `\nwritten: bench/results/${outName} (${machine.cpus}× ${machine.cpuModel}, node ${machine.node})`,
 );
 process.exit(failed > 0 ? 1 : 0);

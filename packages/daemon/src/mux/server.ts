@@ -129,7 +129,9 @@ export class MuxServer {
     const connId = `c${this.nextConn++}`;
     const counters = this.opts.deps.counters;
     const lim = this.limits;
-    if (this.sessions.size >= lim.maxConnections) {
+    // MCP clients may hold at most maxConnections − controlReserve; the hard cap leaves room above
+    // that for connections whose role is not known yet, so control connections get through.
+    if (this.sessions.size >= lim.maxConnections + lim.controlReserve) {
       counters.refusedConnections++;
       this.log.warn(
         { conn: connId, limit: lim.maxConnections },
@@ -197,6 +199,7 @@ export class MuxServer {
         counters.refusedConnections++;
         if (closing) return;
         closing = true;
+        this.sessions.delete(connId);
         this.log.warn({ conn: connId }, "MCP client refused: too many MCP clients (limits.maxConnections)");
         session.onClosed();
         socket.end(encodeFrame(errorResponse(null, ErrorCodes.TooBusy, message)));
