@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { appendFileSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { waitFor } from "../../../test-support/wait.js";
@@ -110,5 +110,81 @@ describe("loxmcp logs", () => {
     }
     expect(await exited).toBe(0);
     expect(out.match(/old line/g)).toHaveLength(1);
+  });
+
+  it("-n reads on into daemon.log.1, .2 … when daemon.log holds fewer lines, never through a link", async () => {
+    const events = (from: number, to: number) => {
+      let text = "";
+      for (let i = from; i < to; i++) text += line(i % 2 === 0 ? 40 : 30, `event ${i}`, {}, i);
+      return text;
+    };
+    writeFileSync(`${logFile}.2`, events(0, 5));
+    writeFileSync(`${logFile}.1`, events(5, 10));
+    writeFileSync(logFile, events(10, 12));
+    const secret = join(sb.root, "elsewhere.log");
+    writeFileSync(secret, line(30, "not the daemon's"));
+    symlinkSync(secret, `${logFile}.3`);
+    const msgs = (stdout: string) =>
+      stdout
+        .trimEnd()
+        .split("\n")
+        .map((l) => l.split("] ")[1]);
+    expect(msgs((await sb.run(["logs", "-n", "8"])).stdout)).toEqual(
+      [4, 5, 6, 7, 8, 9, 10, 11].map((i) => `event ${i}`),
+    );
+    expect(msgs((await sb.run(["logs", "-n", "4", "--level", "warn"])).stdout)).toEqual(
+      [4, 6, 8, 10].map((i) => `event ${i}`),
+    );
+    const all = await sb.run(["logs", "-n", "100"]);
+    expect(msgs(all.stdout)).toHaveLength(12);
+    expect(all.stdout).not.toContain("not the daemon's");
+  });
+
+  it("-f prints every line once across several rotations between two of its polls", async () => {
+    writeFileSync(logFile, line(30, "before"));
+    const child = spawn(process.execPath, [CLI_BIN, "logs", "-f", "-n", "0", "--json"], {
+      cwd: REPO_ROOT,
+      env: sb.env,
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+    });
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    const msgs = () =>
+      out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as { msg: string }).msg);
+    /** What the daemon does: rename daemon.log.1 → .2, daemon.log → .1, start a new daemon.log. */
+    const rotate = (first: string) => {
+      renameSync(`${logFile}.1`, `${logFile}.2`);
+      renameSync(logFile, `${logFile}.1`);
+      writeFileSync(logFile, line(30, first));
+    };
+    try {
+      // The follower reads from the end once a line appended now comes out.
+      await waitFor(
+        () => {
+          appendFileSync(logFile, line(30, "probe"));
+          return out.includes("probe");
+        },
+        { what: "the follower to start", intervalMs: 100 },
+      );
+      // All synchronous, well within one poll: the tail of the file being followed, then two
+      // rotations, so the follower finds its file at daemon.log.2 and must read .1 in between.
+      appendFileSync(logFile, line(30, "a1") + line(30, "a2"));
+      writeFileSync(`${logFile}.1`, ""); // so that the first rename has something to move
+      rotate("b1");
+      appendFileSync(logFile, line(30, "b2"));
+      rotate("c1");
+      await waitFor(() => out.includes("c1"), { what: "the line after the second rotation" });
+      appendFileSync(logFile, line(30, "c2"));
+      await waitFor(() => out.includes("c2"), { what: "a line appended after that" });
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
+    expect(msgs().filter((m) => m !== "probe")).toEqual(["a1", "a2", "b1", "b2", "c1", "c2"]);
   });
 });
