@@ -73,6 +73,14 @@ export const ConfigFileSchema = z
       .strict()
       .optional(),
     policy: PolicySectionSchema.optional(),
+    /** daemon.log rotation (docs/daemon.md, "Files"); the environment overrides each key. */
+    log: z
+      .object({
+        maxSizeMB: z.number().optional(),
+        files: z.number().optional(),
+      })
+      .strict()
+      .optional(),
   })
   .passthrough();
 export type ConfigFile = z.infer<typeof ConfigFileSchema>;
@@ -108,6 +116,8 @@ export interface DaemonConfig {
     maxBufferedBytes?: number;
     stalledClientMs?: number;
   };
+  /** daemon.log rotation: at most `maxBytes` per file (0: never rotate), `files` rotated files kept. */
+  logRotation: LogRotationConfig;
   insecureTls: boolean;
   /** Files that were read (for the log). */
   sources: string[];
@@ -116,6 +126,13 @@ export interface DaemonConfig {
   /** The full parsed config.json (passthrough keys included) for other components. */
   file: ConfigFile;
 }
+
+export interface LogRotationConfig {
+  maxBytes: number;
+  files: number;
+}
+export const DEFAULT_LOG_MAX_MB = 10;
+export const DEFAULT_LOG_FILES = 5;
 
 export interface LoadConfigOptions {
   env?: Env;
@@ -296,6 +313,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     shutdownGraceMs: seconds("LOXMCP_SHUTDOWN_GRACE", file.shutdownGraceSec, 5, 0, 600),
     allowedResources,
     limits: limitsFrom(file.limits),
+    logRotation: logRotationFrom(get, file.log, fixHint, jsonFile),
     insecureTls,
     sources,
     warnings,
@@ -325,6 +343,39 @@ function limitsFrom(l: ConfigFile["limits"]): DaemonConfig["limits"] {
   return out;
 }
 
+/**
+ * LOXMCP_LOG_MAX_MB / log.maxSizeMB: MB (2^20 bytes) per file, 0 = never rotate (e.g. logrotate
+ * with copytruncate does it), else 0.01 … 10240. LOXMCP_LOG_FILES / log.files: 0 … 100.
+ */
+function logRotationFrom(
+  get: (key: string) => string | undefined,
+  section: ConfigFile["log"],
+  fixHint: string,
+  jsonFile: string,
+): LogRotationConfig {
+  const setting = (envKey: string, fileKey: "maxSizeMB" | "files", def: number) => {
+    const raw = get(envKey);
+    if (raw !== undefined) return { key: envKey, value: Number(raw), shown: raw, fix: fixHint };
+    const v = section?.[fileKey];
+    return { key: `log.${fileKey}`, value: v ?? def, shown: String(v), fix: `fix it in ${jsonFile}` };
+  };
+  const mb = setting("LOXMCP_LOG_MAX_MB", "maxSizeMB", DEFAULT_LOG_MAX_MB);
+  if (!Number.isFinite(mb.value) || (mb.value !== 0 && (mb.value < 0.01 || mb.value > 10240))) {
+    throw new ConfigError(
+      mb.key,
+      `${mb.key} ${show(mb.shown)} must be a size in MB between 0.01 and 10240 (0: never rotate the log) — ${mb.fix}`,
+    );
+  }
+  const files = setting("LOXMCP_LOG_FILES", "files", DEFAULT_LOG_FILES);
+  if (!Number.isInteger(files.value) || files.value < 0 || files.value > 100) {
+    throw new ConfigError(
+      files.key,
+      `${files.key} ${show(files.shown)} must be a whole number of rotated log files to keep, 0 to 100 — ${files.fix}`,
+    );
+  }
+  return { maxBytes: Math.round(mb.value * 1024 * 1024), files: files.value };
+}
+
 /** A printable summary of the configuration (never the password). */
 export function describeConfig(cfg: DaemonConfig): Record<string, unknown> {
   return {
@@ -339,6 +390,7 @@ export function describeConfig(cfg: DaemonConfig): Record<string, unknown> {
     idleCheckMs: cfg.idleCheckMs,
     requestTimeoutMs: cfg.requestTimeoutMs,
     allowedResources: cfg.allowedResources,
+    logRotation: cfg.logRotation,
     insecureTls: cfg.insecureTls,
     sources: cfg.sources,
   };

@@ -6,7 +6,7 @@
  * serialized line is scrubbed of the registered secret values (the password, current tokens)
  * before it is written, wherever they appear (messages, error stacks, URLs).
  */
-import { closeSync } from "node:fs";
+import { closeSync, fstatSync, lstatSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { ensurePrivateDir, openPrivateAppend } from "@loxmcp/common";
 import pino, { type Logger } from "pino";
 
@@ -125,6 +125,8 @@ export interface CreateLoggerOptions {
   /** Human-readable lines on stderr (TTY or LOXMCP_DEBUG). */
   pretty?: boolean;
   registry?: SecretRegistry;
+  /** Size-based rotation of `file` (see `LogFile`); without it the file only grows. */
+  rotate?: LogRotation;
 }
 
 interface WritableLike {
@@ -134,12 +136,12 @@ interface WritableLike {
 export function createLogger(opts: CreateLoggerOptions): { logger: Logger; close(): void } {
   const registry = opts.registry ?? secrets;
   const streams: pino.StreamEntry[] = [];
-  let fd: number | undefined;
+  let file: LogFile | undefined;
   if (opts.file) {
     if (opts.logDir) ensurePrivateDir(opts.logDir);
-    fd = openPrivateAppend(opts.file);
-    const dest = pino.destination({ fd, sync: true });
-    streams.push({ level: "trace", stream: scrubbingStream(dest, registry) });
+    file = new LogFile(opts.file, opts.rotate ?? { maxBytes: 0, files: 0 });
+    // Scrubbed before the file sees it: the byte count and every rotated file hold scrubbed lines.
+    streams.push({ level: "trace", stream: scrubbingStream(file, registry) });
   }
   if (opts.pretty) {
     streams.push({ level: "trace", stream: scrubbingStream(prettyStderr(), registry) });
@@ -157,16 +159,202 @@ export function createLogger(opts: CreateLoggerOptions): { logger: Logger; close
   return {
     logger,
     close() {
-      if (fd !== undefined) {
-        try {
-          closeSync(fd);
-        } catch {
-          // already closed
-        }
-        fd = undefined;
-      }
+      file?.close();
     },
   };
+}
+
+export interface LogRotation {
+  /** Rotate before a line would take the file past this many bytes; 0: never rotate. */
+  maxBytes: number;
+  /** Rotated files kept: `<file>.1` (newest) … `<file>.<files>`; 0: the old lines are dropped. */
+  files: number;
+}
+
+/**
+ * The daemon log file: appends whole lines with one synchronous write each, and rotates by size.
+ *
+ * The size is counted, not stat'ed: it starts at the file's size when opened and grows by the
+ * bytes written, so a line costs one write(2). Before a line would take the file past
+ * `maxBytes`, `<file>` is renamed to `<file>.1` (`.1` → `.2` … up to `.<files>`; the oldest is
+ * removed) and a fresh `<file>` is opened with `openPrivateAppend` (O_NOFOLLOW, 0600, a regular
+ * file of ours), so a line is never split across files and a file exceeds `maxBytes` only when
+ * one line alone is larger. Only rename and unlink touch the rotated names: both act on the
+ * directory entry, so a link planted at `<file>.N` is replaced or removed, never followed.
+ *
+ * Rotation renames `<file>` only while it is still the file this process writes (same device
+ * and inode); if someone else moved it (another process, logrotate), the path is just reopened,
+ * and if it was truncated (copytruncate) counting starts again from its size. If the rotation
+ * fails (a directory at `<file>.1`, a link planted at `<file>`, a full disk), lines keep going
+ * to the current file, a warning line says why, and it is tried again after another eighth of
+ * `maxBytes`. A line that cannot be written at all is dropped
+ * and counted; the next line that can be written is preceded by a warning saying how many
+ * were lost. Nothing here throws into the code that logs.
+ */
+export class LogFile implements pino.DestinationStream {
+  private fd: number | undefined;
+  /** Bytes in the current file as far as this process knows. */
+  private size: number;
+  /** The size beyond which the next line rotates the file. */
+  private limit: number;
+  private lost = 0;
+  private lostReason = "";
+  /** A line was cut short by a failed write: start the next one on a new line. */
+  private broken = false;
+  /** Completed rotations (for tests). */
+  rotations = 0;
+
+  /** Opens `file` (throws UnsafeFileError for a link, a non-regular or foreign file). */
+  constructor(
+    readonly file: string,
+    readonly rotation: LogRotation,
+  ) {
+    this.fd = openPrivateAppend(file);
+    try {
+      this.size = fstatSync(this.fd).size;
+    } catch (e) {
+      closeSync(this.fd);
+      throw e;
+    }
+    this.limit = rotation.maxBytes;
+  }
+
+  write(line: string): void {
+    if (this.fd === undefined) return;
+    const buf = Buffer.from(line, "utf8");
+    if (this.limit > 0 && this.size > 0 && this.size + buf.length > this.limit) this.rotate(buf.length);
+    if (this.lost > 0) {
+      const note = this.warning(
+        `${this.lost} log line(s) could not be written to ${this.file} (${this.lostReason}) and are lost; check the disk's free space`,
+      );
+      if (!this.append(note)) {
+        this.lost++;
+        return;
+      }
+      this.lost = 0;
+    }
+    if (!this.append(buf)) this.lost++;
+  }
+
+  close(): void {
+    const fd = this.fd;
+    this.fd = undefined;
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  /** Writes all of `buf`; false (and remembers why) when the write failed. */
+  private append(buf: Buffer): boolean {
+    const fd = this.fd;
+    if (fd === undefined) return false;
+    try {
+      if (this.broken) {
+        this.size += writeSync(fd, "\n");
+        this.broken = false;
+      }
+      let off = 0;
+      while (off < buf.length) {
+        let n: number;
+        try {
+          n = writeSync(fd, buf, off);
+        } catch (e) {
+          if (off > 0) this.broken = true;
+          throw e;
+        }
+        off += n;
+        this.size += n;
+      }
+      return true;
+    } catch (e) {
+      this.lostReason = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      return false;
+    }
+  }
+
+  /** Before a line of `len` bytes: a fresh file, unless the file is smaller than counted. */
+  private rotate(len: number): void {
+    const old = this.fd;
+    if (old === undefined) return;
+    let fresh: number | undefined;
+    let size: number;
+    try {
+      const mine = fstatSync(old);
+      // Truncated behind our back (logrotate's copytruncate): count again from what is there.
+      if (mine.size < this.size && mine.size + len <= this.rotation.maxBytes) {
+        this.size = mine.size;
+        this.limit = this.rotation.maxBytes;
+        return;
+      }
+      let atPath: ReturnType<typeof lstatSync> | undefined;
+      try {
+        atPath = lstatSync(this.file);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      }
+      if (atPath && atPath.ino === mine.ino && atPath.dev === mine.dev) this.shift();
+      fresh = openPrivateAppend(this.file);
+      size = fstatSync(fresh).size;
+    } catch (e) {
+      if (fresh !== undefined) closeSync(fresh);
+      const why = (e as Error).message;
+      this.limit = this.size + Math.max(Math.floor(this.rotation.maxBytes / 8), 4096);
+      this.append(
+        this.warning(
+          `could not rotate ${this.file} (${why}); lines keep going to the file already open, next try after ${this.limit - this.size} more bytes`,
+        ),
+      );
+      return;
+    }
+    this.fd = fresh;
+    this.size = size;
+    this.limit = this.rotation.maxBytes;
+    this.broken = false;
+    this.rotations++;
+    try {
+      closeSync(old);
+    } catch {
+      // nothing left to lose: every line went out with a synchronous write
+    }
+  }
+
+  /** `<file>.N-1` → `<file>.N` … `<file>` → `<file>.1`; throws when `<file>` cannot be moved. */
+  private shift(): void {
+    const keep = this.rotation.files;
+    const name = (i: number) => `${this.file}.${i}`;
+    const ignore = (fn: () => void) => {
+      try {
+        fn();
+      } catch {
+        // missing (ENOENT), or something that is not ours to fix here: the next rename replaces it
+      }
+    };
+    if (keep === 0) {
+      unlinkSync(this.file);
+      return;
+    }
+    // Left over from a larger `files` setting; stops at the first gap.
+    for (let i = keep + 1; i <= keep + 100; i++) {
+      try {
+        unlinkSync(name(i));
+      } catch {
+        break;
+      }
+    }
+    ignore(() => unlinkSync(name(keep)));
+    for (let i = keep - 1; i >= 1; i--) ignore(() => renameSync(name(i), name(i + 1)));
+    renameSync(this.file, name(1));
+  }
+
+  /** A pino-shaped warning line written by the file itself (it holds only paths and errno text). */
+  private warning(msg: string): Buffer {
+    const rec = { level: 40, time: new Date().toISOString(), pid: process.pid, component: "log", msg };
+    return Buffer.from(`${JSON.stringify(rec)}\n`, "utf8");
+  }
 }
 
 function scrubbingStream(inner: WritableLike, registry: SecretRegistry): pino.DestinationStream {

@@ -24,7 +24,9 @@ Configuration (environment > <config dir>/.env > <config dir>/config.json):
   LOXONE_CONNECT_URL (default https://connect.loxonecloud.com), LOXMCP_UPSTREAM_URL (direct mode),
   LOXMCP_HOME, LOXMCP_LOG_LEVEL, LOXMCP_POLICY (read-only|confirm|full), LOXMCP_DEBUG,
   LOXMCP_PING_INTERVAL, LOXMCP_IDLE_CHECK, LOXMCP_REQUEST_TIMEOUT, LOXMCP_SHUTDOWN_GRACE (seconds),
-  LOXMCP_ALLOWED_RESOURCES (comma-separated extra OAuth audiences).
+  LOXMCP_ALLOWED_RESOURCES (comma-separated extra OAuth audiences),
+  LOXMCP_LOG_MAX_MB (rotate daemon.log at this size, default 10; 0: never),
+  LOXMCP_LOG_FILES (rotated files kept, default 5).
 
   --insecure-tls   accept a self-signed certificate from a LOOPBACK simulator only
 `;
@@ -82,6 +84,7 @@ async function main(argv: string[]): Promise<void> {
       file: config.paths.logFile,
       logDir: config.paths.log,
       pretty,
+      rotate: config.logRotation,
     });
   } catch (err) {
     // An UnsafeFileError (a link or someone else's file at the log path) names the path and the fix.
