@@ -7,6 +7,8 @@
  * - `setGate(gate)`, `controls.register(...)`, `addStatusExtension(fn)`.
  */
 import { execFile } from "node:child_process";
+import { readFileSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
 import { ErrorCodes, ensurePrivateDir } from "@loxmcp/common";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
@@ -19,7 +21,8 @@ import { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
 import { acquireInstance } from "./mux/instance.js";
 import { MuxServer } from "./mux/server.js";
 import { type MuxCounters, newMuxCounters } from "./mux/session.js";
-import { type Database, openDatabase } from "./store/db.js";
+import type { Database } from "./store/db.js";
+import { Storage } from "./store/storage.js";
 import { VERSION } from "./version.js";
 
 export { VERSION };
@@ -63,6 +66,7 @@ export class Daemon {
   readonly counters: MuxCounters = newMuxCounters();
   readonly startedAt = Date.now();
   private db_: Database | undefined;
+  private storage_: Storage | undefined;
   private upstream_: Upstream | undefined;
   private mux: MuxServer | undefined;
   private gate: ToolGate | undefined;
@@ -82,6 +86,12 @@ export class Daemon {
   get db(): Database {
     if (!this.db_) throw new Error("the daemon is not started");
     return this.db_;
+  }
+
+  /** The database with its health (disk full, corrupt file set aside, …). */
+  get storage(): Storage {
+    if (!this.storage_) throw new Error("the daemon is not started");
+    return this.storage_;
   }
 
   get upstream(): Upstream {
@@ -131,7 +141,13 @@ export class Daemon {
     ensurePrivateDir(paths.state);
     ensurePrivateDir(paths.runtime);
 
-    const inst = await acquireInstance(paths);
+    let inst: Awaited<ReturnType<typeof acquireInstance>>;
+    try {
+      inst = await acquireInstance(paths);
+    } catch (err) {
+      removeOwnBrokenLock(paths.state, err);
+      throw err;
+    }
     if (inst.kind === "running") {
       return inst.pid === undefined
         ? { kind: "already-running" }
@@ -151,8 +167,12 @@ export class Daemon {
     const { config, logger } = this;
     const paths = config.paths;
 
-    this.db_ = openDatabase(paths.db);
+    // A damaged file is set aside as loxmcp.db.corrupt-<time> and a fresh one created (logged).
+    const storage = Storage.open(paths.db, { logger: logger.child({ component: "store" }) });
+    this.storage_ = storage;
+    this.db_ = storage.db;
     logger.info({ db: paths.db }, "database open");
+    this.addStatusExtension(() => ({ storage: storage.status() }));
 
     const ctx: UpstreamFactoryContext = {
       config,
@@ -274,15 +294,44 @@ export class Daemon {
         log.warn({ err }, "a component did not stop cleanly");
       }
     }
-    if (this.db_) {
+    if (this.storage_) {
       try {
-        this.db_.close();
+        this.storage_.close();
       } catch (err) {
         log.warn({ err }, "database close failed");
       }
     }
     this.releaseLock?.();
     log.info("stopped");
+  }
+
+  /**
+   * For a process that must exit NOW (uncaught exception): removes the single-instance lock so
+   * that the next start does not have to find it stale. Synchronous; safe to call twice.
+   */
+  releaseNow(): void {
+    try {
+      this.releaseLock?.();
+    } catch {
+      // exiting anyway
+    }
+  }
+}
+
+/**
+ * The lock file is created empty (O_EXCL) and then gets our pid: when that write fails (disk
+ * full, I/O error) the start fails, and the empty file is ours. Remove it, so that an exit for
+ * want of space leaves no lock behind.
+ */
+function removeOwnBrokenLock(stateDir: string, err: unknown): void {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code !== "ENOSPC" && code !== "EDQUOT" && code !== "EIO") return;
+  const lock = join(stateDir, "daemon.lock");
+  try {
+    const content = readFileSync(lock, "utf8").trim();
+    if (content === "" || content === String(process.pid)) unlinkSync(lock);
+  } catch {
+    // not there
   }
 }
 

@@ -133,6 +133,8 @@ async function main(argv: string[]): Promise<void> {
   process.on("uncaughtException", (err) => {
     logger.fatal({ err }, "uncaught exception: exiting");
     process.stderr.write(`loxmcpd: fatal: ${secrets.scrub(err.message)}\n`);
+    // Leave no start lock behind: the next start must not have to judge it stale.
+    daemon.releaseNow();
     process.exit(1);
   });
   process.on("unhandledRejection", (reason) => {
@@ -143,7 +145,11 @@ async function main(argv: string[]): Promise<void> {
   try {
     result = await daemon.start();
   } catch (err) {
-    const msg = secrets.scrub(err instanceof Error ? err.message : String(err));
+    let msg = secrets.scrub(err instanceof Error ? err.message : String(err));
+    const errno = (err as NodeJS.ErrnoException | null)?.code;
+    if (errno === "ENOSPC" || errno === "EDQUOT") {
+      msg += ` — the disk holding ${config.paths.state} is full: free space there and start again`;
+    }
     logger.fatal({ err }, "could not start");
     process.stderr.write(`loxmcpd: could not start: ${msg}\n`);
     log.close();

@@ -1,7 +1,8 @@
-import { existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type Database, openDatabase, StoreError } from "../src/store/db.js";
+import { healthOf } from "../src/store/health.js";
 import { migrations } from "../src/store/migrations.js";
 import { TokenStore } from "../src/store/tokens.js";
 
@@ -90,6 +91,30 @@ describe("openDatabase", () => {
   });
 });
 
+describe("openDatabase({ check: true })", () => {
+  it("says DB_CORRUPT for a damaged page (quick_check) and for a file that is no database", () => {
+    const file = join(dir, "c.db");
+    const db = openDatabase(file);
+    db.exec("CREATE TABLE pad (x TEXT)");
+    const ins = db.prepare("INSERT INTO pad VALUES (?)");
+    for (let i = 0; i < 200; i++) ins.run("y".repeat(300));
+    db.close();
+    expect(() => openDatabase(file, { check: true }).close()).not.toThrow();
+    const size = statSync(file).size;
+    const bytes = readFileSync(file);
+    bytes.fill(0x5a, 4096 * Math.floor(size / 4096 / 2), 4096 * Math.floor(size / 4096 / 2) + 4096);
+    writeFileSync(file, bytes);
+    expect(() => openDatabase(file, { check: true })).toThrow(
+      expect.objectContaining({ code: "DB_CORRUPT", message: expect.stringMatching(/is damaged/) }),
+    );
+    const junk = join(dir, "junk.db");
+    writeFileSync(junk, "this is not a database, just text, long enough to have a header ".repeat(100));
+    expect(() => openDatabase(junk, { check: true })).toThrow(
+      expect.objectContaining({ code: "DB_CORRUPT" }),
+    );
+  });
+});
+
 describe("TokenStore", () => {
   it("saves tokens with expiry, keeps the old refresh token when not rotated, clears", () => {
     const store = new TokenStore(openDb());
@@ -133,6 +158,39 @@ describe("TokenStore", () => {
     expect(store.getCodeVerifier("k")).toBeUndefined();
     expect(store.getTokens("k")).toBeUndefined();
     expect(store.getClient("k2")).toEqual({ client_id: "c2" });
+  });
+
+  it("never throws a database error at the relay: what cannot be written is kept and written later", () => {
+    const file = join(dir, "state", "loxmcp.db");
+    const db = openDb(file);
+    const store = new TokenStore(db);
+    store.saveTokens("S1", { access_token: "a1", token_type: "Bearer", refresh_token: "r1" }, 1_000);
+    db.pragma("query_only = 1"); // SQLite answers SQLITE_READONLY to every write, like a read-only disk
+    store.saveTokens("S1", { access_token: "a2", token_type: "Bearer" }, 2_000);
+    store.saveRelayEntry("S1", "https://relay/mcp", 2_000);
+    expect(store.unsaved()).toBe(2);
+    expect(healthOf(db).problem).toMatchObject({
+      cause: "read-only",
+      code: "SQLITE_READONLY",
+      what: "tokens",
+    });
+    // The relay sees the new values (the refresh token kept across the unsaved rotation) …
+    expect(store.getTokens("S1")?.tokens).toEqual({
+      access_token: "a2",
+      token_type: "Bearer",
+      refresh_token: "r1",
+    });
+    expect(store.getRelayEntry("S1")?.entry).toBe("https://relay/mcp");
+    // … a second connection still sees the old ones …
+    expect(new TokenStore(openDb(file)).getTokens("S1")?.tokens.access_token).toBe("a1");
+    // … until the database takes writes again.
+    db.pragma("query_only = 0");
+    store.clearCodeVerifier("S1");
+    expect(store.unsaved()).toBe(0);
+    expect(healthOf(db).ok).toBe(true);
+    const again = new TokenStore(openDb(file));
+    expect(again.getTokens("S1")?.tokens.access_token).toBe("a2");
+    expect(again.getRelayEntry("S1")?.entry).toBe("https://relay/mcp");
   });
 
   it("is visible to a second connection on the same file (tokens survive a restart)", () => {

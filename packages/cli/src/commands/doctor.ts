@@ -3,7 +3,8 @@
  * the clock; every finding names a concrete fix. Exit 1 when any check found a problem.
  * Reads the .env only to see which keys are set; values are never printed.
  */
-import { existsSync, lstatSync, readFileSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { envFilePath, readDotenv } from "../dotenv.js";
 import { formatDuration, isRecord } from "../format.js";
@@ -320,6 +321,57 @@ function pinCheck(ctx: CommandContext, status: Awaited<ReturnType<typeof fetchSt
   };
 }
 
+/**
+ * The database: can the daemon write it (disk full, read-only, I/O error refuse every command),
+ * and was a corrupt file set aside (`loxmcp.db.corrupt-<time>`, kept for inspection)?
+ */
+function storageChecks(
+  ctx: CommandContext,
+  status: Awaited<ReturnType<typeof fetchStatus>> | undefined,
+): Check[] {
+  const out: Check[] = [];
+  const storage = status && isRecord(status.storage) ? status.storage : undefined;
+  const db = ctx.paths.db;
+  if (storage?.ok === false) {
+    out.push({
+      id: "storage",
+      level: "problem",
+      message: `the database ${db} cannot be written: ${String(storage.error ?? storage.cause)}${typeof storage.since === "string" ? ` (since ${storage.since})` : ""}; every command is refused until it can be (reads work)`,
+      fix: typeof storage.fix === "string" ? storage.fix : "see `loxmcp logs -n 50`",
+    });
+  } else if (storage?.ok === true) {
+    out.push({ id: "storage", level: "ok", message: `database ${db} writable` });
+  }
+  const recovered = storage && isRecord(storage.recovered) ? storage.recovered : undefined;
+  let asideFiles: string[] = [];
+  try {
+    const dir = dirname(db);
+    const base = `${basename(db)}.corrupt-`;
+    asideFiles = readdirSync(dir)
+      .filter((f) => f.startsWith(base) && !f.endsWith("-wal") && !f.endsWith("-shm"))
+      .map((f) => join(dir, f));
+  } catch {
+    // no state dir yet
+  }
+  if (recovered && typeof recovered.from === "string") {
+    const unreadable = Array.isArray(recovered.unreadable) ? recovered.unreadable.map(String) : [];
+    out.push({
+      id: "storage.recovered",
+      level: "warn",
+      message: `the database was corrupt (${String(recovered.reason ?? "")}); the daemon moved it aside to ${recovered.from} at ${String(recovered.at ?? "?")}, started a fresh one and logged in again${unreadable.length > 0 ? `; could not be copied from it: ${unreadable.join(", ")}` : ""}`,
+      fix: `${unreadable.includes("approval PIN") ? "set the approval PIN again (`loxmcp pin set`) if you had one; " : ""}keep ${recovered.from} for inspection (sqlite3 … "PRAGMA integrity_check") or delete it; then check the disk`,
+    });
+  } else if (asideFiles.length > 0) {
+    out.push({
+      id: "storage.recovered",
+      level: "info",
+      message: `corrupt database file(s) set aside earlier: ${asideFiles.join(", ")}`,
+      fix: "inspect or delete them; the daemon does not need them",
+    });
+  }
+  return out;
+}
+
 export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   const checks: Check[] = [nodeCheck()];
   const p = ctx.paths;
@@ -413,6 +465,7 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
     checks.push({ id: "service", level: "skip", message: `service not checked: ${(err as Error).message}` });
   }
 
+  checks.push(...storageChecks(ctx, status));
   checks.push(...clientConfigChecks(ctx));
   checks.push(pinCheck(ctx, status));
   checks.push(await clockCheck(connect));

@@ -179,8 +179,32 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
     });
     lines.push("  review them with `loxmcp tools diff`, then `loxmcp tools accept`");
   }
+  for (const l of storageLines(s.storage, now)) row(l[0], l[1]);
   if (s.socket) row("socket", s.socket);
   return lines;
+}
+
+/** The database's health (daemon ≥ audit-before-act): a line only when something is wrong or was repaired. */
+function storageLines(storage: unknown, now: number): Array<[string, string]> {
+  if (!isRecord(storage)) return [];
+  const out: Array<[string, string]> = [];
+  if (storage.ok === false) {
+    const since = toDate(storage.since);
+    out.push([
+      "storage",
+      `NOT WRITABLE: ${String(storage.error ?? storage.cause ?? "unknown error")}${since ? ` since ${formatLocalTime(since)} (${formatDuration((now - since.getTime()) / 1000)} ago)` : ""}: every command is refused, reads work`,
+    ]);
+    if (typeof storage.fix === "string") out.push(["", `fix: ${storage.fix}`]);
+  }
+  const r = storage.recovered;
+  if (isRecord(r) && typeof r.from === "string") {
+    const at = toDate(r.at);
+    out.push([
+      "storage",
+      `the database was corrupt${at ? ` (found ${formatLocalTime(at)})` : ""}: a fresh one is in use; the old file is kept as ${r.from}`,
+    ]);
+  }
+  return out;
 }
 
 function describeApproval(p: unknown): string {

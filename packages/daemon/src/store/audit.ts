@@ -1,8 +1,14 @@
 /**
  * Audit trail of every tools/call (reads and writes) and every policy control action.
  * Arguments arrive already redacted (policy/redact.ts); this module only stores and queries.
+ *
+ * A write is stored BEFORE it is sent, with outcome "sent" (`commit(…, intent)`), and updated
+ * to ok / error / unknown once its answer is known (`finish`). Rows still "sent" when the daemon
+ * starts belong to a daemon that died before the answer came: `settleUnfinished` marks them
+ * "unknown".
  */
 import type Database from "better-sqlite3";
+import { guardRead, guardWrite, statement } from "./health.js";
 
 export const AUDIT_SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS audit_events (
@@ -52,6 +58,21 @@ export interface AuditRow extends AuditEvent {
   id: number;
 }
 
+/** Outcome of a write that has been stored and is being sent. */
+export const OUTCOME_SENT = "sent";
+
+/** The answer to a stored write (or a note added to it). */
+export interface AuditFinish {
+  id: number;
+  outcome?: string;
+  /** Appended to the row's reason. */
+  reason?: string;
+  latencyMs?: number;
+}
+
+/** One pending change for `commit`: a new row or the answer to a stored write. */
+export type AuditOp = { insert: AuditEvent } | { finish: AuditFinish };
+
 export interface AuditQuery {
   /** Epoch ms. */
   since?: number;
@@ -81,21 +102,31 @@ interface DbRow {
   latency_ms: number;
 }
 
-export class AuditStore {
-  private readonly insert: Database.Statement;
+const INSERT_SQL = `INSERT INTO audit_events (ts, conn_id, client, client_pid, tool, args, kind, target, control_name,
+    control_type, command, tier, decision, reason, outcome, latency_ms)
+   VALUES (@ts, @conn_id, @client, @client_pid, @tool, @args, @kind, @target, @control_name,
+    @control_type, @command, @tier, @decision, @reason, @outcome, @latency_ms)`;
 
+const FINISH_SQL = `UPDATE audit_events SET
+    outcome = coalesce(@outcome, outcome),
+    reason = CASE WHEN @reason IS NULL THEN reason
+                  WHEN reason IS NULL OR reason = '' THEN @reason
+                  ELSE reason || '; ' || @reason END,
+    latency_ms = coalesce(@latency_ms, latency_ms)
+  WHERE id = @id`;
+
+export class AuditStore {
   constructor(private readonly db: Database.Database) {
-    db.exec(AUDIT_SCHEMA_SQL);
-    this.insert = db.prepare(
-      `INSERT INTO audit_events (ts, conn_id, client, client_pid, tool, args, kind, target, control_name,
-        control_type, command, tier, decision, reason, outcome, latency_ms)
-       VALUES (@ts, @conn_id, @client, @client_pid, @tool, @args, @kind, @target, @control_name,
-        @control_type, @command, @tier, @decision, @reason, @outcome, @latency_ms)`,
-    );
+    try {
+      db.exec(AUDIT_SCHEMA_SQL);
+    } catch {
+      // The migrations created the table; a database that cannot be written right now (disk
+      // full) must not stop the daemon from starting. Every store call reports the cause.
+    }
   }
 
-  record(e: AuditEvent): number {
-    const info = this.insert.run({
+  private insertRow(e: AuditEvent): number {
+    const info = statement(this.db, INSERT_SQL).run({
       ts: e.ts,
       conn_id: e.connId ?? null,
       client: e.client,
@@ -116,12 +147,66 @@ export class AuditStore {
     return Number(info.lastInsertRowid);
   }
 
+  private finishRow(f: AuditFinish): void {
+    statement(this.db, FINISH_SQL).run({
+      id: f.id,
+      outcome: f.outcome ?? null,
+      reason: f.reason ?? null,
+      latency_ms: f.latencyMs === undefined ? null : Math.max(0, Math.round(f.latencyMs)),
+    });
+  }
+
+  /** Stores one event (its own commit); returns its id. Throws StorageError when it cannot. */
+  record(e: AuditEvent): number {
+    return guardWrite(this.db, "audit", () => this.insertRow(e));
+  }
+
   /** Stores several events in one transaction (one fsync). */
   recordMany(events: readonly AuditEvent[]): void {
     if (events.length === 0) return;
-    this.db.transaction(() => {
-      for (const e of events) this.record(e);
-    })();
+    this.commit(events.map((e) => ({ insert: e })));
+  }
+
+  /**
+   * Applies `ops` in order and then inserts `intent` (a write about to be sent, outcome "sent"),
+   * all in ONE transaction: one fsync, and the write's row is durable before the call returns.
+   * Returns the intent's id. Throws StorageError (nothing applied) when the database refuses.
+   */
+  commit(ops: readonly AuditOp[], intent?: AuditEvent): number | undefined {
+    if (ops.length === 0 && !intent) return undefined;
+    return guardWrite(this.db, "audit", () =>
+      this.db.transaction(() => {
+        for (const op of ops) {
+          if ("insert" in op) this.insertRow(op.insert);
+          else this.finishRow(op.finish);
+        }
+        return intent ? this.insertRow(intent) : undefined;
+      })(),
+    );
+  }
+
+  /** Records the answer to a stored write (its own commit). */
+  finish(f: AuditFinish): void {
+    guardWrite(this.db, "audit", () => this.finishRow(f));
+  }
+
+  /**
+   * Rows still "sent" (or "pending") belong to a daemon that stopped before their answer came:
+   * they become "unknown" (the write may or may not have run). Returns how many.
+   */
+  settleUnfinished(reason = "the daemon stopped before the answer came; check the device"): number {
+    // guardRead: an UPDATE that matches nothing proves nothing about the disk.
+    return guardRead(
+      this.db,
+      "audit",
+      () =>
+        statement(
+          this.db,
+          `UPDATE audit_events SET outcome = 'unknown',
+             reason = CASE WHEN reason IS NULL OR reason = '' THEN @reason ELSE reason || '; ' || @reason END
+           WHERE outcome IN ('sent', 'pending')`,
+        ).run({ reason }).changes,
+    );
   }
 
   query(q: AuditQuery = {}): AuditRow[] {
@@ -139,14 +224,18 @@ export class AuditStore {
     params.limit = Math.min(Math.max(1, Math.floor(q.limit ?? 100)), 10_000);
     const sql = `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
       ORDER BY id DESC LIMIT @limit`;
-    const rows = this.db.prepare(sql).all(params) as DbRow[];
+    const rows = guardRead(this.db, "audit", () => this.db.prepare(sql).all(params) as DbRow[]);
     return rows.reverse().map(toRow);
   }
 
   /** Deletes events older than `days`; returns how many. */
   prune(days: number, now = Date.now()): number {
     const cutoff = now - days * 86_400_000;
-    return this.db.prepare("DELETE FROM audit_events WHERE ts < ?").run(cutoff).changes;
+    return guardRead(
+      this.db,
+      "audit",
+      () => statement(this.db, "DELETE FROM audit_events WHERE ts < ?").run(cutoff).changes,
+    );
   }
 }
 

@@ -1,6 +1,8 @@
 /**
  * Opens the daemon's SQLite database: private file (0600), WAL, synchronous=FULL, foreign keys,
- * busy timeout, schema migrations by `PRAGMA user_version`. Only store/ runs SQL.
+ * busy timeout, schema migrations by `PRAGMA user_version`, and on request `PRAGMA quick_check`
+ * (a corrupt file is reported as StoreError DB_CORRUPT; storage.ts sets it aside). Only store/
+ * runs SQL.
  */
 import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
@@ -12,7 +14,7 @@ export type { Database } from "better-sqlite3";
 
 export class StoreError extends Error {
   constructor(
-    readonly code: "UNSAFE_DB_FILE" | "DB_TOO_NEW" | "MIGRATION_FAILED",
+    readonly code: "UNSAFE_DB_FILE" | "DB_TOO_NEW" | "MIGRATION_FAILED" | "DB_CORRUPT",
     message: string,
   ) {
     super(message);
@@ -26,6 +28,11 @@ export interface OpenDatabaseOptions {
   /** Migrations to apply (default: the product's list). Tests may pass their own. */
   migrations?: readonly Migration[];
   busyTimeoutMs?: number;
+  /**
+   * Run `PRAGMA quick_check` before the migrations (the daemon does at start): a damaged file
+   * throws StoreError DB_CORRUPT instead of failing later, at some query.
+   */
+  check?: boolean;
 }
 
 /**
@@ -46,16 +53,41 @@ export function openDatabase(file: string, options: OpenDatabaseOptions = {}): D
   const db = new BetterSqlite3(file);
   try {
     applyPragmas(db, options.busyTimeoutMs ?? 5000);
+    if (options.check) quickCheck(db, file);
     migrate(db, migrations, file);
     // WAL and SHM files appear on first write; SQLite gives them the main file's mode, make sure.
     for (const extra of [`${file}-wal`, `${file}-shm`]) {
       if (existsSync(extra)) makePrivate(extra);
     }
   } catch (err) {
-    db.close();
-    throw err;
+    try {
+      db.close();
+    } catch {
+      // a corrupt file may refuse even that
+    }
+    throw isCorruption(err)
+      ? new StoreError(
+          "DB_CORRUPT",
+          `database ${file} is damaged (${(err as Error).message}; ${(err as { code?: string }).code})`,
+        )
+      : err;
   }
   return db;
+}
+
+/** SQLITE_CORRUPT* or SQLITE_NOTADB (also when wrapped as StoreError DB_CORRUPT). */
+export function isCorruption(err: unknown): boolean {
+  if (err instanceof StoreError) return err.code === "DB_CORRUPT";
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB");
+}
+
+function quickCheck(db: Database, file: string): void {
+  const rows = db.pragma("quick_check(5)") as Array<{ quick_check: string }>;
+  const problems = rows.map((r) => r.quick_check).filter((m) => m !== "ok");
+  if (problems.length > 0) {
+    throw new StoreError("DB_CORRUPT", `database ${file} is damaged (quick_check: ${problems.join("; ")})`);
+  }
 }
 
 function applyPragmas(db: Database, busyTimeoutMs: number): void {
@@ -83,6 +115,7 @@ function migrate(db: Database, migrations: readonly Migration[], file: string): 
     try {
       run.immediate();
     } catch (err) {
+      if (isCorruption(err)) throw err;
       throw new StoreError(
         "MIGRATION_FAILED",
         `database ${file}: migration to schema version ${version} failed (${(err as Error).message}); the file was left at version ${version - 1}`,

@@ -1,8 +1,10 @@
 /**
  * The person's approval PIN (a salted scrypt hash, never the PIN) and the wrong-PIN counter with
- * its lockout, kept across daemon restarts. One row; only this module runs its SQL.
+ * its lockout, kept across daemon restarts. One row; only this module runs its SQL. A wrong PIN
+ * that cannot be counted (disk full) throws StorageError, so the attempt fails closed.
  */
 import type Database from "better-sqlite3";
+import { guardRead, guardWrite } from "./health.js";
 
 export const PERSON_SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS person_pin (
@@ -38,9 +40,16 @@ export class PinStore {
   constructor(private readonly db: Database.Database) {}
 
   get(): PinRecord {
-    const row = this.db
-      .prepare("SELECT pin_hash, set_at, failures, locked_until, last_failure FROM person_pin WHERE id = 1")
-      .get() as Row | undefined;
+    const row = guardRead(
+      this.db,
+      "approval PIN",
+      () =>
+        this.db
+          .prepare(
+            "SELECT pin_hash, set_at, failures, locked_until, last_failure FROM person_pin WHERE id = 1",
+          )
+          .get() as Row | undefined,
+    );
     if (!row) return { hash: null, setAt: null, failures: 0, lockedUntil: 0, lastFailure: null };
     return {
       hash: row.pin_hash,
@@ -53,6 +62,10 @@ export class PinStore {
 
   /** Stores a new hash (null removes the PIN) and clears the failure counter. */
   setHash(hash: string | null, now: number): void {
+    guardWrite(this.db, "approval PIN", () => this.setHashRow(hash, now));
+  }
+
+  private setHashRow(hash: string | null, now: number): void {
     this.db
       .prepare(
         `INSERT INTO person_pin (id, pin_hash, set_at, failures, locked_until, last_failure)
@@ -65,6 +78,10 @@ export class PinStore {
 
   /** Records one wrong PIN: the new counter and lockout. */
   recordFailure(failures: number, lockedUntil: number, now: number): void {
+    guardWrite(this.db, "approval PIN", () => this.recordFailureRow(failures, lockedUntil, now));
+  }
+
+  private recordFailureRow(failures: number, lockedUntil: number, now: number): void {
     this.db
       .prepare(
         `INSERT INTO person_pin (id, failures, locked_until, last_failure) VALUES (1, ?, ?, ?)
@@ -75,6 +92,8 @@ export class PinStore {
   }
 
   clearFailures(): void {
-    this.db.prepare("UPDATE person_pin SET failures = 0, locked_until = 0 WHERE id = 1").run();
+    guardWrite(this.db, "approval PIN", () =>
+      this.db.prepare("UPDATE person_pin SET failures = 0, locked_until = 0 WHERE id = 1").run(),
+    );
   }
 }

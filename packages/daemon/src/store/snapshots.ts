@@ -3,6 +3,7 @@
  * (the emergency stop, which must survive a daemon restart).
  */
 import type Database from "better-sqlite3";
+import { guardRead, guardWrite, StorageError } from "./health.js";
 
 export const SNAPSHOTS_SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS structure_snapshots (
@@ -48,19 +49,45 @@ interface SnapRow {
 }
 
 export class SnapshotStore {
+  /** The last snapshot saved (or, when the database refused it, kept in memory only). */
+  private last: StoredSnapshot | undefined;
+
   constructor(private readonly db: Database.Database) {
-    db.exec(SNAPSHOTS_SCHEMA_SQL);
+    try {
+      db.exec(SNAPSHOTS_SCHEMA_SQL);
+    } catch {
+      // Created by the migrations; a database that cannot be written now must not stop the start.
+    }
   }
 
   /**
    * Stores a snapshot unless the latest one has the same hash, in which case only its
-   * `checked_at` moves. Returns the latest snapshot and whether it is new.
+   * `checked_at` moves. Returns the latest snapshot and whether it is new. When the database
+   * cannot be written (disk full, …) the snapshot is still returned (`persisted: false`): the
+   * policy keeps using it, and the failure shows in the storage health.
    */
   save(
     hash: string,
     controls: StoredControl[],
     now = Date.now(),
-  ): { snapshot: StoredSnapshot; changed: boolean } {
+  ): { snapshot: StoredSnapshot; changed: boolean; persisted?: false } {
+    try {
+      const out = guardWrite(this.db, "structure snapshot", () => this.saveTx(hash, controls, now));
+      this.last = out.snapshot;
+      return out;
+    } catch (err) {
+      if (!(err instanceof StorageError)) throw err;
+      const prev = this.last;
+      const snapshot =
+        prev && prev.hash === hash
+          ? { ...prev, checkedAt: now }
+          : { id: prev?.id ?? 0, hash, createdAt: now, checkedAt: now, controls };
+      this.last = snapshot;
+      return { snapshot, changed: !prev || prev.hash !== hash, persisted: false };
+    }
+  }
+
+  private saveTx(hash: string, controls: StoredControl[], now: number) {
     return this.db.transaction(() => {
       const last = this.latest();
       if (last && last.hash === hash) {
@@ -80,16 +107,23 @@ export class SnapshotStore {
   }
 
   latest(): StoredSnapshot | undefined {
-    return this.recent(1)[0];
+    const got = this.recent(1)[0];
+    if (got) this.last = got;
+    return got;
   }
 
   /** Newest first. */
   recent(n: number): StoredSnapshot[] {
-    const rows = this.db
-      .prepare(
-        "SELECT id, hash, created_at, checked_at, controls FROM structure_snapshots ORDER BY id DESC LIMIT ?",
-      )
-      .all(n) as SnapRow[];
+    const rows = guardRead(
+      this.db,
+      "structure snapshot",
+      () =>
+        this.db
+          .prepare(
+            "SELECT id, hash, created_at, checked_at, controls FROM structure_snapshots ORDER BY id DESC LIMIT ?",
+          )
+          .all(n) as SnapRow[],
+    );
     return rows.map((r) => ({
       id: r.id,
       hash: r.hash,
@@ -101,29 +135,45 @@ export class SnapshotStore {
 
   /** Keeps the newest `keep` snapshots. */
   prune(keep: number): number {
-    return this.db
-      .prepare(
-        "DELETE FROM structure_snapshots WHERE id NOT IN (SELECT id FROM structure_snapshots ORDER BY id DESC LIMIT ?)",
-      )
-      .run(keep).changes;
+    return guardRead(
+      this.db,
+      "structure snapshot",
+      () =>
+        this.db
+          .prepare(
+            "DELETE FROM structure_snapshots WHERE id NOT IN (SELECT id FROM structure_snapshots ORDER BY id DESC LIMIT ?)",
+          )
+          .run(keep).changes,
+    );
   }
 
   getState<T>(key: string): T | undefined {
-    const row = this.db.prepare("SELECT value FROM policy_state WHERE key = ?").get(key) as
-      | { value: string }
-      | undefined;
+    const row = guardRead(
+      this.db,
+      "policy state",
+      () =>
+        this.db.prepare("SELECT value FROM policy_state WHERE key = ?").get(key) as
+          | { value: string }
+          | undefined,
+    );
     return row ? (JSON.parse(row.value) as T) : undefined;
   }
 
+  /** Throws StorageError when the database cannot be written. */
   setState(key: string, value: unknown, now = Date.now()): void {
-    this.db
-      .prepare(
-        "INSERT INTO policy_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-      )
-      .run(key, JSON.stringify(value), now);
+    guardWrite(this.db, "policy state", () =>
+      this.db
+        .prepare(
+          "INSERT INTO policy_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .run(key, JSON.stringify(value), now),
+    );
   }
 
+  /** Throws StorageError when the database cannot be written. */
   deleteState(key: string): void {
-    this.db.prepare("DELETE FROM policy_state WHERE key = ?").run(key);
+    guardWrite(this.db, "policy state", () =>
+      this.db.prepare("DELETE FROM policy_state WHERE key = ?").run(key),
+    );
   }
 }

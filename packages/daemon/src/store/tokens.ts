@@ -5,7 +5,8 @@
  */
 import type { OAuthDiscoveryState } from "@modelcontextprotocol/sdk/client/auth.js";
 import type { OAuthClientInformationMixed, OAuthTokens } from "@modelcontextprotocol/sdk/shared/auth.js";
-import type { Database, Statement, Transaction } from "better-sqlite3";
+import type { Database } from "better-sqlite3";
+import { guardRead, guardWrite, healthOf, StorageError, statement } from "./health.js";
 
 export interface StoredTokens {
   tokens: OAuthTokens;
@@ -20,169 +21,226 @@ export interface RelayEntry {
   resolvedAt: number;
 }
 
-interface TokenRow {
-  tokens_json: string;
-  access_expires_at: number | null;
-  obtained_at: number;
+type Table = "tokens" | "client" | "discovery" | "verifier" | "relay";
+type Row = Record<string, unknown>;
+
+const upsert = (table: string, keyCol: string, cols: readonly string[]) =>
+  `INSERT INTO ${table} (${keyCol}, ${cols.join(", ")}) VALUES (?, ${cols.map(() => "?").join(", ")})
+   ON CONFLICT(${keyCol}) DO UPDATE SET ${cols.map((c) => `${c} = excluded.${c}`).join(", ")}`;
+
+const table = (name: string, keyCol: string, cols: readonly string[]) => ({
+  cols,
+  get: `SELECT ${cols.join(", ")} FROM ${name} WHERE ${keyCol} = ?`,
+  put: upsert(name, keyCol, cols),
+  del: `DELETE FROM ${name} WHERE ${keyCol} = ?`,
+});
+
+const TABLES: Record<Table, ReturnType<typeof table>> = {
+  tokens: table("oauth_tokens", "upstream_key", ["tokens_json", "access_expires_at", "obtained_at"]),
+  client: table("oauth_clients", "upstream_key", ["client_json", "saved_at"]),
+  discovery: table("oauth_discovery", "upstream_key", ["state_json", "saved_at"]),
+  verifier: table("oauth_pkce", "upstream_key", ["code_verifier", "saved_at"]),
+  relay: table("relay_cache", "serial", ["entry", "resolved_at"]),
+};
+
+interface Change {
+  table: Table;
+  key: string;
+  /** null: delete the row. */
+  row: Row | null;
 }
 
+/**
+ * The store never throws a database error at the relay: a value that cannot be written (disk
+ * full, read-only, I/O error) is kept in memory, used by the getters, and written as soon as the
+ * database takes writes again; a read that fails returns the last value read. The failure is
+ * reported to the storage health (`loxmcp/status` shows it).
+ */
 export class TokenStore {
-  private readonly st: {
-    getTokens: Statement<[string], TokenRow>;
-    putTokens: Statement<[string, string, number | null, number]>;
-    delTokens: Statement<[string]>;
-    getClient: Statement<[string], { client_json: string }>;
-    putClient: Statement<[string, string, number]>;
-    delClient: Statement<[string]>;
-    getDiscovery: Statement<[string], { state_json: string }>;
-    putDiscovery: Statement<[string, string, number]>;
-    delDiscovery: Statement<[string]>;
-    getVerifier: Statement<[string], { code_verifier: string }>;
-    putVerifier: Statement<[string, string, number]>;
-    delVerifier: Statement<[string]>;
-    getRelay: Statement<[string], { entry: string; resolved_at: number }>;
-    putRelay: Statement<[string, string, number]>;
-    delRelay: Statement<[string]>;
-  };
-  private readonly saveTokensTx: Transaction<(key: string, tokens: OAuthTokens, now: number) => StoredTokens>;
+  /** Changes not yet in the database, by `${table}\0${key}`. */
+  private readonly pending = new Map<string, Change>();
+  /** Last value read or written per row, for reads that fail. */
+  private readonly lastGood = new Map<string, Row | null>();
 
   constructor(readonly db: Database) {
-    const upsert = (table: string, cols: string[]) =>
-      `INSERT INTO ${table} (upstream_key, ${cols.join(", ")}) VALUES (?, ${cols.map(() => "?").join(", ")})
-       ON CONFLICT(upstream_key) DO UPDATE SET ${cols.map((c) => `${c} = excluded.${c}`).join(", ")}`;
-    this.st = {
-      getTokens: db.prepare(
-        "SELECT tokens_json, access_expires_at, obtained_at FROM oauth_tokens WHERE upstream_key = ?",
-      ),
-      putTokens: db.prepare(upsert("oauth_tokens", ["tokens_json", "access_expires_at", "obtained_at"])),
-      delTokens: db.prepare("DELETE FROM oauth_tokens WHERE upstream_key = ?"),
-      getClient: db.prepare("SELECT client_json FROM oauth_clients WHERE upstream_key = ?"),
-      putClient: db.prepare(upsert("oauth_clients", ["client_json", "saved_at"])),
-      delClient: db.prepare("DELETE FROM oauth_clients WHERE upstream_key = ?"),
-      getDiscovery: db.prepare("SELECT state_json FROM oauth_discovery WHERE upstream_key = ?"),
-      putDiscovery: db.prepare(upsert("oauth_discovery", ["state_json", "saved_at"])),
-      delDiscovery: db.prepare("DELETE FROM oauth_discovery WHERE upstream_key = ?"),
-      getVerifier: db.prepare("SELECT code_verifier FROM oauth_pkce WHERE upstream_key = ?"),
-      putVerifier: db.prepare(upsert("oauth_pkce", ["code_verifier", "saved_at"])),
-      delVerifier: db.prepare("DELETE FROM oauth_pkce WHERE upstream_key = ?"),
-      getRelay: db.prepare("SELECT entry, resolved_at FROM relay_cache WHERE serial = ?"),
-      putRelay: db.prepare(
-        `INSERT INTO relay_cache (serial, entry, resolved_at) VALUES (?, ?, ?)
-         ON CONFLICT(serial) DO UPDATE SET entry = excluded.entry, resolved_at = excluded.resolved_at`,
-      ),
-      delRelay: db.prepare("DELETE FROM relay_cache WHERE serial = ?"),
-    };
-    // One transaction: read the previous refresh token (kept when the server did not rotate it)
-    // and write access + refresh + expiry together, so a rotated refresh token is durable
-    // (synchronous=FULL) before anybody uses the new access token.
-    this.saveTokensTx = db.transaction((key: string, tokens: OAuthTokens, now: number): StoredTokens => {
-      let merged = tokens;
-      if (!tokens.refresh_token) {
-        const prev = this.st.getTokens.get(key);
-        const prevRefresh = prev ? parseJson<OAuthTokens>(prev.tokens_json)?.refresh_token : undefined;
-        if (prevRefresh) merged = { ...tokens, refresh_token: prevRefresh };
-      }
-      const expiresAt =
-        typeof tokens.expires_in === "number" && Number.isFinite(tokens.expires_in)
-          ? now + tokens.expires_in * 1000
-          : undefined;
-      this.st.putTokens.run(key, JSON.stringify(merged), expiresAt ?? null, now);
-      return expiresAt === undefined
-        ? { tokens: merged, obtainedAt: now }
-        : { tokens: merged, expiresAt, obtainedAt: now };
-    });
+    healthOf(db).on("recovered", () => this.flush());
+  }
+
+  // ------------------------------------------------------------------ rows
+
+  private read(t: Table, key: string): Row | undefined {
+    const id = `${t}\0${key}`;
+    const p = this.pending.get(id);
+    if (p) {
+      // Retry while we are here: another store may have found the database writable again.
+      if (healthOf(this.db).ok) this.flush();
+      return p.row ?? undefined;
+    }
+    try {
+      const row = guardRead(
+        this.db,
+        "tokens",
+        () => statement(this.db, TABLES[t].get).get(key) as Row | undefined,
+      );
+      this.lastGood.set(id, row ?? null);
+      return row;
+    } catch (err) {
+      if (!(err instanceof StorageError)) throw err;
+      return this.lastGood.get(id) ?? undefined;
+    }
+  }
+
+  private write(...changes: Change[]): void {
+    for (const c of changes) this.pending.set(`${c.table}\0${c.key}`, c);
+    this.flush();
+  }
+
+  /** Writes every pending change in one transaction; false when the database refused. */
+  private flush(): boolean {
+    if (this.pending.size === 0) return true;
+    const changes = [...this.pending.values()];
+    try {
+      guardWrite(this.db, "tokens", () =>
+        this.db
+          .transaction(() => {
+            for (const c of changes) {
+              const spec = TABLES[c.table];
+              if (c.row === null) statement(this.db, spec.del).run(c.key);
+              else statement(this.db, spec.put).run(c.key, ...spec.cols.map((col) => c.row?.[col] ?? null));
+            }
+          })
+          .immediate(),
+      );
+    } catch (err) {
+      if (!(err instanceof StorageError)) throw err;
+      return false;
+    }
+    for (const c of changes) {
+      const id = `${c.table}\0${c.key}`;
+      if (this.pending.get(id) === c) this.pending.delete(id);
+      this.lastGood.set(id, c.row);
+    }
+    return true;
+  }
+
+  /** How many changes wait for the database (0 when everything is stored). */
+  unsaved(): number {
+    return this.pending.size;
   }
 
   // ------------------------------------------------------------------ tokens
 
   getTokens(key: string): StoredTokens | undefined {
-    const row = this.st.getTokens.get(key);
+    const row = this.read("tokens", key);
     if (!row) return undefined;
-    const tokens = parseJson<OAuthTokens>(row.tokens_json);
+    const tokens = parseJson<OAuthTokens>(String(row.tokens_json));
     if (!tokens?.access_token) return undefined;
-    return row.access_expires_at === null
-      ? { tokens, obtainedAt: row.obtained_at }
-      : { tokens, expiresAt: row.access_expires_at, obtainedAt: row.obtained_at };
+    const exp = row.access_expires_at;
+    const obtainedAt = Number(row.obtained_at);
+    return typeof exp === "number" ? { tokens, expiresAt: exp, obtainedAt } : { tokens, obtainedAt };
   }
 
-  /** Saves tokens atomically; a response without refresh_token keeps the previous one. */
+  /**
+   * Saves tokens; a response without refresh_token keeps the previous one. Access + refresh +
+   * expiry are written in one transaction, so a rotated refresh token is durable
+   * (synchronous=FULL) before anybody uses the new access token, or, when the database cannot
+   * be written, kept in memory until it can.
+   */
   saveTokens(key: string, tokens: OAuthTokens, now: number = Date.now()): StoredTokens {
-    return this.saveTokensTx.immediate(key, tokens, now);
+    let merged = tokens;
+    if (!tokens.refresh_token) {
+      const prev = this.read("tokens", key);
+      const prevRefresh = prev ? parseJson<OAuthTokens>(String(prev.tokens_json))?.refresh_token : undefined;
+      if (prevRefresh) merged = { ...tokens, refresh_token: prevRefresh };
+    }
+    const expiresAt =
+      typeof tokens.expires_in === "number" && Number.isFinite(tokens.expires_in)
+        ? now + tokens.expires_in * 1000
+        : undefined;
+    this.write({
+      table: "tokens",
+      key,
+      row: { tokens_json: JSON.stringify(merged), access_expires_at: expiresAt ?? null, obtained_at: now },
+    });
+    return expiresAt === undefined
+      ? { tokens: merged, obtainedAt: now }
+      : { tokens: merged, expiresAt, obtainedAt: now };
   }
 
   clearTokens(key: string): void {
-    this.st.delTokens.run(key);
+    this.write({ table: "tokens", key, row: null });
   }
 
   // ------------------------------------------------------------------ client registration
 
   getClient(key: string): OAuthClientInformationMixed | undefined {
-    const row = this.st.getClient.get(key);
-    return row ? parseJson<OAuthClientInformationMixed>(row.client_json) : undefined;
+    const row = this.read("client", key);
+    return row ? parseJson<OAuthClientInformationMixed>(String(row.client_json)) : undefined;
   }
 
   saveClient(key: string, info: OAuthClientInformationMixed, now: number = Date.now()): void {
-    this.st.putClient.run(key, JSON.stringify(info), now);
+    this.write({ table: "client", key, row: { client_json: JSON.stringify(info), saved_at: now } });
   }
 
   clearClient(key: string): void {
-    this.st.delClient.run(key);
+    this.write({ table: "client", key, row: null });
   }
 
   // ------------------------------------------------------------------ discovery state
 
   getDiscovery(key: string): OAuthDiscoveryState | undefined {
-    const row = this.st.getDiscovery.get(key);
-    return row ? parseJson<OAuthDiscoveryState>(row.state_json) : undefined;
+    const row = this.read("discovery", key);
+    return row ? parseJson<OAuthDiscoveryState>(String(row.state_json)) : undefined;
   }
 
   saveDiscovery(key: string, state: OAuthDiscoveryState, now: number = Date.now()): void {
-    this.st.putDiscovery.run(key, JSON.stringify(state), now);
+    this.write({ table: "discovery", key, row: { state_json: JSON.stringify(state), saved_at: now } });
   }
 
   clearDiscovery(key: string): void {
-    this.st.delDiscovery.run(key);
+    this.write({ table: "discovery", key, row: null });
   }
 
   // ------------------------------------------------------------------ PKCE verifier
 
   getCodeVerifier(key: string): string | undefined {
-    return this.st.getVerifier.get(key)?.code_verifier;
+    const row = this.read("verifier", key);
+    return row ? String(row.code_verifier) : undefined;
   }
 
   saveCodeVerifier(key: string, verifier: string, now: number = Date.now()): void {
-    this.st.putVerifier.run(key, verifier, now);
+    this.write({ table: "verifier", key, row: { code_verifier: verifier, saved_at: now } });
   }
 
   clearCodeVerifier(key: string): void {
-    this.st.delVerifier.run(key);
+    this.write({ table: "verifier", key, row: null });
   }
 
   // ------------------------------------------------------------------ everything for one key
 
   /** Drops tokens, client registration, discovery state and verifier for `key`. */
   clearAll(key: string): void {
-    this.db.transaction(() => {
-      this.st.delTokens.run(key);
-      this.st.delClient.run(key);
-      this.st.delDiscovery.run(key);
-      this.st.delVerifier.run(key);
-    })();
+    this.write(
+      { table: "tokens", key, row: null },
+      { table: "client", key, row: null },
+      { table: "discovery", key, row: null },
+      { table: "verifier", key, row: null },
+    );
   }
 
   // ------------------------------------------------------------------ relay cache
 
   getRelayEntry(serial: string): RelayEntry | undefined {
-    const row = this.st.getRelay.get(serial);
-    return row ? { entry: row.entry, resolvedAt: row.resolved_at } : undefined;
+    const row = this.read("relay", serial);
+    return row ? { entry: String(row.entry), resolvedAt: Number(row.resolved_at) } : undefined;
   }
 
   saveRelayEntry(serial: string, entry: string, now: number = Date.now()): void {
-    this.st.putRelay.run(serial, entry, now);
+    this.write({ table: "relay", key: serial, row: { entry, resolved_at: now } });
   }
 
   clearRelayEntry(serial: string): void {
-    this.st.delRelay.run(serial);
+    this.write({ table: "relay", key: serial, row: null });
   }
 }
 

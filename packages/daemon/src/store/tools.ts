@@ -4,6 +4,7 @@
  * is recorded as trusted; later changes wait for `loxmcp tools accept`.
  */
 import type Database from "better-sqlite3";
+import { guardRead, guardWrite } from "./health.js";
 
 export const TOOLS_SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS trusted_tools (
@@ -32,9 +33,12 @@ export class TrustedToolStore {
   constructor(private readonly db: Database.Database) {}
 
   all(): Map<string, TrustedTool> {
-    const rows = this.db
-      .prepare("SELECT name, fingerprint, tool_json, accepted_at FROM trusted_tools")
-      .all() as Row[];
+    const rows = guardRead(
+      this.db,
+      "trusted tools",
+      () =>
+        this.db.prepare("SELECT name, fingerprint, tool_json, accepted_at FROM trusted_tools").all() as Row[],
+    );
     return new Map(
       rows.map((r) => [
         r.name,
@@ -53,13 +57,15 @@ export class TrustedToolStore {
     tools: Array<{ name: string; fingerprint: string; tool: Record<string, unknown> }>,
     now: number,
   ): void {
-    const del = this.db.prepare("DELETE FROM trusted_tools");
-    const ins = this.db.prepare(
-      "INSERT INTO trusted_tools (name, fingerprint, tool_json, accepted_at) VALUES (?, ?, ?, ?)",
-    );
-    this.db.transaction(() => {
-      del.run();
-      for (const t of tools) ins.run(t.name, t.fingerprint, JSON.stringify(t.tool), now);
-    })();
+    guardWrite(this.db, "trusted tools", () => {
+      const del = this.db.prepare("DELETE FROM trusted_tools");
+      const ins = this.db.prepare(
+        "INSERT INTO trusted_tools (name, fingerprint, tool_json, accepted_at) VALUES (?, ?, ?, ?)",
+      );
+      this.db.transaction(() => {
+        del.run();
+        for (const t of tools) ins.run(t.name, t.fingerprint, JSON.stringify(t.tool), now);
+      })();
+    });
   }
 }
