@@ -1,6 +1,9 @@
 /**
  * Audit storage on a real SQLite file: retention pruning, filters, and the durability rule —
- * a write's row is in the database before its answer goes out; reads are batched briefly.
+ * a write's row is in the database BEFORE it is sent (outcome "sent", then its answer); reads are
+ * batched briefly. A database that refuses writes (here: `PRAGMA query_only`, SQLite's read-only
+ * error) refuses every write before it is sent, lets reads through, still stops the motors on an
+ * emergency stop, and recovers by itself.
  */
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -12,6 +15,7 @@ import type { CallContext, CallToolResult, ForwardCall } from "../src/contracts.
 import { createPolicyGate, type PolicyGate } from "../src/policy/index.js";
 import { AuditStore } from "../src/store/audit.js";
 import { type Database, openDatabase } from "../src/store/db.js";
+import { healthOf } from "../src/store/health.js";
 
 let home: TempHome;
 let db: Database;
@@ -101,5 +105,134 @@ describe("audit durability through the gate", () => {
     await waitFor(() => count("read") === 2, { timeoutMs: 5_000, what: "batched read row" });
     const order = db.prepare("SELECT tool FROM audit_events ORDER BY id").all() as Array<{ tool: string }>;
     expect(order.map((r) => r.tool)).toEqual(["system_status", "control_command", "statistics"]);
+  });
+
+  const ctx: CallContext = {
+    client: { connId: "c1", name: "Claude", connectedAt: Date.now() },
+    supportsElicitation: false,
+    elicit: async () => ({ action: "cancel" }),
+  };
+  const realForward: ForwardCall = async (call, opts) =>
+    (await up.request("tools/call", call, { retryable: opts.retryable })) as CallToolResult;
+  const writeRows = () =>
+    db
+      .prepare(
+        "SELECT id, tool, outcome, reason, latency_ms FROM audit_events WHERE kind = 'write' ORDER BY id",
+      )
+      .all() as Array<{
+      id: number;
+      tool: string;
+      outcome: string;
+      reason: string | null;
+      latency_ms: number;
+    }>;
+  const executions = () =>
+    s.sim
+      .stats()
+      .executions.filter((e) => e.tool === "control_command")
+      .reduce((a, e) => a + e.count, 0);
+  const text = (r: CallToolResult) => (r.content ?? []).map((c) => String(c.text ?? "")).join("\n");
+
+  async function fullGate(): Promise<PolicyGate> {
+    const g = createPolicyGate({
+      upstream: up,
+      db,
+      logger: pino({ level: "silent" }),
+      config: { mode: "full" },
+    });
+    gate = g;
+    g.start();
+    await g.refreshStructure();
+    return g;
+  }
+
+  it('the write\'s row is committed with outcome "sent" before the request leaves, then gets its answer', async () => {
+    const g = await fullGate();
+    const light = s.sim.house().controls.find((c) => c.name === "Kitchen Lights")!.uuid;
+    const seen: Array<{ outcome: string }> = [];
+    const forward: ForwardCall = async (call, opts) => {
+      // What a second connection (a crash right now) would find in the file.
+      const other = new (await import("better-sqlite3")).default(`${home.home}/a.db`, { readonly: true });
+      try {
+        seen.push(
+          ...(other.prepare("SELECT outcome FROM audit_events WHERE kind = 'write'").all() as Array<{
+            outcome: string;
+          }>),
+        );
+      } finally {
+        other.close();
+      }
+      return realForward(call, opts);
+    };
+    const res = await g.callTool(
+      { name: "control_command", arguments: { uuid: light, command: "on" } },
+      ctx,
+      forward,
+    );
+    expect(res.isError).toBeFalsy();
+    expect(seen).toEqual([{ outcome: "sent" }]);
+    await waitFor(() => writeRows()[0]?.outcome === "ok", {
+      timeoutMs: 5_000,
+      what: "the answer on the row",
+    });
+
+    // A dead daemon leaves "sent" rows: the next gate on the same file marks them unknown.
+    db.prepare("UPDATE audit_events SET outcome = 'sent' WHERE kind = 'write'").run();
+    await g.stop();
+    gate = await fullGate();
+    expect(writeRows()[0]).toMatchObject({ outcome: "unknown" });
+    expect(writeRows()[0]?.reason).toMatch(/daemon stopped before the answer came/);
+  });
+
+  it("a database that refuses writes: nothing is sent, reads pass, the emergency stop still stops, and it recovers", async () => {
+    const g = await fullGate();
+    const light = s.sim.house().controls.find((c) => c.name === "Office Lights")!.uuid;
+    s.sim.resetStats();
+    db.pragma("query_only = 1");
+    const refused = await g.callTool(
+      { name: "control_command", arguments: { uuid: light, command: "on" } },
+      ctx,
+      realForward,
+    );
+    expect(refused.isError).toBe(true);
+    expect(text(refused)).toMatch(
+      /nothing was sent: the audit cannot be written — read-only \(SQLITE_READONLY/,
+    );
+    expect(executions()).toBe(0);
+    const read = await g.callTool({ name: "system_status", arguments: {} }, ctx, realForward);
+    expect(read.isError).toBeFalsy();
+    expect(healthOf(db).problem).toMatchObject({ cause: "read-only" });
+
+    // Stopping never waits for the disk: motors are stopped, the stop holds (in memory).
+    const stop = await g.callTool({ name: "loxmcp_emergency_stop", arguments: {} }, ctx, realForward);
+    expect(text(stop)).toMatch(/could not be stored/);
+    expect(
+      s.sim.stats().executions.some((e) => (e.arguments as { command?: string }).command === "stop"),
+    ).toBe(true);
+    expect(g.status().emergencyStop?.active).toBe(true);
+
+    // Writable again: the stop is stored, queued rows (refusal, read, stops) follow.
+    db.pragma("query_only = 0");
+    expect(g.status().emergencyStop?.active).toBe(true);
+    expect(db.prepare("SELECT count(*) AS n FROM policy_state WHERE key = 'emergencyStop'").get()).toEqual({
+      n: 1,
+    });
+    await waitFor(
+      () =>
+        (
+          db
+            .prepare("SELECT count(*) AS n FROM audit_events WHERE reason LIKE '%audit cannot be written%'")
+            .get() as {
+            n: number;
+          }
+        ).n === 1,
+      { timeoutMs: 5_000, what: "the refusal to be stored once the database takes writes" },
+    );
+    const stops = db
+      .prepare("SELECT outcome FROM audit_events WHERE kind = 'write' AND command = 'stop'")
+      .all() as Array<{ outcome: string }>;
+    expect(stops.length).toBeGreaterThan(0);
+    expect(stops.every((r) => r.outcome === "ok")).toBe(true);
+    expect(healthOf(db).ok).toBe(true);
   });
 });

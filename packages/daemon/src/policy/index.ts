@@ -18,9 +18,10 @@ import type {
   Upstream,
 } from "../contracts.js";
 import { ControlError, UpstreamError } from "../contracts.js";
-import type { AuditEvent, AuditQuery, AuditRow } from "../store/audit.js";
-import { AuditStore } from "../store/audit.js";
+import type { AuditEvent, AuditFinish, AuditOp, AuditQuery, AuditRow } from "../store/audit.js";
+import { AuditStore, OUTCOME_SENT } from "../store/audit.js";
 import type { Database } from "../store/db.js";
+import { StorageError } from "../store/health.js";
 import { PinStore } from "../store/person.js";
 import { SnapshotStore } from "../store/snapshots.js";
 import { TrustedToolStore } from "../store/tools.js";
@@ -71,6 +72,10 @@ const JSONRPC_INVALID_PARAMS = -32602;
 const DAY_MS = 86_400_000;
 const AUDIT_FLUSH_MS = 50;
 const AUDIT_BATCH = 200;
+/** While the database refuses writes, queued audit changes are retried this often… */
+const AUDIT_RETRY_MS = 1_000;
+/** …and at most this many are kept (the oldest go first; counted in the log). */
+const AUDIT_MAX_QUEUED = 5_000;
 
 export interface EmergencyStopState {
   active: boolean;
@@ -149,6 +154,14 @@ export function createPolicyGate(deps: PolicyGateDeps): PolicyGate {
 
 interface AuditDraft {
   kind: "read" | "write" | "control";
+  /** Epoch ms when the call arrived. */
+  t0?: number;
+  /** The write's row, stored before it was sent (audit before act). */
+  auditId?: number;
+  /** Its answer has been queued for the row. */
+  finished?: boolean;
+  /** Added to the row after the answer (the read-back). */
+  note?: string;
   target?: string;
   controlName?: string;
   controlType?: string;
@@ -176,12 +189,21 @@ class PolicyEngine implements PolicyGate {
   private refreshing: Promise<{ snapshot: Snapshot; changed: boolean }> | undefined;
   private lastOnDemandRefresh = 0;
   /**
-   * Read events wait here up to AUDIT_FLUSH_MS and go to SQLite in one transaction: with
-   * synchronous=FULL every commit is an fsync (~3 ms), too slow for every read. Writes and control
-   * actions are stored (with everything queued before them) before their answer goes out.
+   * Read events (and the answers to stored writes) wait here up to AUDIT_FLUSH_MS and go to
+   * SQLite in one transaction: with synchronous=FULL every commit is an fsync (~3 ms), too slow
+   * for every read. A write is stored (with everything queued before it) BEFORE it is sent;
+   * control actions before their answer goes out. While the database refuses writes the queue is
+   * kept (bounded) and retried.
    */
-  private auditQueue: AuditEvent[] = [];
+  private auditQueue: AuditOp[] = [];
   private auditTimer: NodeJS.Timeout | undefined;
+  private auditDropped = 0;
+  /** The last commit was refused by the database: only the retry timer (and writes) try again. */
+  private auditBlocked = false;
+  /** An emergency stop the database could not store: it holds in memory until it can. */
+  private estopUnsaved: EmergencyStopState | undefined;
+  /** The last emergency-stop state read, for when the database cannot be read. */
+  private estopKnown: EmergencyStopState | undefined;
   private readonly person: PersonAuth;
   private readonly trust: ToolTrust;
   /** Digest of the tool changes last logged (so a change is logged once, not on every list). */
@@ -218,8 +240,27 @@ class PolicyEngine implements PolicyGate {
       this.now,
     );
     this.trust = new ToolTrust(new TrustedToolStore(deps.db), this.now);
-    const last = this.snapshots.latest();
-    if (last) this.useSnapshot(last);
+    try {
+      const last = this.snapshots.latest();
+      if (last) this.useSnapshot(last);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "the last structure snapshot could not be read");
+    }
+    this.settleUnfinishedWrites();
+  }
+
+  /** Writes a previous daemon stored as "sent" but never saw answered: their outcome is unknown. */
+  private settleUnfinishedWrites(): void {
+    try {
+      const n = this.audit.settleUnfinished();
+      if (n > 0)
+        this.log.warn(
+          { writes: n },
+          "writes were sent before the daemon stopped and their answers never came: audited as outcome unknown (check those devices)",
+        );
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "could not settle unanswered writes in the audit");
+    }
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -254,6 +295,11 @@ class PolicyEngine implements PolicyGate {
     this.upstream.off("toolsChanged", this.onToolsChanged);
     await this.refreshing?.catch(() => {});
     this.flushAudit();
+    if (this.auditQueue.length > 0)
+      this.log.error(
+        { events: this.auditQueue.length },
+        "audit events could not be stored before stopping (the database refuses writes); they are lost",
+      );
   }
 
   private pruneAudit(): void {
@@ -402,7 +448,21 @@ class PolicyEngine implements PolicyGate {
   // ------------------------------------------------------------------ emergency stop
 
   private estop(): EmergencyStopState | undefined {
-    return this.snapshots.getState<EmergencyStopState>(ESTOP_KEY);
+    if (this.estopUnsaved) {
+      // Stored in memory only (disk full, …): write it as soon as the database takes it.
+      try {
+        this.snapshots.setState(ESTOP_KEY, this.estopUnsaved, this.now());
+        this.estopUnsaved = undefined;
+      } catch {
+        return this.estopUnsaved;
+      }
+    }
+    try {
+      this.estopKnown = this.snapshots.getState<EmergencyStopState>(ESTOP_KEY);
+    } catch (err) {
+      if (!(err instanceof StorageError)) throw err;
+    }
+    return this.estopKnown;
   }
 
   private async emergencyStop(
@@ -414,9 +474,17 @@ class PolicyEngine implements PolicyGate {
     const state: EmergencyStopState = prev?.active
       ? prev
       : { active: true, since: this.now(), by, ...(reason ? { reason } : {}) };
-    this.snapshots.setState(ESTOP_KEY, state, this.now());
-    this.log.warn({ by, reason }, "EMERGENCY STOP: writes blocked; stopping every blind and gate");
     let warning: string | undefined;
+    try {
+      this.snapshots.setState(ESTOP_KEY, state, this.now());
+    } catch (err) {
+      if (!(err instanceof StorageError)) throw err;
+      // Stopping never waits for the disk: the stop holds in memory and is stored when possible.
+      this.estopUnsaved = state;
+      warning = `the emergency stop could not be stored (${err.message}): it holds until the daemon restarts unless the database can be written again before`;
+    }
+    this.estopKnown = state;
+    this.log.warn({ by, reason }, "EMERGENCY STOP: writes blocked; stopping every blind and gate");
     let motors: SnapshotControl[] = [];
     let command: ToolInfo | undefined;
     try {
@@ -425,7 +493,7 @@ class PolicyEngine implements PolicyGate {
       warning = `the tool list is not available (${(err as Error).message})`;
     }
     if (this.snapshot) motors = this.snapshot.controls.filter((c) => MOTOR_TYPES.test(c.type));
-    else warning = "no house structure known: could not enumerate blinds and gates";
+    else warning = joinText(warning, "no house structure known: could not enumerate blinds and gates");
     const stopped: StopReport[] = [];
     if (command?.uuidArg && command.commandArg) {
       const tool = command;
@@ -436,36 +504,57 @@ class PolicyEngine implements PolicyGate {
         while (next < motors.length) {
           const c = motors[next++] as SnapshotControl;
           const t0 = this.now();
+          const event: AuditEvent = {
+            ts: t0,
+            client: by,
+            tool: tool.name,
+            args: { [uuidArg]: c.uuid, [commandArg]: "stop" },
+            kind: "write",
+            target: c.uuid,
+            controlName: c.name,
+            controlType: c.type,
+            command: "stop",
+            tier: "T1",
+            decision: "allowed",
+            reason: "emergency stop",
+            outcome: OUTCOME_SENT,
+            latencyMs: 0,
+          };
+          // Audited before it is sent, like every write; but a stop is never held back for want
+          // of an audit row (stopping is the safe direction): then it is logged and queued.
+          let auditId: number | undefined;
+          try {
+            auditId = this.commitIntent(event);
+          } catch (err) {
+            this.log.error(
+              { device: c.name, err: (err as Error).message },
+              "emergency stop: the audit row could not be stored first; sending the stop anyway",
+            );
+          }
           let report: StopReport;
+          let outcome: Outcome;
           try {
             const res = await send({
               name: tool.name,
               arguments: { [uuidArg]: c.uuid, [commandArg]: "stop" },
             });
             report = { ...pick(c), ok: res.isError !== true, answer: resultText(res) };
+            outcome = report.ok ? "ok" : "error";
           } catch (err) {
             report = { ...pick(c), ok: false, answer: errorText(err) };
+            outcome = sendFailureOutcome(err);
           }
           stopped.push(report);
-          this.queueAudit(
-            {
-              ts: t0,
-              client: by,
-              tool: tool.name,
-              args: { [uuidArg]: c.uuid, [commandArg]: "stop" },
-              kind: "write",
-              target: c.uuid,
-              controlName: c.name,
-              controlType: c.type,
-              command: "stop",
-              tier: "T1",
-              decision: "allowed",
-              reason: "emergency stop",
-              outcome: report.ok ? "ok" : "error",
-              latencyMs: this.now() - t0,
-            },
-            true,
-          );
+          const latencyMs = this.now() - t0;
+          const why = report.ok ? undefined : report.answer.slice(0, 300);
+          if (auditId !== undefined) {
+            this.queueFinish({ id: auditId, outcome, ...(why ? { reason: why } : {}), latencyMs });
+          } else {
+            this.queueAudit(
+              { ...event, outcome, reason: joinText(event.reason, why) ?? "emergency stop", latencyMs },
+              true,
+            );
+          }
         }
       };
       await Promise.all(Array.from({ length: Math.min(4, motors.length) }, worker));
@@ -479,7 +568,17 @@ class PolicyEngine implements PolicyGate {
 
   private resume(by: string): { active: false; wasActive: boolean } {
     const prev = this.estop();
-    this.snapshots.deleteState(ESTOP_KEY);
+    try {
+      this.snapshots.deleteState(ESTOP_KEY);
+    } catch (err) {
+      if (!(err instanceof StorageError)) throw err;
+      throw new ControlError(
+        ErrorCodes.InternalError,
+        `the emergency stop was NOT lifted: the database cannot be written (${err.message}); fix that (\`loxmcp doctor\`) and run \`loxmcp resume\` again`,
+      );
+    }
+    this.estopUnsaved = undefined;
+    this.estopKnown = undefined;
     if (prev?.active) this.log.warn({ by }, "emergency stop lifted: writes allowed again");
     return { active: false, wasActive: prev?.active === true };
   }
@@ -520,7 +619,12 @@ class PolicyEngine implements PolicyGate {
     }
     const tool = catalog?.tools.get(call.name) ?? describeTool({ name: call.name });
     const write = !tool?.read;
-    const draft: AuditDraft = { kind: write ? "write" : "read", decision: "allowed", outcome: "not-sent" };
+    const draft: AuditDraft = {
+      kind: write ? "write" : "read",
+      t0,
+      decision: "allowed",
+      outcome: "not-sent",
+    };
     try {
       const held = this.trust.held(call.name);
       if (held) {
@@ -547,7 +651,14 @@ class PolicyEngine implements PolicyGate {
       }
       throw err;
     } finally {
-      this.recordAudit(call, ctx, draft, t0);
+      if (draft.auditId === undefined) {
+        this.recordAudit(call, ctx, draft, t0);
+      } else if (!draft.finished) {
+        // Stored before sending but no answer was recorded (should not happen): settle it.
+        this.queueFinish({ id: draft.auditId, outcome: draft.outcome, latencyMs: this.now() - t0 });
+      } else if (draft.note) {
+        this.queueFinish({ id: draft.auditId, reason: draft.note });
+      }
     }
   }
 
@@ -560,19 +671,27 @@ class PolicyEngine implements PolicyGate {
     try {
       const res = await forward(call, { retryable });
       draft.outcome = res.isError ? "error" : "ok";
-      if (res.isError)
-        draft.reason = (draft.reason ? `${draft.reason}; ` : "") + `upstream: ${resultText(res)}`;
+      this.answered(draft, res.isError ? `upstream: ${resultText(res)}` : undefined);
       return res;
     } catch (err) {
-      draft.outcome =
-        err instanceof UpstreamError && err.code === "OUTCOME_UNKNOWN"
-          ? "unknown"
-          : err instanceof UpstreamError && err.code === "UNAVAILABLE"
-            ? "not-sent"
-            : "error";
-      draft.reason = (draft.reason ? `${draft.reason}; ` : "") + errorText(err);
+      draft.outcome = sendFailureOutcome(err);
+      this.answered(draft, errorText(err));
       throw err;
     }
+  }
+
+  /** The answer (or failure) of a sent call: into the draft, and onto the write's stored row. */
+  private answered(draft: AuditDraft, why: string | undefined): void {
+    const reason = joinText(draft.reason, why);
+    if (reason !== undefined) draft.reason = reason;
+    if (draft.auditId === undefined) return;
+    draft.finished = true;
+    this.queueFinish({
+      id: draft.auditId,
+      outcome: draft.outcome,
+      ...(why ? { reason: why.slice(0, 1000) } : {}),
+      latencyMs: this.now() - (draft.t0 ?? this.now()),
+    });
   }
 
   private async callWrite(
@@ -709,11 +828,24 @@ class PolicyEngine implements PolicyGate {
       this.assertUpstreamReady();
     }
 
+    // Audit before act: the row is committed (synchronous=FULL) before the request leaves the
+    // daemon. No row, no command.
+    try {
+      draft.auditId = this.commitIntent(
+        this.auditEvent(call, ctx, { ...draft, outcome: OUTCOME_SENT }, draft.t0 ?? this.now()),
+      );
+    } catch (err) {
+      if (!(err instanceof StorageError)) throw err;
+      throw new PolicyDenied(
+        "AUDIT_UNAVAILABLE",
+        `nothing was sent: the audit cannot be written — ${err.message}. Every command is refused until the daemon can record it (reading still works); the person can see the cause with \`loxmcp status\` or \`loxmcp doctor\``,
+      );
+    }
     this.limiter.record(rateKey);
     const res = await this.send(call, forward, false, draft);
     if (!res.isError && control) this.rememberStates(res, control.uuid);
     if (!res.isError && control && target && (cls.tier === "T2" || cls.tier === "T3")) {
-      return this.readBack(res, control, target.uuid, target.command, forward);
+      return this.readBack(res, control, target.uuid, target.command, forward, draft);
     }
     return res;
   }
@@ -778,6 +910,7 @@ class PolicyEngine implements PolicyGate {
     uuid: string,
     command: string,
     forward: ForwardCall,
+    draft: AuditDraft,
   ): Promise<CallToolResult> {
     const describe = this.catalog?.describe;
     let note: string;
@@ -804,6 +937,11 @@ class PolicyEngine implements PolicyGate {
         note = `loxmcp warning: the state of "${control.name}" could not be read back (${errorText(err)}); check it before assuming it changed`;
       }
     }
+    // The read-back is a read: its gist goes onto the write's row with the batched reads.
+    draft.note = note
+      .replace(/^loxmcp /, "")
+      .replace(/\s+/g, " ")
+      .slice(0, 300);
     return { ...res, content: [...(res.content ?? []), { type: "text", text: note }] };
   }
 
@@ -847,11 +985,51 @@ class PolicyEngine implements PolicyGate {
   }
 
   private queueAudit(e: AuditEvent, now: boolean): void {
-    this.auditQueue.push(e);
-    if (now || this.auditQueue.length >= AUDIT_BATCH) {
+    this.enqueue({ insert: e }, now);
+  }
+
+  /** The answer to a stored write: batched like reads (the row is already durable). */
+  private queueFinish(f: AuditFinish): void {
+    this.enqueue({ finish: f }, false);
+  }
+
+  private enqueue(op: AuditOp, now: boolean): void {
+    this.auditQueue.push(op);
+    if (this.auditQueue.length > AUDIT_MAX_QUEUED) {
+      const drop = this.auditQueue.length - AUDIT_MAX_QUEUED;
+      this.auditQueue.splice(0, drop);
+      this.auditDropped += drop;
+      if (this.auditDropped === drop || this.auditDropped % 1000 < drop)
+        this.log.error(
+          { dropped: this.auditDropped },
+          "the database has refused audit events for a long time: the oldest queued ones are dropped",
+        );
+    }
+    if ((now || this.auditQueue.length >= AUDIT_BATCH) && !this.auditBlocked) {
       this.flushAudit();
     } else if (!this.auditTimer) {
       this.auditTimer = setTimeout(() => this.flushAudit(), AUDIT_FLUSH_MS);
+    }
+  }
+
+  /**
+   * Stores a write that is about to be sent (outcome "sent"), together with everything queued,
+   * in ONE commit. Returns its row id; throws StorageError when the database refuses (then
+   * nothing may be sent).
+   */
+  private commitIntent(e: AuditEvent): number {
+    if (this.auditTimer) clearTimeout(this.auditTimer);
+    this.auditTimer = undefined;
+    const batch = this.auditQueue;
+    try {
+      const id = this.audit.commit(batch, e) as number;
+      this.auditQueue = this.auditQueue.slice(batch.length);
+      this.auditBlocked = false;
+      return id;
+    } catch (err) {
+      if (err instanceof StorageError) this.auditBlocked = true;
+      if (this.auditQueue.length > 0) this.scheduleAuditRetry();
+      throw err;
     }
   }
 
@@ -859,12 +1037,55 @@ class PolicyEngine implements PolicyGate {
     if (this.auditTimer) clearTimeout(this.auditTimer);
     this.auditTimer = undefined;
     const batch = this.auditQueue;
-    this.auditQueue = [];
+    if (batch.length === 0) return;
     try {
-      this.audit.recordMany(batch);
+      this.audit.commit(batch);
+      this.auditQueue = this.auditQueue.slice(batch.length);
+      this.auditBlocked = false;
     } catch (err) {
+      if (err instanceof StorageError) {
+        // Kept and retried: the storage health says why (status, log).
+        this.auditBlocked = true;
+        this.scheduleAuditRetry();
+        return;
+      }
+      this.auditQueue = this.auditQueue.slice(batch.length);
       this.log.error({ err: (err as Error).message, events: batch.length }, "could not write audit events");
     }
+  }
+
+  private scheduleAuditRetry(): void {
+    if (this.auditTimer || this.stopped) return;
+    this.auditTimer = setTimeout(() => this.flushAudit(), AUDIT_RETRY_MS);
+    this.auditTimer.unref();
+  }
+
+  private auditEvent(
+    call: CallToolParams,
+    ctx: CallContext | ControlContext,
+    d: AuditDraft,
+    t0: number,
+  ): AuditEvent {
+    return {
+      ts: t0,
+      connId: ctx.client.connId,
+      client: displayName(ctx),
+      ...(ctx.client.pid !== undefined ? { clientPid: ctx.client.pid } : {}),
+      tool: call.name,
+      args: redactArgs(call.arguments ?? {}, { nfc: d.nfc === true }),
+      kind: d.kind,
+      ...(d.target !== undefined ? { target: d.target } : {}),
+      ...(d.controlName !== undefined ? { controlName: d.controlName } : {}),
+      ...(d.controlType !== undefined ? { controlType: d.controlType } : {}),
+      ...(d.command !== undefined
+        ? { command: d.nfc ? String(redactArgs(d.command, { nfc: true })) : d.command }
+        : {}),
+      ...(d.tier !== undefined ? { tier: d.tier } : {}),
+      decision: d.decision,
+      ...(d.reason !== undefined ? { reason: String(redactArgs(d.reason)).slice(0, 1000) } : {}),
+      outcome: d.outcome,
+      latencyMs: d.outcome === OUTCOME_SENT ? 0 : this.now() - t0,
+    };
   }
 
   private recordAudit(
@@ -874,29 +1095,7 @@ class PolicyEngine implements PolicyGate {
     t0: number,
   ): void {
     try {
-      this.queueAudit(
-        {
-          ts: t0,
-          connId: ctx.client.connId,
-          client: displayName(ctx),
-          ...(ctx.client.pid !== undefined ? { clientPid: ctx.client.pid } : {}),
-          tool: call.name,
-          args: redactArgs(call.arguments ?? {}, { nfc: d.nfc === true }),
-          kind: d.kind,
-          ...(d.target !== undefined ? { target: d.target } : {}),
-          ...(d.controlName !== undefined ? { controlName: d.controlName } : {}),
-          ...(d.controlType !== undefined ? { controlType: d.controlType } : {}),
-          ...(d.command !== undefined
-            ? { command: d.nfc ? String(redactArgs(d.command, { nfc: true })) : d.command }
-            : {}),
-          ...(d.tier !== undefined ? { tier: d.tier } : {}),
-          decision: d.decision,
-          ...(d.reason !== undefined ? { reason: String(redactArgs(d.reason)).slice(0, 1000) } : {}),
-          outcome: d.outcome,
-          latencyMs: this.now() - t0,
-        },
-        d.kind !== "read",
-      );
+      this.queueAudit(this.auditEvent(call, ctx, d, t0), d.kind !== "read");
     } catch (err) {
       this.log.error({ err: (err as Error).message, tool: call.name }, "could not write the audit event");
     }
@@ -1212,6 +1411,35 @@ export function resultText(res: CallToolResult): string {
     .replace(/\s+/g, " ")
     .trim();
   return t.length > 600 ? `${t.slice(0, 597)}...` : t || "(no text)";
+}
+
+/**
+ * What a failed send means for the outcome: the answer was lost = unknown; it never left (relay
+ * unavailable, refused as unauthorized, cancelled or timed out before sending, no relay slot
+ * free) = not-sent; anything else (the Miniserver's own error) = error.
+ */
+function sendFailureOutcome(err: unknown): Outcome {
+  if (err instanceof UpstreamError) {
+    switch (err.code) {
+      case "OUTCOME_UNKNOWN":
+        return "unknown";
+      case "UNAVAILABLE":
+      case "AUTH_FAILED":
+        return "not-sent";
+      case "CANCELLED":
+      case "TIMEOUT":
+        return /before it was sent|could not be sent/.test(err.message) ? "not-sent" : "unknown";
+      default:
+        return "error";
+    }
+  }
+  if ((err as { code?: unknown } | null)?.code === ErrorCodes.TooBusy) return "not-sent";
+  return "error";
+}
+
+function joinText(a: string | undefined, b: string | undefined): string | undefined {
+  if (!b) return a;
+  return a ? `${a}; ${b}` : b;
 }
 
 function errorText(err: unknown): string {

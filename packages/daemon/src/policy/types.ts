@@ -71,7 +71,8 @@ export const DEFAULT_POLICY_CONFIG: PolicyConfig = {
 };
 
 export type Decision = "allowed" | "confirmed" | "denied" | "rate-limited" | "emergency-stop";
-export type Outcome = "ok" | "error" | "unknown" | "not-sent";
+/** "sent": stored before sending, answer not known yet (a daemon that dies leaves it; the next start makes it "unknown"). */
+export type Outcome = "ok" | "error" | "unknown" | "not-sent" | "sent";
 
 /** Error raised inside the policy for a refusal; becomes a tool error result for the AI. */
 export class PolicyDenied extends Error {
@@ -90,7 +91,8 @@ export class PolicyDenied extends Error {
       | "NOT_CONFIRMED"
       | "APPROVAL_REQUIRED"
       | "APPROVAL_QUEUE_FULL"
-      | "TOOL_CHANGED",
+      | "TOOL_CHANGED"
+      | "AUDIT_UNAVAILABLE",
     message: string,
     readonly decision: Decision = "denied",
     /** Extra fields for the tool result's `_meta["loxmcp/policy"]` (e.g. the held call's code). */
