@@ -451,13 +451,25 @@ function resolvePassword(
 /** Runs the password command (`sh -c`), returns its stdout without the trailing newline. */
 export function runPasswordCommand(cmd: string, timeoutMs = 15_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile("/bin/sh", ["-c", cmd], { timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout) => {
+    execFile("/bin/sh", ["-c", cmd], { timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout, stderr) => {
       if (err) {
-        // Never include stdout: it may hold the password.
+        // Never stdout (it may hold the password): the exit status and stderr's first line.
+        const e = err as { code?: unknown; signal?: unknown; killed?: boolean };
+        const how =
+          e.killed && e.signal
+            ? `was stopped after ${Math.round(timeoutMs / 1000)} s (${String(e.signal)})`
+            : e.code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER"
+              ? "printed more than 64 KiB"
+              : typeof e.code === "number"
+                ? `exited with status ${e.code}`
+                : e.signal
+                  ? `was killed by ${String(e.signal)}`
+                  : `could not run (${String(e.code ?? "error")})`;
+        const line = firstStderrLine(String(stderr ?? ""), String(stdout ?? ""));
         reject(
           new ConfigError(
             "LOXONE_PASSWORD_COMMAND",
-            `LOXONE_PASSWORD_COMMAND failed (exit ${(err as { code?: unknown }).code ?? "?"}); run it by hand to check it`,
+            `LOXONE_PASSWORD_COMMAND ${how}${line ? `: ${line}` : " (nothing on stderr)"}; run it by hand to check it`,
           ),
         );
         return;
@@ -475,6 +487,24 @@ export function runPasswordCommand(cmd: string, timeoutMs = 15_000): Promise<str
       resolve(pw);
     });
   });
+}
+
+/**
+ * The first non-empty line of a failed password command's stderr, for the error: control
+ * characters removed, at most 200 characters, and anything the command printed on stdout (which
+ * could be the password) cut out of it.
+ */
+function firstStderrLine(stderr: string, stdout: string): string {
+  const line = stderr
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .find((l) => l !== "");
+  if (!line) return "";
+  let out = [...line].filter((ch) => ch >= " " && ch !== "\u007f").join("");
+  for (const s of [stdout.trim(), ...stdout.split(/\r?\n/).map((l) => l.trim())]) {
+    if (s.length >= 3) out = out.split(s).join("[stdout removed]");
+  }
+  return out.length > 200 ? `${out.slice(0, 200)}…` : out;
 }
 
 /** https always; http only for loopback hosts (a local simulator). Returns the URL without a trailing slash. */

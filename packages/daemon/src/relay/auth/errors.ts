@@ -7,7 +7,8 @@ export type AuthErrorCode =
   | "STATE_MISMATCH"
   | "RESOURCE_MISMATCH"
   | "AUTH_FAILED"
-  | "AUTH_UNAVAILABLE";
+  | "AUTH_UNAVAILABLE"
+  | "CREDENTIALS_UNAVAILABLE";
 
 export class AuthError extends Error {
   constructor(
@@ -70,5 +71,17 @@ export class AuthUnavailableError extends AuthError {
   constructor(message: string) {
     super("AUTH_UNAVAILABLE", message);
     this.name = "AuthUnavailableError";
+  }
+}
+
+/**
+ * The password could not be obtained (LOXONE_PASSWORD_COMMAND failed, …): a configuration problem.
+ * Login pauses (auth_failed) until `loxmcp relogin` or a restart with a new configuration; the
+ * message names the setting and what went wrong, never the command's output on stdout.
+ */
+export class CredentialsUnavailableError extends AuthError {
+  constructor(message: string) {
+    super("CREDENTIALS_UNAVAILABLE", message);
+    this.name = "CredentialsUnavailableError";
   }
 }
