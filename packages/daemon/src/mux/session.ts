@@ -470,9 +470,20 @@ export class ClientSession {
         : LATEST_PROTOCOL_VERSION;
 
     let info = this.deps.upstream.initializeInfo();
-    if (!info) {
-      await this.deps.upstream.whenReady(this.deps.initTimeoutMs);
-      info = this.deps.upstream.initializeInfo();
+    if (this.deps.upstream.status().state !== "ready") {
+      // Recovering (or not connected yet): wait up to initTimeoutMs and answer as soon as the
+      // upstream is ready. If it does not come back in time, an earlier session's result still
+      // answers (requests then wait or fail on their own); without one, the error says why.
+      try {
+        await this.deps.upstream.whenReady(this.deps.initTimeoutMs);
+        info = this.deps.upstream.initializeInfo();
+      } catch (err) {
+        if (!info) throw err;
+        this.log.info(
+          { error: err instanceof Error ? err.message : String(err) },
+          "upstream not ready for initialize; answering from the last session's result",
+        );
+      }
     }
     if (!info) {
       throw new UpstreamError(
@@ -724,11 +735,20 @@ export class ClientSession {
       data === undefined ? { code, message: scrub(message) } : { code, message: scrub(message), data };
     if (err instanceof UpstreamError) {
       switch (err.code) {
-        case "OUTCOME_UNKNOWN":
+        case "OUTCOME_UNKNOWN": {
+          const d = isObject(err.data) ? err.data : {};
+          if (d.cause === "timeout") {
+            const after = typeof d.afterSec === "number" ? ` after ${d.afterSec} s` : "";
+            return mk(
+              ErrorCodes.OutcomeUnknown,
+              `${what} timed out; outcome unknown: it was sent but no answer came${after}, so it may or may not have run — check the device before retrying`,
+            );
+          }
           return mk(
             ErrorCodes.OutcomeUnknown,
             `outcome unknown for ${what}: the Loxone connection broke after the request was sent, so it may or may not have run — check the device before retrying (${err.message})`,
           );
+        }
         case "UNAVAILABLE":
           return mk(
             ErrorCodes.UpstreamUnavailable,

@@ -42,7 +42,7 @@ import {
 import type { TokenStore } from "../store/tokens.js";
 import { AuthError } from "./auth/errors.js";
 import { type AuthChallenge, AuthManager } from "./auth/manager.js";
-import { networkErrorCode, RelayResolver, RelayUnavailableError } from "./resolver.js";
+import { networkErrorCode, RelayResolver, type ResolverOptions, retryAtOf } from "./resolver.js";
 import { requireSecureUrl, safeUrl } from "./url.js";
 
 /** Extra knobs on top of the shared `UpstreamOptions` (all optional). */
@@ -53,6 +53,11 @@ export interface UpstreamSessionOptions extends UpstreamOptions {
   clientCapabilities?: Record<string, unknown>;
   /** Resolver: longest Retry-After waited inline (default 15 s). */
   maxRetryAfterMs?: number;
+  /** Resolver: connect's rate budget and schedules (defaults in resolver.ts; for tests). */
+  resolver?: Pick<
+    ResolverOptions,
+    "budgetPerMinute" | "notFoundRetryMs" | "notFoundMaxRetryMs" | "minReresolveMs"
+  >;
   /** Reconnect backoff: first delay and cap (defaults 500 ms, 30 s), jittered. */
   backoffMinMs?: number;
   backoffMaxMs?: number;
@@ -206,7 +211,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       };
       if (opts.fetch) resolverOptions.fetch = opts.fetch;
       if (opts.maxRetryAfterMs !== undefined) resolverOptions.maxRetryAfterMs = opts.maxRetryAfterMs;
-      this.resolver = new RelayResolver(resolverOptions);
+      this.resolver = new RelayResolver({ ...resolverOptions, ...(opts.resolver ?? {}) });
     }
     const authOptions: ConstructorParameters<typeof AuthManager>[0] = {
       key: this.key,
@@ -299,26 +304,23 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     if (this.stopped)
       return Promise.reject(new UpstreamError("UNAVAILABLE", "the upstream session is stopped"));
     if (!this.started) this.start();
+    const deadline = Date.now() + Math.max(0, timeoutMs);
+    // The next attempt is scheduled after the deadline (a 404 or connect's rate limit): waiting
+    // cannot help, say why now.
+    const tooLate = () =>
+      !this.connecting &&
+      ((this.retryAt !== undefined && this.retryAt > deadline) ||
+        this.resolver?.configProblem() !== undefined);
+    if (tooLate()) return Promise.reject(this.notReadyError());
     return new Promise<void>((resolve, reject) => {
       const onState = (s: UpstreamStatus) => {
         if (s.state === "ready") done(() => resolve());
         else if (s.state === "auth_failed") done(() => reject(this.authFailedError()));
         else if (s.state === "stopped") {
           done(() => reject(new UpstreamError("UNAVAILABLE", "the upstream session is stopped")));
-        }
+        } else if (tooLate()) done(() => reject(this.notReadyError()));
       };
-      const timer = setTimeout(
-        () =>
-          done(() =>
-            reject(
-              new UpstreamError(
-                "UNAVAILABLE",
-                `the Loxone relay is not reachable right now (${this.state}${this.reason ? `: ${this.reason}` : ""}); nothing was sent, try again later`,
-              ),
-            ),
-          ),
-        Math.max(0, timeoutMs),
-      );
+      const timer = setTimeout(() => done(() => reject(this.notReadyError())), Math.max(0, timeoutMs));
       const done = (fn: () => void) => {
         clearTimeout(timer);
         this.off("state", onState);
@@ -330,6 +332,18 @@ export class UpstreamSession extends EventEmitter implements Upstream {
 
   initializeInfo(): InitializeInfo | undefined {
     return this.info;
+  }
+
+  /** UNAVAILABLE naming the state, its reason and the next attempt. */
+  private notReadyError(): UpstreamError {
+    const next =
+      this.retryAt !== undefined ? `; next attempt at ${new Date(this.retryAt).toISOString()}` : "";
+    return new UpstreamError(
+      "UNAVAILABLE",
+      `the Loxone relay is not reachable right now (${this.state}${this.reason ? `: ${this.reason}` : ""}); nothing was sent, try again later${next}`,
+      undefined,
+      this.retryAt !== undefined ? { retryAt: this.retryAt } : undefined,
+    );
   }
 
   async listTools(): Promise<{ tools: Array<Record<string, unknown>> }> {
@@ -446,7 +460,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
               "OUTCOME_UNKNOWN",
               `the connection to the Loxone relay failed while ${describeCall(method, params)} was in flight: outcome unknown: it may or may not have run; not retried automatically. Check the device state before trying again`,
               undefined,
-              { method },
+              { method, cause: "connection" },
             );
           }
           if (++resends > 3) {
@@ -812,6 +826,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         );
       }
       if (this.conn !== conn) return; // failed meanwhile; recovery is already running
+      this.resolver?.confirm(entry);
       this.setState("ready", undefined);
       if (reconnect) this.emit("toolsChanged");
       return;
@@ -853,19 +868,20 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     this.failures++;
     let delay = backoff(this.failures, this.opts.backoffMinMs ?? 500, this.opts.backoffMaxMs ?? 30_000);
     let reason = describe(err);
-    if (err instanceof RelayUnavailableError && err.retryAt !== undefined) {
-      delay = Math.max(delay, err.retryAt - Date.now());
-    }
+    const retryAt = retryAtOf(err);
+    if (retryAt !== undefined) delay = Math.max(delay, retryAt - Date.now());
     if (err instanceof ConnectError && err.relayGone && this.resolver && this.entry) {
-      this.resolver.invalidate(this.entry);
-      reason += "; will ask connect for the current relay";
+      reason += this.resolver.invalidate(this.entry)
+        ? "; will ask connect for the current relay"
+        : "; connect named this relay moments ago, trying it again before asking connect again";
     }
+    // Schedule first, then announce: whoever waits on the state sees when the next try is.
+    this.kick(delay);
     this.setState("degraded", reason);
     this.log.warn(
       { reason, retryInMs: Math.round(delay), failures: this.failures },
       "could not (re)connect to the upstream; retrying after a pause",
     );
-    this.kick(delay);
   }
 
   private newConn(entry: string): Conn {
@@ -1292,9 +1308,12 @@ function cancelled(method: string, mayHaveRun: boolean): UpstreamError {
 function timeoutError(method: string, ms: number, mayHaveRun: boolean, retryable: boolean): UpstreamError {
   const sec = Math.round(ms / 100) / 10;
   if (mayHaveRun && !retryable) {
+    // Not a broken connection: the request was sent and no answer came in time.
     return new UpstreamError(
       "OUTCOME_UNKNOWN",
-      `${method} got no answer within ${sec} s: outcome unknown: it may or may not have run; not retried automatically`,
+      `${method} timed out after ${sec} s; outcome unknown: it was sent, so it may or may not have run; not retried automatically`,
+      undefined,
+      { method, cause: "timeout", afterSec: sec },
     );
   }
   return new UpstreamError(
