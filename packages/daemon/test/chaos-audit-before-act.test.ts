@@ -22,6 +22,7 @@ const CLIENTS = 5;
 const LATENCY_MS = 1_500;
 const WRITE_TOOL = "control_command";
 
+// biome-ignore lint/suspicious/noExplicitAny: loose JSON from control methods and SQLite rows
 type J = Record<string, any>;
 
 let home: TempHome | undefined;

@@ -40,6 +40,7 @@ import { Storage } from "../src/store/storage.js";
 import { TokenStore } from "../src/store/tokens.js";
 
 const CLI_BIN = join(REPO_ROOT, "packages/cli/bin/loxmcp.js");
+// biome-ignore lint/suspicious/noExplicitAny: loose JSON from control methods and SQLite rows
 type J = Record<string, any>;
 
 /** What SQLite says about the file: "ok", or the first problem (open or quick_check). */

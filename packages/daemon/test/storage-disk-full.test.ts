@@ -30,6 +30,7 @@ import { controlCall, SocketClientTransport } from "../../../test-support/socket
 const CLI_BIN = join(REPO_ROOT, "packages/cli/bin/loxmcp.js");
 const TMPFS_SIZE = "600k";
 
+// biome-ignore lint/suspicious/noExplicitAny: loose JSON from control methods and SQLite rows
 type J = Record<string, any>;
 
 let mountDir: string | undefined;

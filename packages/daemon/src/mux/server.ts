@@ -177,7 +177,9 @@ export class MuxServer {
         socket.pause();
         const stalled = setTimeout(() => {
           counters.slowClientsDropped++;
-          drop(`disconnected: the client read none of its answers for ${lim.stalledClientMs} ms (limits.stalledClientMs)`);
+          drop(
+            `disconnected: the client read none of its answers for ${lim.stalledClientMs} ms (limits.stalledClientMs)`,
+          );
         }, lim.stalledClientMs);
         stalled.unref();
         socket.once("drain", () => {
