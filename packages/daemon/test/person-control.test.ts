@@ -298,6 +298,24 @@ describe("person-only control with the approval PIN", () => {
     expect(JSON.stringify(rows)).not.toContain(PIN);
   });
 
+  it("junk held calls never evict a code the person approved (capped per client instead)", async () => {
+    const shim = await rawShim("claude-desktop");
+    s.sim.resetStats();
+    const code = codeOf((await shim.call(2, "tools/call", door())).result);
+    expect((await cli(["approve", code, "--pin-stdin"], `${PIN}\n`)).code).toBe(0);
+    // 40 junk calls that each need the person (unknown tools whose target cannot be checked).
+    let last: J;
+    for (let i = 0; i < 40; i++) {
+      last = await shim.call(100 + i, "tools/call", { name: "mystery_tool", arguments: { n: i } });
+    }
+    expect(text(last.result)).toMatch(/already waiting for the person's approval \(at most 8\)/);
+    const listed = JSON.parse((await cli(["approve", "--list", "--json"])).stdout).pending as J[];
+    expect(listed.find((p) => p.code === code)?.approved).toBe(true);
+    expect((await shim.call(3, "tools/call", door())).result.isError).toBeFalsy();
+    expect(executed()).toHaveLength(1);
+    for (const p of listed.filter((x) => !x.approved)) await cli(["deny", p.code]);
+  });
+
   it("a changed tool catalogue is held until the person accepts it, and never blocks stop-all", async () => {
     s.sim.resetStats();
     const before = (await d.status()).counters as J;
