@@ -11,6 +11,7 @@ import { ask, readStdinLines } from "./prompt.js";
 
 export interface PinState {
   set: boolean;
+  setAt?: number;
   failures: number;
   lockedForSec?: number;
 }
@@ -25,6 +26,7 @@ export async function pinState(ctx: CommandContext): Promise<PinState> {
   const o = isRecord(r) ? r : {};
   const st: PinState = { set: o.set === true, failures: typeof o.failures === "number" ? o.failures : 0 };
   if (typeof o.lockedForSec === "number") st.lockedForSec = o.lockedForSec;
+  if (typeof o.setAt === "number") st.setAt = o.setAt;
   return st;
 }
 

@@ -133,7 +133,11 @@ const status: CommandSpec = {
       ctx.out(JSON.stringify(st));
       return 0;
     }
-    ctx.out(st.set ? "approval PIN: set" : "approval PIN: not set (set one with `loxmcp pin set`)");
+    ctx.out(
+      st.set
+        ? `approval PIN: set${st.setAt ? ` (on ${new Date(st.setAt).toISOString()}; if that was not you, see docs/policy.md "Threats, honestly")` : ""}`
+        : "approval PIN: not set (set one with `loxmcp pin set`)",
+    );
     if (st.failures > 0) ctx.out(`wrong PINs in a row: ${st.failures}`);
     if (st.lockedForSec !== undefined) ctx.out(`attempts locked for another ${st.lockedForSec} s`);
     return 0;

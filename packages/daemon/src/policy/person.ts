@@ -23,6 +23,8 @@ export type PersonProof = "pin" | "terminal";
 
 export interface PinStatus {
   set: boolean;
+  /** When the PIN was set or last changed (epoch ms): a PIN the person did not set shows here. */
+  setAt?: number;
   failures: number;
   /** Seconds until attempts are accepted again (absent when not locked). */
   lockedForSec?: number;
@@ -53,6 +55,7 @@ export class PersonAuth {
   status(): PinStatus {
     const r = this.store.get();
     const out: PinStatus = { set: r.hash !== null, failures: r.failures };
+    if (r.hash !== null && r.setAt !== null) out.setAt = r.setAt;
     const left = r.lockedUntil - this.now();
     if (left > 0) out.lockedForSec = Math.ceil(left / 1000);
     return out;
