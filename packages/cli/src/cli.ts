@@ -5,7 +5,7 @@
 
 import { isAbsolute, resolve } from "node:path";
 import { resolvePaths } from "@loxmcp/common";
-import { Argument, Command, CommanderError, Option } from "commander";
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { CliError, type CommandContext, type CommandSpec } from "./command.js";
 import { approveCommand, denyCommand } from "./commands/approve.js";
 import { auditCommand } from "./commands/audit.js";
@@ -80,11 +80,8 @@ function addSpec(
         try {
           return parse(value);
         } catch (err) {
-          throw new CommanderError(
-            2,
-            "loxmcp.invalidOption",
-            `error: option '${o.flags}': ${(err as Error).message}`,
-          );
+          // commander prints "option '--wait <seconds>' argument 'x' is invalid. <message>" (exit 2)
+          throw new InvalidArgumentError((err as Error).message);
         }
       });
     }
@@ -143,6 +140,8 @@ export function buildProgram(opts: RunOptions = {}): { program: Command; state: 
     .configureOutput({
       writeOut: (s) => stdout.write(s),
       writeErr: (s) => stderr.write(s),
+      // "loxmcp: unknown option '--x'" like every other error line
+      outputError: (s, write) => write(s.replace(/^error: /, "loxmcp: ")),
     });
   program.addHelpText(
     "after",
@@ -163,8 +162,9 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<number
     return state.exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // help and version are "errors" with exit code 0
-      return err.exitCode === 0 ? 0 : err.code === "loxmcp.invalidOption" ? 2 : err.exitCode || 2;
+      // help and version are "errors" with exit code 0; everything else commander reports is bad
+      // usage (unknown command or option, missing argument, bad value, no subcommand): exit 2
+      return err.exitCode === 0 ? 0 : 2;
     }
     if (err instanceof CliError) {
       stderr.write(`loxmcp: ${err.message}\n`);

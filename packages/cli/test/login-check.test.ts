@@ -151,7 +151,7 @@ describe("loxmcp login-check", () => {
 
   it("refuses a non-object --args before starting anything", async () => {
     const r = await box.run(["login-check", "--call", "system_status", "--args", "[1,2]"]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2); // bad usage
     expect(r.stderr).toContain("--args must be a JSON object");
   });
 });

@@ -175,7 +175,7 @@ describe("loxmcp service (safety)", () => {
   it("refuses --platform other than this one without --print", async () => {
     const other = process.platform === "darwin" ? "linux" : "darwin";
     const r = await sb.run(["service", "status", "--platform", other]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2); // bad usage
     expect(r.stderr).toContain("only works with --print");
   });
 });

@@ -45,17 +45,19 @@ export const loginCheckCommand: CommandSpec = {
         throw new CliError(
           "BAD_ARGS",
           `--args must be a JSON object, e.g. '{"query":"kitchen"}' (got ${callArgs})`,
+          2,
         );
       }
       args.push("--call", call, "--args", callArgs);
     } else if (optString(opts, "args") !== "{}" && optString(opts, "args") !== undefined) {
-      throw new CliError("BAD_ARGS", "--args only makes sense with --call <tool>");
+      throw new CliError("BAD_ARGS", "--args only makes sense with --call <tool>", 2);
     }
     const timeoutSec = Number(optString(opts, "timeout") ?? "90");
     if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) {
       throw new CliError(
         "BAD_ARGS",
         `--timeout must be a positive number of seconds (got ${optString(opts, "timeout")})`,
+        2,
       );
     }
     args.push("--timeout", String(timeoutSec));

@@ -61,6 +61,7 @@ macOS: ~/Library/LaunchAgents/com.loxmcp.daemon.plist, then launchctl bootstrap 
       throw new CliError(
         "WRONG_PLATFORM",
         `--platform ${optString(opts, "platform")} only works with --print on this ${process.platform} machine`,
+        2,
       );
     }
     switch (action) {
