@@ -83,6 +83,52 @@ describe.skipIf(!linux)("loxmcp service install/uninstall (systemd user unit)", 
     }
   });
 
+  it("a failing enable leaves nothing behind: no unit file, doctor does not call it installed", async () => {
+    writeFileSync(
+      join(sb.root, "bin", "systemctl"),
+      `#!/bin/sh
+echo "$*" >> '${calls}'
+case "$*" in
+  *"enable --now"*) echo 'Failed to start loxmcpd.service: Unit loxmcpd.service has a bad setting.' >&2; exit 1 ;;
+  *is-active*) echo inactive; exit 3 ;;
+  *is-enabled*) echo disabled; exit 1 ;;
+esac
+exit 0
+`,
+    );
+    const unit = join(sb.home, ".config", "systemd", "user", "loxmcpd.service");
+    const r = await sb.run(["service", "install", "--allow-root"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("enable --now loxmcpd.service` failed (exit 1): Failed to start");
+    expect(existsSync(unit)).toBe(false);
+    // enable may have linked the unit before starting it failed: unlinked, and systemd told
+    expect(readFileSync(calls, "utf8").trim().split("\n")).toEqual([
+      "--user daemon-reload",
+      "--user enable --now loxmcpd.service",
+      "--user disable loxmcpd.service",
+      "--user daemon-reload",
+    ]);
+    const st = await sb.run(["service", "status"]);
+    expect(st.stdout).toContain("(absent)");
+    const doctor = await sb.run(["doctor", "--json"]);
+    const svc = (JSON.parse(doctor.stdout) as { checks: Array<{ id: string; message: string }> }).checks.find(
+      (c) => c.id === "service",
+    );
+    expect(svc?.message).toMatch(/^no systemd service installed/);
+  });
+
+  it("a failing reinstall puts the previous unit back as it was", async () => {
+    const unit = join(sb.home, ".config", "systemd", "user", "loxmcpd.service");
+    mkdirSync(join(sb.home, ".config", "systemd", "user"), { recursive: true });
+    writeFileSync(unit, "# the unit that worked\n");
+    writeFileSync(join(sb.root, "bin", "systemctl"), '#!/bin/sh\necho "$*" >> \'' + calls + "'\nexit 1\n");
+    const r = await sb.run(["service", "install", "--allow-root"]);
+    expect(r.code).toBe(1);
+    expect(readFileSync(unit, "utf8")).toBe("# the unit that worked\n");
+    // the previous unit keeps its enablement: no disable
+    expect(readFileSync(calls, "utf8")).not.toContain("disable");
+  });
+
   it("reports a failing systemctl with its output and what to do", async () => {
     writeFileSync(
       join(sb.root, "bin", "systemctl"),
@@ -92,5 +138,6 @@ describe.skipIf(!linux)("loxmcp service install/uninstall (systemd user unit)", 
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("systemctl --user daemon-reload` failed (exit 1): Failed to connect to bus");
     expect(r.stderr).toContain("loxmcp start");
+    expect(existsSync(join(sb.home, ".config", "systemd", "user", "loxmcpd.service"))).toBe(false);
   });
 });

@@ -3,8 +3,9 @@
  * LaunchAgent on macOS. Never needs root; `render()` alone touches nothing.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
+import { dirname } from "node:path";
 import type { Env, LoxmcpPaths } from "@loxmcp/common";
 import { CliError } from "../command.js";
 import { LaunchdService } from "./launchd.js";
@@ -42,8 +43,12 @@ export interface ServicePlatform {
   /** The file's content for this installation (absolute paths, escaped). */
   render(): string;
   isInstalled(): boolean;
-  /** Writes the file and enables + starts the service. Returns lines saying what was done. */
-  install(): string[];
+  /**
+   * Writes the file and enables + starts the service. Returns lines saying what was done. When
+   * the service manager fails, the file is put back as it was (removed if it was new) before the
+   * error is thrown, so a failed install leaves nothing behind. `step` is told each step.
+   */
+  install(step?: (what: string) => void): string[];
   uninstall(): string[];
   start(): string[];
   stop(): string[];
@@ -118,6 +123,33 @@ export function runTool(cmd: string, args: string[]): ToolResult {
     throw new CliError("TOOL_FAILED", `${cmd} ${args.join(" ")} failed: ${r.error.message}`);
   }
   return { status: r.status ?? 1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+}
+
+/**
+ * Writes `file` with `content`, runs `enable`, and when that throws puts the file back as it was
+ * (the previous content, or no file) and runs `cleanup` (best effort) before rethrowing.
+ */
+export function writeThenEnable(
+  file: string,
+  content: string,
+  enable: () => void,
+  cleanup: () => void,
+): void {
+  const previous = existsSync(file) ? readFileSync(file, "utf8") : undefined;
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, content, { mode: 0o644 });
+  try {
+    enable();
+  } catch (err) {
+    try {
+      if (previous === undefined) rmSync(file, { force: true });
+      else writeFileSync(file, previous, { mode: 0o644 });
+      cleanup();
+    } catch {
+      // the original error says what to do; a failing cleanup must not hide it
+    }
+    throw err;
+  }
 }
 
 /** Runs a tool and throws a CliError naming the command and its output when it fails. */

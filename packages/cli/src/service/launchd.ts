@@ -1,6 +1,6 @@
 /** macOS: a LaunchAgent `~/Library/LaunchAgents/com.loxmcp.daemon.plist`, managed with `launchctl`. */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { DAEMON_NODE_FLAGS, ensurePrivateDir } from "@loxmcp/common";
 import { templatePath } from "../locate.js";
 import {
@@ -10,6 +10,7 @@ import {
   type ServiceOptions,
   type ServicePlatform,
   type ServiceState,
+  writeThenEnable,
 } from "./index.js";
 
 export const LAUNCHD_LABEL = "com.loxmcp.daemon";
@@ -69,18 +70,30 @@ export class LaunchdService implements ServicePlatform {
     return runTool("launchctl", ["print", this.target]).status === 0;
   }
 
-  install(): string[] {
+  install(step: (what: string) => void = () => {}): string[] {
     const content = this.render();
     const p = this.o.paths;
     for (const d of [p.config, p.state, p.log]) ensurePrivateDir(d);
-    mkdirSync(dirname(this.file), { recursive: true });
-    writeFileSync(this.file, content, { mode: 0o644 });
     const lines = [`wrote ${this.file}`];
-    if (this.loaded()) {
-      runTool("launchctl", ["bootout", this.target]);
-      lines.push(`unloaded the previous ${LAUNCHD_LABEL}`);
-    }
-    mustRun("launchctl", ["bootstrap", this.domain, this.file], "run it from a logged-in GUI session");
+    const hadPrevious = this.isInstalled();
+    step(`writing ${this.file}`);
+    writeThenEnable(
+      this.file,
+      content,
+      () => {
+        if (this.loaded()) {
+          step(`launchctl bootout ${this.target}`);
+          runTool("launchctl", ["bootout", this.target]);
+          lines.push(`unloaded the previous ${LAUNCHD_LABEL}`);
+        }
+        step(`launchctl bootstrap ${this.domain}`);
+        mustRun("launchctl", ["bootstrap", this.domain, this.file], "run it from a logged-in GUI session");
+      },
+      // the previous plist is back in place: load it again as it was (best effort)
+      () => {
+        if (hadPrevious) runTool("launchctl", ["bootstrap", this.domain, this.file]);
+      },
+    );
     lines.push(`loaded ${LAUNCHD_LABEL} (launchctl bootstrap ${this.domain}); it starts at login`);
     return lines;
   }

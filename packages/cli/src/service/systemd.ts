@@ -1,5 +1,5 @@
 /** Linux: a systemd USER unit `~/.config/systemd/user/loxmcpd.service`, managed with `systemctl --user`. */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DAEMON_NODE_FLAGS, ensurePrivateDir } from "@loxmcp/common";
 import { templatePath } from "../locate.js";
@@ -10,6 +10,7 @@ import {
   type ServiceOptions,
   type ServicePlatform,
   type ServiceState,
+  writeThenEnable,
 } from "./index.js";
 
 export const UNIT_NAME = "loxmcpd.service";
@@ -83,15 +84,29 @@ export class SystemdService implements ServicePlatform {
     return existsSync(this.file);
   }
 
-  install(): string[] {
+  install(step: (what: string) => void = () => {}): string[] {
     const content = this.render();
     for (const d of this.writablePaths()) ensurePrivateDir(d);
-    mkdirSync(dirname(this.file), { recursive: true });
-    writeFileSync(this.file, content, { mode: 0o644 });
     const hint =
       "is the systemd user manager running (`systemctl --user status`)? Without it use `loxmcp start`";
-    mustRun("systemctl", ["--user", "daemon-reload"], hint);
-    mustRun("systemctl", ["--user", "enable", "--now", UNIT_NAME], hint);
+    const hadPrevious = this.isInstalled();
+    step(`writing ${this.file}`);
+    writeThenEnable(
+      this.file,
+      content,
+      () => {
+        step("systemctl --user daemon-reload");
+        mustRun("systemctl", ["--user", "daemon-reload"], hint);
+        step(`systemctl --user enable --now ${UNIT_NAME}`);
+        mustRun("systemctl", ["--user", "enable", "--now", UNIT_NAME], hint);
+      },
+      // a new unit: enable may have linked it before --now failed; then forget it (a previous
+      // unit is back in place as it was, enabled or not)
+      () => {
+        if (!hadPrevious) runTool("systemctl", ["--user", "disable", UNIT_NAME]);
+        runTool("systemctl", ["--user", "daemon-reload"]);
+      },
+    );
     return [
       `wrote ${this.file}`,
       `enabled and started ${UNIT_NAME} (systemctl --user enable --now ${UNIT_NAME})`,
