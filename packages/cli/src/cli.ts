@@ -25,6 +25,7 @@ import { stopAllCommand } from "./commands/stop-all.js";
 import { structureCommand } from "./commands/structure.js";
 import { toolsCommand } from "./commands/tools.js";
 
+import { NO_PROGRESS, progressEnabled, Spinner } from "./progress.js";
 import { VERSION } from "./version.js";
 
 export { VERSION };
@@ -54,7 +55,7 @@ export const COMMANDS: CommandSpec[] = [
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   stdout?: NodeJS.WritableStream & { isTTY?: boolean };
-  stderr?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   stdin?: CommandContext["stdin"];
   commands?: CommandSpec[];
 }
@@ -120,18 +121,29 @@ export function buildProgram(opts: RunOptions = {}): { program: Command; state: 
   const stdout = opts.stdout ?? process.stdout;
   const stderr = opts.stderr ?? process.stderr;
   const state = { exitCode: 0 };
-  const makeCtx = (): CommandContext => ({
-    env,
-    paths: resolvePaths(env),
-    out: (line) => {
-      stdout.write(`${line}\n`);
-    },
-    err: (line) => {
-      stderr.write(`${line}\n`);
-    },
-    stdin: opts.stdin ?? process.stdin,
-    stdoutIsTTY: Boolean(stdout.isTTY),
-  });
+  const makeCtx = (): CommandContext => {
+    // At most one spinner per command; lines printed while it shows go above it.
+    let spinner: Spinner | undefined;
+    return {
+      env,
+      paths: resolvePaths(env),
+      out: (line) => {
+        if (spinner) spinner.print(stdout, line);
+        else stdout.write(`${line}\n`);
+      },
+      err: (line) => {
+        if (spinner) spinner.print(stderr, line);
+        else stderr.write(`${line}\n`);
+      },
+      stdin: opts.stdin ?? process.stdin,
+      stdoutIsTTY: Boolean(stdout.isTTY),
+      progress: () => {
+        if (!progressEnabled(stderr, env)) return NO_PROGRESS;
+        spinner ??= new Spinner(stderr, env);
+        return spinner;
+      },
+    };
+  };
   const program = new Command("loxmcp")
     .description("loxmcp: control the daemon that shares one safe Loxone MCP session with your MCP clients")
     .version(VERSION, "-V, --version")

@@ -5,6 +5,7 @@
  */
 import type { Readable } from "node:stream";
 import type { Env, LoxmcpPaths } from "@loxmcp/common";
+import type { Progress } from "./progress.js";
 
 export interface OptionSpec {
   /** Commander flags, e.g. "-n, --lines <n>" or "--json". */
@@ -35,6 +36,11 @@ export interface CommandContext {
   err(line: string): void;
   stdin: Readable & { isTTY?: boolean; setRawMode?: (mode: boolean) => unknown };
   stdoutIsTTY: boolean;
+  /**
+   * Progress while waiting: a spinner line on stderr when stderr is a terminal, a no-op
+   * otherwise (pass `NO_PROGRESS` for --json). `out`/`err` lines are printed above it.
+   */
+  progress(): Progress;
 }
 
 export interface CommandInput {

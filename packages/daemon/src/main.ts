@@ -14,7 +14,7 @@ import { VERSION } from "./version.js";
 // other daemon answers on the socket: config errors and "already running" exit fast.
 
 const USAGE = `usage: loxmcpd [--insecure-tls] [--version] [--help]
-       loxmcpd --probe [--url <mcp-url>] [--call <tool> [--args JSON]] [--json] [--timeout S]
+       loxmcpd --probe [--url <mcp-url>] [--fresh] [--call <tool> [--args JSON]] [--json] [--timeout S] [--progress]
 
 Runs the loxmcp daemon in the foreground: one Loxone login and one MCP session shared by
 every MCP client through the Unix socket (see \`loxmcp status\`).

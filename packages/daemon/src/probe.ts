@@ -37,6 +37,36 @@ export interface ProbeOptions {
   onServerRequest?: (req: { method: string; params?: unknown }) => Promise<unknown>;
   /** Forget the stored tokens of this upstream first: a real login with the current credentials. */
   fresh?: boolean;
+  /** Told each step as it starts ("logging in as ai"), for a progress line on a terminal. */
+  onProgress?: (step: string) => void;
+}
+
+/** Prefix of the step lines `--progress` writes to stderr (read by `loxmcp login-check`). */
+export const PROGRESS_PREFIX = "loxmcpd-progress: ";
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+/** What the session is doing in each state, as a person would say it. */
+function stepFor(state: UpstreamState, config: DaemonConfig, direct: boolean): string | undefined {
+  switch (state) {
+    case "starting":
+    case "resolving":
+      return direct
+        ? `connecting to ${safeUrl(config.upstreamUrl ?? "")}`
+        : `asking ${hostOf(config.connectUrl)} for Miniserver ${config.serial}`;
+    case "authenticating":
+      return `logging in${config.user ? ` as ${config.user}` : ""}`;
+    case "connecting":
+      return "opening the MCP session";
+    default:
+      return undefined;
+  }
 }
 
 export interface ProbeSummary {
@@ -92,6 +122,15 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
     if (opts.fresh) new TokenStore(db).clearTokens(direct ? new URL(target).href : config.serial);
     upstream = opts.createUpstream(ctx);
     const session = upstream;
+    const progress = opts.onProgress;
+    const onStep = (st: UpstreamStatus) => {
+      const step = stepFor(st.state, config, direct);
+      if (step && progress) progress(step);
+    };
+    if (progress) {
+      session.on("state", onStep);
+      onStep(session.status());
+    }
     // One shot: the first failed attempt ("degraded": the session would back off and retry) ends it.
     let onState: ((st: UpstreamStatus) => void) | undefined;
     const firstFailure = new Promise<never>((_, reject) => {
@@ -116,6 +155,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
       return summary;
     } finally {
       if (onState) upstream.off("state", onState);
+      upstream.off("state", onStep);
     }
     const st = upstream.status();
     summary.state = st.state;
@@ -130,6 +170,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
         protocolVersion: info.protocolVersion,
       };
     }
+    progress?.("listing the tools");
     try {
       const list = await withDeadline(upstream.listTools(), deadline, "tools/list");
       summary.tools = list.tools.map((t) => String(t.name));
@@ -140,6 +181,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
     }
     if (opts.call) {
       const { name } = opts.call;
+      progress?.(`calling ${name}`);
       try {
         const reqOpts: Parameters<Upstream["request"]>[2] = {
           retryable: false,
@@ -253,6 +295,8 @@ export interface ProbeArgs {
   json: boolean;
   timeoutMs: number;
   fresh: boolean;
+  /** Write each step to stderr as `loxmcpd-progress: <step>` (for a progress line). */
+  progress: boolean;
 }
 
 export class ProbeUsageError extends Error {
@@ -265,7 +309,7 @@ export class ProbeUsageError extends Error {
 
 /** Parses the arguments after `--probe`. */
 export function parseProbeArgs(argv: readonly string[]): ProbeArgs {
-  const out: ProbeArgs = { json: false, timeoutMs: 90_000, fresh: false };
+  const out: ProbeArgs = { json: false, timeoutMs: 90_000, fresh: false, progress: false };
   let callName: string | undefined;
   let callArgs: Record<string, unknown> = {};
   for (let i = 0; i < argv.length; i++) {
@@ -292,6 +336,7 @@ export function parseProbeArgs(argv: readonly string[]): ProbeArgs {
       callArgs = parsed as Record<string, unknown>;
     } else if (a === "--json") out.json = true;
     else if (a === "--fresh") out.fresh = true;
+    else if (a === "--progress") out.progress = true;
     else if (a === "--timeout") {
       const n = Number(value());
       if (!Number.isFinite(n) || n <= 0)
@@ -350,6 +395,7 @@ export async function probeMain(
     };
     if (args.call) probeOpts.call = args.call;
     if (args.fresh) probeOpts.fresh = true;
+    if (args.progress) probeOpts.onProgress = (step) => io.err(`${PROGRESS_PREFIX}${step}\n`);
     const summary = await runProbe(probeOpts);
     if (args.json) io.out(`${JSON.stringify(summary)}\n`);
     else io.out(`${formatProbeSummary(summary).join("\n")}\n`);

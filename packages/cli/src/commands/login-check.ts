@@ -8,6 +8,10 @@
 import { spawn } from "node:child_process";
 import { CliError, type CommandSpec, optBool, optString } from "../command.js";
 import { daemonBin } from "../locate.js";
+import { NO_PROGRESS, type Progress } from "../progress.js";
+
+/** The probe's step lines on stderr (`loxmcpd --probe --progress`), shown as the progress line. */
+const PROGRESS_PREFIX = "loxmcpd-progress: ";
 
 export const loginCheckCommand: CommandSpec = {
   name: "login-check",
@@ -61,8 +65,18 @@ export const loginCheckCommand: CommandSpec = {
       );
     }
     args.push("--timeout", String(timeoutSec));
-    if (optBool(opts, "json")) args.push("--json");
-    return runProbe(ctx, daemonBin(ctx.env), args);
+    const json = optBool(opts, "json");
+    if (json) args.push("--json");
+    const progress = json ? NO_PROGRESS : ctx.progress();
+    if (progress.active) {
+      args.push("--progress");
+      progress.step("starting the login check");
+    }
+    try {
+      return await runProbe(ctx, daemonBin(ctx.env), args, progress);
+    } finally {
+      progress.stop();
+    }
   },
 };
 
@@ -70,6 +84,7 @@ function runProbe(
   ctx: { env: Record<string, string | undefined>; out(line: string): void; err(line: string): void },
   bin: string,
   args: string[],
+  progress: Progress,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
@@ -92,11 +107,17 @@ function runProbe(
     let outDone: Promise<void> = Promise.resolve();
     let errDone: Promise<void> = Promise.resolve();
     if (child.stdout) {
-      pipeLines(child.stdout, (l) => ctx.out(l));
+      pipeLines(child.stdout, (l) => {
+        progress.stop(); // the summary replaces the progress line
+        ctx.out(l);
+      });
       outDone = new Promise((r) => child.stdout?.on("end", () => r()));
     }
     if (child.stderr) {
-      pipeLines(child.stderr, (l) => ctx.err(l));
+      pipeLines(child.stderr, (l) => {
+        if (l.startsWith(PROGRESS_PREFIX)) progress.step(l.slice(PROGRESS_PREFIX.length));
+        else ctx.err(l);
+      });
       errDone = new Promise((r) => child.stderr?.on("end", () => r()));
     }
     child.on("error", (err) =>

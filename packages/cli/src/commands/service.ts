@@ -72,15 +72,23 @@ macOS: ~/Library/LaunchAgents/com.loxmcp.daemon.plist, then launchctl bootstrap 
             "refusing to install the service as root: loxmcp is a per-user daemon; run `loxmcp service install` as the user whose MCP clients use it (or pass --allow-root if root really is that user)",
           );
         }
-        const s = await fetchStatus(ctx);
-        const outside = s.state !== "down" && svc.state().active !== true;
-        // install first: if the service manager is unusable, the running daemon is left alone
-        for (const l of svc.install()) ctx.out(l);
-        if (outside) {
-          // the service's daemon found this one live and stepped aside (exit 0): hand over
-          ctx.out(`handing over from the daemon started outside the service (pid ${s.pid ?? "?"})`);
-          await stopDaemon(ctx, 15_000);
-          for (const l of svc.start()) ctx.out(l);
+        const progress = ctx.progress();
+        try {
+          progress.step("looking for a running daemon");
+          const s = await fetchStatus(ctx);
+          const outside = s.state !== "down" && svc.state().active !== true;
+          // install first: if the service manager is unusable, the running daemon is left alone
+          for (const l of svc.install((what) => progress.step(what))) ctx.out(l);
+          if (outside) {
+            // the service's daemon found this one live and stepped aside (exit 0): hand over
+            ctx.out(`handing over from the daemon started outside the service (pid ${s.pid ?? "?"})`);
+            progress.step(`stopping the daemon started outside the service (pid ${s.pid ?? "?"})`);
+            await stopDaemon(ctx, 15_000);
+            progress.step(`starting the ${svc.kind} service`);
+            for (const l of svc.start()) ctx.out(l);
+          }
+        } finally {
+          progress.stop();
         }
         return 0;
       }

@@ -9,6 +9,7 @@ import {
 } from "../command.js";
 import { callDaemon, DaemonNotRunningError, delay } from "../daemon-client.js";
 import { formatDuration, formatLocalTime, isRecord, toDate } from "../format.js";
+import { NO_PROGRESS } from "../progress.js";
 
 /** The `loxmcp/status` result (TEAM-BRIEF); parsed loosely: a newer daemon may add fields. */
 export interface DaemonStatus {
@@ -221,6 +222,12 @@ function describeApproval(p: unknown): string {
   return parts.join("  ");
 }
 
+/** The progress line of `status --wait`: the state the daemon is in now, and why. */
+function waitingFor(s: DaemonStatus, waitSec: number): string {
+  const why = s.reason && s.state !== "ready" ? ` (${s.reason})` : "";
+  return `waiting ${waitSec}s for loxmcpd to be ready; now ${s.state}${why}`;
+}
+
 export const statusCommand: CommandSpec = {
   name: "status",
   description: "show the daemon's state, relay, token expiry, clients; exit 0 only when ready",
@@ -244,11 +251,17 @@ export const statusCommand: CommandSpec = {
       ctx.out(JSON.stringify({ ...downStatus(ctx), state: "unreachable", reason: err.message }));
       return 1;
     }
-    if (wait !== undefined) {
+    if (wait !== undefined && s.state !== "ready") {
       const deadline = Date.now() + wait * 1000;
-      while (s.state !== "ready" && Date.now() < deadline) {
-        await delay(200);
-        s = await fetchStatus(ctx);
+      const progress = json ? NO_PROGRESS : ctx.progress();
+      try {
+        while (s.state !== "ready" && Date.now() < deadline) {
+          progress.step(waitingFor(s, wait));
+          await delay(200);
+          s = await fetchStatus(ctx);
+        }
+      } finally {
+        progress.stop();
       }
     }
     if (json) {
