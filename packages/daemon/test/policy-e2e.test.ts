@@ -210,8 +210,16 @@ describe("policy through the real daemon", () => {
     expect(again.isError).toBe(true);
     expect(commandsSent()).toHaveLength(1);
     const rows = await audit({ client: "claude-e2e", limit: 3 });
-    expect(rows.slice(-2).map((e) => e.decision)).toEqual(["confirmed", "denied"]);
+    expect(rows.slice(-2).map((e) => e.decision)).toEqual(["confirmed", "held"]);
     expect(rows.at(-2).reason).toContain(code);
+    // `loxmcp audit`: a held call is one short line, "held", without the AI's instructions.
+    const trail = await cli(["audit", "--held", "--client", "claude-e2e"]);
+    const heldLines = trail.stdout.trim().split("\n");
+    expect(heldLines.length).toBeGreaterThanOrEqual(2);
+    for (const l of heldLines) {
+      expect(l).toMatch(/ held \(waiting for you\) T3 .*Burglar Alarm/);
+      expect(l).not.toMatch(/Only the person|call this tool again/);
+    }
   });
 
   it("elicitation: a client that declares it is asked; yes runs, no does not", async () => {

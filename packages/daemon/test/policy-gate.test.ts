@@ -284,7 +284,22 @@ describe("policy gate", () => {
 
     const { events } = await control("loxmcp/audit", { client: "claude" });
     expect(events.some((e: J) => e.decision === "confirmed" && e.outcome === "ok")).toBe(true);
-    expect(events.filter((e: J) => e.decision === "denied").length).toBeGreaterThanOrEqual(3);
+    // Held calls wait for the person: "held", not "denied", with a short reason for the person —
+    // what and why, not the instructions meant for the AI, and not the code.
+    const held = events.filter((e: J) => e.decision === "held");
+    expect(held.length).toBeGreaterThanOrEqual(3);
+    expect(events.filter((e: J) => e.decision === "denied")).toEqual([]);
+    for (const e of held) {
+      expect(e.reason).toMatch(/Burglar Alarm.*\(security system mode change\)$/);
+      expect(e.reason).not.toMatch(/Only the person|call this tool again|Do not try/);
+      expect(e.reason).not.toContain(code);
+      expect(e.reason.length).toBeLessThan(200);
+    }
+    // --denied means refusals; held calls have their own filter.
+    const refused = await control("loxmcp/audit", { client: "claude", denied: true });
+    expect(refused.events.some((e: J) => e.decision === "held")).toBe(false);
+    const waiting = await control("loxmcp/audit", { client: "claude", held: true });
+    expect(waiting.events.map((e: J) => e.decision)).toEqual(held.map(() => "held"));
     // The code the AI stuffed into the arguments is redacted in the audit.
     expect(JSON.stringify(events)).not.toContain(`"code":"${code}"`);
   });

@@ -20,6 +20,12 @@ interface Row {
   latencyMs: number;
 }
 
+/** A reason as one short line (`--json` keeps it whole; rows from older daemons can be long). */
+function short(reason: string, max = 160): string {
+  const line = reason.replace(/\s+/g, " ").trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
 export const auditCommand: CommandSpec = {
   name: "audit",
   description: "show the audit trail: every tool call with client, decision, outcome and latency",
@@ -29,7 +35,14 @@ export const auditCommand: CommandSpec = {
       description: "from this time: ISO date, epoch ms, or a duration like 30m, 2h, 7d",
     },
     { flags: "--client <name>", description: "only this client (name prefix, case-insensitive)" },
-    { flags: "--denied", description: "only refused calls (denied, rate-limited, emergency stop)" },
+    {
+      flags: "--denied",
+      description: "only refused calls (denied, rate-limited, emergency stop); not held ones (see --held)",
+    },
+    {
+      flags: "--held",
+      description: "only calls held for your approval (with --denied: refused and held calls)",
+    },
     {
       flags: "-n, --limit <n>",
       description: "at most this many (newest)",
@@ -45,6 +58,7 @@ export const auditCommand: CommandSpec = {
     if (since) params.since = since;
     if (client) params.client = client;
     if (optBool(opts, "denied")) params.denied = true;
+    if (optBool(opts, "held")) params.held = true;
     params.limit = optNumber(opts, "limit") ?? 100;
     const r = await callDaemon(ctx.paths.socket, "loxmcp/audit", params);
     const events = (isRecord(r) && Array.isArray(r.events) ? r.events : []) as Row[];
@@ -62,9 +76,10 @@ export const auditCommand: CommandSpec = {
         ? `${e.tool} "${e.controlName}" ${e.command ?? ""}`.trim()
         : `${e.tool}${e.command ? ` ${e.command}` : ""}`;
       const tier = e.tier ? ` ${e.tier}` : "";
-      const reason = e.reason ? `  — ${e.reason}` : "";
+      const reason = e.reason ? `  — ${short(e.reason)}` : "";
+      const decision = e.decision === "held" ? "held (waiting for you)" : e.decision;
       ctx.out(
-        `${formatLocalTime(new Date(e.ts))}  ${who}  ${e.decision}${tier}  ${what}  → ${e.outcome} ${e.latencyMs}ms${reason}`,
+        `${formatLocalTime(new Date(e.ts))}  ${who}  ${decision}${tier}  ${what}  → ${e.outcome} ${e.latencyMs}ms${reason}`,
       );
     }
     return 0;

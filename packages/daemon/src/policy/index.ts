@@ -631,6 +631,9 @@ class PolicyEngine implements PolicyGate {
         throw new PolicyDenied(
           "TOOL_CHANGED",
           `${describeChange(held)} since the person last accepted the Miniserver's tool list, so calls to it are held and nothing was sent. The person has to review and accept the change first; until then use the other tools`,
+          "denied",
+          undefined,
+          `${describeChange(held)} since the tool list was last accepted (\`loxmcp tools diff\`)`,
         );
       }
       sanitizeArgs(args);
@@ -641,11 +644,13 @@ class PolicyEngine implements PolicyGate {
     } catch (err) {
       if (err instanceof PolicyDenied) {
         draft.decision = err.decision;
-        draft.reason = err.message;
+        draft.reason = err.auditReason ?? err.message;
         draft.outcome = "not-sent";
         this.log.info(
           { client: ctx.client.name, tool: call.name, code: err.code },
-          `refused: ${err.message}`,
+          err.decision === "held"
+            ? `held for the person's approval: ${draft.reason}`
+            : `refused: ${draft.reason}`,
         );
         return denial(err);
       }
@@ -803,6 +808,9 @@ class PolicyEngine implements PolicyGate {
           throw new PolicyDenied(
             "APPROVAL_QUEUE_FULL",
             `not sent: ${verdict.held} actions are already waiting for the person's approval (at most ${verdict.limit}), so ${what} was not held. Wait until the person has decided on them (the oldest expires in ${verdict.soonestSec} s) and try again`,
+            "denied",
+            undefined,
+            `not held, ${verdict.held} actions already wait for the person (at most ${verdict.limit}): ${what}`,
           );
         }
         if (verdict.state === "pending") {
@@ -810,8 +818,10 @@ class PolicyEngine implements PolicyGate {
           throw new PolicyDenied(
             "APPROVAL_REQUIRED",
             `held for the person's approval, nothing was sent: ${what} (${cls.reason}). Only the person can approve it, outside this conversation; tell them that code ${verdict.entry.code} is waiting for their decision. Once they have approved it, call this tool again with exactly the same arguments within ${secs} s. Do not try to approve it yourself and do not put the code into the arguments.`,
-            "denied",
+            "held",
             { approvalCode: verdict.entry.code, expiresInSec: secs },
+            // The person's view: what and why. The code is in `loxmcp approve --list`, not here.
+            `${what} (${cls.reason})`,
           );
         }
         draft.decision = "confirmed";
@@ -839,6 +849,9 @@ class PolicyEngine implements PolicyGate {
       throw new PolicyDenied(
         "AUDIT_UNAVAILABLE",
         `nothing was sent: the audit cannot be written — ${err.message}. Every command is refused until the daemon can record it (reading still works); the person can see the cause with \`loxmcp status\` or \`loxmcp doctor\``,
+        "denied",
+        undefined,
+        `the audit cannot be written: ${err.message}`,
       );
     }
     this.limiter.record(rateKey);
@@ -1292,6 +1305,7 @@ class PolicyEngine implements PolicyGate {
       if (since !== undefined) q.since = since;
       if (typeof params.client === "string" && params.client) q.client = params.client;
       if (params.denied === true) q.denied = true;
+      if (params.held === true) q.held = true;
       if (params.limit !== undefined) {
         const n = Number(params.limit);
         if (!Number.isFinite(n) || n < 1)

@@ -70,7 +70,11 @@ export const DEFAULT_POLICY_CONFIG: PolicyConfig = {
   auditRetentionDays: 90,
 };
 
-export type Decision = "allowed" | "confirmed" | "denied" | "rate-limited" | "emergency-stop";
+/**
+ * "held": waiting for the person's approval (two-phase; the identical repeat runs once approved) —
+ * not a refusal. "denied" / "rate-limited" / "emergency-stop" are refusals.
+ */
+export type Decision = "allowed" | "confirmed" | "held" | "denied" | "rate-limited" | "emergency-stop";
 /** "sent": stored before sending, answer not known yet (a daemon that dies leaves it; the next start makes it "unknown"). */
 export type Outcome = "ok" | "error" | "unknown" | "not-sent" | "sent";
 
@@ -97,6 +101,11 @@ export class PolicyDenied extends Error {
     readonly decision: Decision = "denied",
     /** Extra fields for the tool result's `_meta["loxmcp/policy"]` (e.g. the held call's code). */
     readonly data?: Record<string, unknown>,
+    /**
+     * The reason stored in the audit when the message is written for the AI (what to tell the
+     * person, what to try next): what and why, short, for the person reading `loxmcp audit`.
+     */
+    readonly auditReason?: string,
   ) {
     super(message);
     this.name = "PolicyDenied";

@@ -77,8 +77,10 @@ export interface AuditQuery {
   /** Epoch ms. */
   since?: number;
   client?: string;
-  /** Only refusals (denied, rate-limited, emergency-stop). */
+  /** Only refusals (denied, rate-limited, emergency-stop); calls held for the person are not refusals. */
   denied?: boolean;
+  /** Only calls held for the person's approval. With `denied`: both. */
+  held?: boolean;
   limit?: number;
 }
 
@@ -220,7 +222,11 @@ export class AuditStore {
       where.push("lower(client) LIKE @client");
       params.client = `${q.client.toLowerCase().replace(/[%_]/g, "")}%`;
     }
-    if (q.denied) where.push("decision IN ('denied', 'rate-limited', 'emergency-stop')");
+    const decisions = [
+      ...(q.denied ? ["'denied'", "'rate-limited'", "'emergency-stop'"] : []),
+      ...(q.held ? ["'held'"] : []),
+    ];
+    if (decisions.length > 0) where.push(`decision IN (${decisions.join(", ")})`);
     params.limit = Math.min(Math.max(1, Math.floor(q.limit ?? 100)), 10_000);
     const sql = `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
       ORDER BY id DESC LIMIT @limit`;
