@@ -287,6 +287,18 @@ describe("policy through the real daemon", () => {
     expect(human.stdout).toMatch(/renamed\s+"Office Socket" → "Desk Socket"/);
     const show = await cli(["structure", "show", "--room", "Garden"]);
     expect(show.stdout).toContain("Pool Pump");
+    // Grouped by room, each control with its highest tier, its commands grouped by tier.
+    expect(show.stdout).toMatch(/^Garden$/m);
+    expect(show.stdout).toMatch(/^ {2}Pool Pump {2}\[Switch, Power\] {2}T1 comfort {2}\S+$/m);
+    expect(show.stdout).toMatch(/^ {2}Garden Gate {2}\[Gate, Access\] {2}T2 motion /m);
+    expect(show.stdout).toMatch(/^ {6}T1: stop {2}· {2}T2: open close$/m);
+    expect(show.stdout).toMatch(/^tiers: T1 comfort/m);
+    const json = JSON.parse((await cli(["structure", "show", "--type", "gate", "--json"])).stdout);
+    // a garage door lets people in: opening it needs a person
+    expect(json.controls.map((c: J) => [c.name, c.tier]).sort()).toEqual([
+      ["Garage Door", "T3"],
+      ["Garden Gate", "T2"],
+    ]);
   });
 
   it("emergency stop: `loxmcp stop-all` stops every blind and gate, blocks writes across a restart, `loxmcp resume` lifts it", async () => {

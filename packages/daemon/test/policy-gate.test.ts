@@ -739,6 +739,26 @@ describe("policy gate", () => {
     ]);
   });
 
+  it("structure show: each control's tier and its commands' tiers, by the policy's classifier", async () => {
+    await makeGate({ t4: ["Alarm:off"] });
+    const kitchen = await control("loxmcp/structure", { action: "show", room: "Kitchen" });
+    const by = (name: string) => kitchen.controls.find((c: J) => c.name === name);
+    expect(by("Kitchen Lights")).toMatchObject({ tier: "T1", commandTiers: { on: "T1", off: "T1" } });
+    // A blind moves (T2); stopping it is comfort (T1); the control shows its highest tier.
+    expect(by("Kitchen Blinds")).toMatchObject({
+      tier: "T2",
+      tierReason: expect.stringMatching(/crush/),
+      commandTiers: { stop: "T1", FullDown: "T2", "manualPosition/{n}": "T2" },
+    });
+    const hall = await control("loxmcp/structure", { action: "show", room: "Hallway" });
+    const alarm = hall.controls.find((c: J) => c.name === "Burglar Alarm");
+    // The configured T4 list counts: "Alarm:off" is never done by an AI, arming needs a person.
+    expect(alarm).toMatchObject({ tier: "T4", commandTiers: { off: "T4", on: "T3" } });
+    expect(hall.controls.find((c: J) => c.name === "Front Door Opener").tier).toBe("T3");
+    // The commands list itself is unchanged (strings, as before).
+    expect(by("Kitchen Blinds").commands).toContain("manualPosition/{n}");
+  });
+
   it("structure: show with filters, diff after the simulator renames and adds controls", async () => {
     const g = await makeGate();
     const shown = await control("loxmcp/structure", { action: "show", room: "kitchen" });

@@ -13,6 +13,41 @@ interface Control {
   room: string;
   category: string;
   commands: string[];
+  /** Daemons since the tiers were added: the highest tier of its commands, and each command's. */
+  tier?: string;
+  tierReason?: string;
+  commandTiers?: Record<string, string>;
+}
+
+/** What each tier means for a command from an AI (docs/policy.md). */
+export const TIER_NAMES: Record<string, string> = {
+  T1: "T1 comfort",
+  T2: "T2 motion",
+  T3: "T3 security",
+  T4: "T4 never",
+};
+
+const TIER_LEGEND =
+  "tiers: T1 comfort runs · T2 motion runs, rate-limited, read back · T3 security needs you (in confirm mode) · T4 never via AI";
+
+/** One control's lines: name, type, highest tier, uuid; then its commands grouped by tier. */
+function controlLines(c: Control): string[] {
+  const head = `  ${c.name}  [${c.type}, ${c.category}]`;
+  if (!c.tier) return [`${head}  ${c.uuid}  ${c.commands.join(" ")}`];
+  const lines = [`${head}  ${TIER_NAMES[c.tier] ?? c.tier}  ${c.uuid}`];
+  const byTier = new Map<string, string[]>();
+  for (const [command, tier] of Object.entries(c.commandTiers ?? {})) {
+    byTier.set(tier, [...(byTier.get(tier) ?? []), command]);
+  }
+  if (byTier.size === 0) lines.push(`      no commands known (${c.tierReason ?? "nothing can be sent"})`);
+  else
+    lines.push(
+      `      ${[...byTier]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([tier, cmds]) => `${tier}: ${cmds.join(" ")}`)
+        .join("  ·  ")}`,
+    );
+  return lines;
 }
 
 interface Diff {
@@ -50,7 +85,7 @@ const json = { flags: "--json", description: "print the daemon's answer as JSON"
 
 const show: CommandSpec = {
   name: "show",
-  description: "list the controls of the latest snapshot",
+  description: "list the controls of the latest snapshot by room, with the tier of each command",
   options: [
     { flags: "--room <room>", description: "only this room" },
     { flags: "--type <type>", description: "only this control type (e.g. Jalousie)" },
@@ -76,9 +111,9 @@ const show: CommandSpec = {
     for (const c of controls) byRoom.set(c.room, [...(byRoom.get(c.room) ?? []), c]);
     for (const [roomName, list] of [...byRoom].sort(([a], [b]) => a.localeCompare(b))) {
       ctx.out(`${roomName || "(no room)"}`);
-      for (const c of list)
-        ctx.out(`  ${c.name}  [${c.type}, ${c.category}]  ${c.uuid}  ${c.commands.join(" ")}`);
+      for (const c of list) for (const l of controlLines(c)) ctx.out(l);
     }
+    if (controls.some((c) => c.tier)) ctx.out(TIER_LEGEND);
     return 0;
   },
 };

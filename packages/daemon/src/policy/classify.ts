@@ -280,6 +280,38 @@ export function classifyWrite(
   return { tier: "T3", reason: `control type ${type} not known to the policy` };
 }
 
+/** A control's tiers as `loxmcp structure show` lists them. */
+export interface ControlTiers {
+  /** The highest tier of its commands: what the most sensitive thing it can be told needs. */
+  tier: Tier;
+  /** Why (the classifier's reason for that command). */
+  tierReason: string;
+  /** Each command's tier (values in the safe range; see classifyWrite for values that raise it). */
+  commandTiers: Record<string, Tier>;
+}
+
+/**
+ * Classifies every command of a control as a write would be (same rules, the configured T4
+ * list included). A placeholder such as `{n}` stands for a value in the safe range: a
+ * temperature outside the band or a loud volume can still raise a single call to T3. Without
+ * a command list the control's type decides.
+ */
+export function classifyControl(
+  control: SnapshotControl,
+  commands: readonly string[],
+  cfg: Pick<PolicyConfig, "t4" | "temperature" | "volume">,
+): ControlTiers {
+  const commandTiers: Record<string, Tier> = {};
+  let top: Classification | undefined;
+  for (const command of commands.length > 0 ? commands : [""]) {
+    const cls = classifyWrite(control, control.uuid, command, cfg);
+    if (command) commandTiers[command] = cls.tier;
+    if (!top || cls.tier > top.tier) top = cls;
+  }
+  const t = top ?? classifyWrite(control, control.uuid, "", cfg);
+  return { tier: t.tier, tierReason: t.reason, commandTiers };
+}
+
 /** Canonical JSON (sorted keys) for binding approvals to an exact call. */
 export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;

@@ -29,6 +29,7 @@ import {
   buildCatalog,
   type Classification,
   canonicalJson,
+  classifyControl,
   classifyWrite,
   describeTool,
   extractTarget,
@@ -61,7 +62,7 @@ import {
   type SnapshotControl,
   type Tier,
 } from "./types.js";
-import { isUuid, resolveControl, sanitizeArgs, validateCommand } from "./validate.js";
+import { allowedCommands, isUuid, resolveControl, sanitizeArgs, validateCommand } from "./validate.js";
 
 export { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode } from "./types.js";
 
@@ -1346,9 +1347,10 @@ class PolicyEngine implements PolicyGate {
           );
         const room = typeof params.room === "string" ? params.room.toLowerCase() : undefined;
         const type = typeof params.type === "string" ? params.type.toLowerCase() : undefined;
-        const controls = s.controls.filter(
-          (c) => (!room || c.room.toLowerCase() === room) && (!type || c.type.toLowerCase() === type),
-        );
+        const controls = s.controls
+          .filter((c) => (!room || c.room.toLowerCase() === room) && (!type || c.type.toLowerCase() === type))
+          // the tier each command would get as a write, by the same classifier and T4 list
+          .map((c) => ({ ...c, ...classifyControl(c, allowedCommands(c), this.cfg) }));
         return { snapshot: meta(s), controls };
       }
       if (action === "diff") {

@@ -78,6 +78,11 @@ export function resolveControl(
   );
 }
 
+/** The commands a control accepts: its own list, else the built-in one for its type (may be empty). */
+export function allowedCommands(control: SnapshotControl): string[] {
+  return control.commands.length > 0 ? control.commands : (KNOWN_COMMANDS[control.type] ?? []);
+}
+
 /** Fallback command lists for when the structure did not list a control's commands. */
 const KNOWN_COMMANDS: Record<string, string[]> = {
   LightControllerV2: ["on", "off", "changeTo/{n}", "plus", "minus"],
@@ -134,7 +139,7 @@ export function validateCommand(
   if (command.split("/").some((seg) => seg === "." || seg === ".." || seg.startsWith(".."))) {
     throw new PolicyDenied("UNSAFE_INPUT", `command "${truncate(command)}" contains a path traversal`);
   }
-  const allowed = control.commands.length > 0 ? control.commands : (KNOWN_COMMANDS[control.type] ?? []);
+  const allowed = allowedCommands(control);
   if (allowed.length === 0) {
     throw new PolicyDenied(
       "INVALID_COMMAND",
