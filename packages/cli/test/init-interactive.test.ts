@@ -44,6 +44,18 @@ beforeEach(() => {
 });
 afterEach(() => sb.cleanup());
 
+/** Runs `loxmcp init` on a pseudo-terminal, answering `script` (prompt substring, answer) in order. */
+function initAtTerminal(script: Array<[string, string]>): { status: number; out: string } {
+  const r = spawnSync(
+    "python3",
+    ["-c", DRIVER, JSON.stringify({ node: process.execPath, cli: CLI_BIN, env: sb.env, script })],
+    { encoding: "utf8", timeout: 30_000 },
+  );
+  return JSON.parse(r.stdout) as { status: number; out: string };
+}
+
+const envFile = () => parseEnv(readFileSync(join(sb.loxmcpHome, "config", ".env"), "utf8"));
+
 describe("loxmcp init (interactive)", () => {
   it.skipIf(!hasPython)("prompts for serial, user and password and never echoes the password", () => {
     const secret = "PTY-S3NTINEL-pw";
@@ -81,4 +93,59 @@ describe("loxmcp init (interactive)", () => {
       LOXONE_PASSWORD: secret,
     });
   });
+
+  it.skipIf(!hasPython)(
+    "run again: Enter keeps the stored password; ! stores a password command instead",
+    () => {
+      const secret = "PTY-kept-pw-1";
+      const first = initAtTerminal([
+        ["serial", "504f94a00001"],
+        ["user", "ai"],
+        ["Password (not shown)", secret],
+        ["approval PIN now", "n"],
+      ]);
+      expect(first.status, first.out).toBe(0);
+      // The alternative is offered before the password is asked for.
+      expect(first.out).toContain("a command that prints it, like `pass show loxone`");
+
+      // Again, changing only the user: the defaults are the stored values, Enter keeps the password.
+      const again = initAtTerminal([
+        ["serial [504F94A00001]", ""],
+        ["user [ai]", "ai2"],
+        ["Password (not shown) [keep stored]", ""],
+        ["approval PIN now", "n"],
+      ]);
+      expect(again.status, again.out).toBe(0);
+      expect(again.out).toContain("the stored password is kept");
+      expect(again.out).not.toContain(secret);
+      expect(envFile()).toMatchObject({
+        LOXONE_SERIAL: "504F94A00001",
+        LOXONE_USER: "ai2",
+        LOXONE_PASSWORD: secret,
+      });
+
+      // ! at the password prompt: a command that prints it; the stored password is dropped.
+      const cmd = initAtTerminal([
+        ["serial [504F94A00001]", ""],
+        ["user [ai2]", ""],
+        ["Password (not shown) [keep stored]", "!"],
+        ["Command that prints the password", "pass show loxone/ai"],
+        ["approval PIN now", "n"],
+      ]);
+      expect(cmd.status, cmd.out).toBe(0);
+      const env = envFile();
+      expect(env.LOXONE_PASSWORD_COMMAND).toBe("pass show loxone/ai");
+      expect(env.LOXONE_PASSWORD).toBeUndefined();
+
+      // Once more: the stored command is kept with Enter too.
+      const keepCmd = initAtTerminal([
+        ["serial [504F94A00001]", ""],
+        ["user [ai2]", ""],
+        ["Password (not shown) [keep stored command]", ""],
+        ["approval PIN now", "n"],
+      ]);
+      expect(keepCmd.status, keepCmd.out).toBe(0);
+      expect(envFile().LOXONE_PASSWORD_COMMAND).toBe("pass show loxone/ai");
+    },
+  );
 });

@@ -47,6 +47,37 @@ async function offerPin(ctx: CommandContext): Promise<void> {
   await setPin(ctx, {});
 }
 
+/**
+ * Asks for the password on the terminal (not shown). Empty keeps a stored password (or
+ * password command); `!` asks for a command that prints it instead (the daemon runs it).
+ */
+async function askPassword(
+  ctx: CommandContext,
+  current: Record<string, string>,
+): Promise<{ password: string } | { command: string } | { keep: true }> {
+  const storedCommand = current.LOXONE_PASSWORD_COMMAND;
+  const stored = Boolean(current.LOXONE_PASSWORD) || Boolean(storedCommand);
+  ctx.err(
+    "loxmcp keeps the password in the config dir's .env (mode 0600). Or it runs a command that prints it, like `pass show loxone`: type ! and Enter for that.",
+  );
+  const typed = await ask(
+    ctx,
+    `Password (not shown)${stored ? ` [keep stored${storedCommand ? " command" : ""}]` : ""}: `,
+    true,
+  );
+  if (typed === "" && stored) return { keep: true };
+  if (typed !== "!") return { password: typed };
+  const given = await ask(
+    ctx,
+    `Command that prints the password${storedCommand ? ` [${storedCommand}]` : ""}: `,
+  );
+  const command = given || storedCommand || "";
+  if (!command.trim()) {
+    throw new CliError("BAD_PASSWORD_COMMAND", "no command given; nothing was written", 2);
+  }
+  return { command };
+}
+
 export const initCommand: CommandSpec = {
   name: "init",
   description: "set up the Miniserver serial, user and password (stored in the config dir, mode 0600)",
@@ -71,7 +102,10 @@ export const initCommand: CommandSpec = {
 Examples:
   loxmcp init
   printf '%s' "$PW" | loxmcp init --serial 504F94A00001 --user ai --password-stdin
-  loxmcp init --serial 504F94A00001 --user ai --password-command 'pass show loxone/ai'`,
+  loxmcp init --serial 504F94A00001 --user ai --password-command 'pass show loxone/ai'
+
+At the password prompt, Enter keeps the stored password (or password command) and ! asks for a
+command that prints the password instead.`,
   async run(ctx, { opts }) {
     const file = envFilePath(ctx.paths.config);
     const current = readDotenv(file);
@@ -106,8 +140,9 @@ Examples:
     }
     if (!user.trim()) throw new CliError("BAD_USER", "the user name must not be empty", 2);
 
-    const command = optString(opts, "passwordCommand");
+    let command = optString(opts, "passwordCommand");
     let password: string | undefined;
+    let keep = false;
     if (command !== undefined) {
       if (!command.trim())
         throw new CliError("BAD_PASSWORD_COMMAND", "--password-command must not be empty", 2);
@@ -117,7 +152,10 @@ Examples:
     } else if (optBool(opts, "passwordStdin")) {
       password = (await readAllStdin(ctx)).replace(/\r?\n$/, "");
     } else if (interactive) {
-      password = await ask(ctx, "Password (not shown): ", true);
+      const answer = await askPassword(ctx, current);
+      if ("keep" in answer) keep = true;
+      else if ("command" in answer) command = answer.command;
+      else password = answer.password;
     } else {
       throw need("--password-stdin or --password-command");
     }
@@ -147,7 +185,9 @@ Examples:
       set.LOXONE_CONNECT_URL = connectUrl;
     }
     let remove: string[];
-    if (command !== undefined) {
+    if (keep) {
+      remove = [];
+    } else if (command !== undefined) {
       set.LOXONE_PASSWORD_COMMAND = command;
       remove = ["LOXONE_PASSWORD"];
     } else {
@@ -156,7 +196,7 @@ Examples:
     }
     updateDotenv(file, ctx.paths.config, set, remove);
     const keys = Object.keys(set).join(", ");
-    ctx.out(`wrote ${file} (mode 0600): ${keys}`);
+    ctx.out(`wrote ${file} (mode 0600): ${keys}${keep ? " (the stored password is kept)" : ""}`);
     const running = await fetchStatus(ctx).catch(() => undefined);
     if (running && running.state !== "down") {
       ctx.out(
