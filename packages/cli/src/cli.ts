@@ -16,6 +16,7 @@ import { loginCheckCommand } from "./commands/login-check.js";
 import { logsCommand } from "./commands/logs.js";
 import { pinCommand } from "./commands/pin.js";
 import { reloginCommand } from "./commands/relogin.js";
+import { restartCommand } from "./commands/restart.js";
 import { resumeCommand } from "./commands/resume.js";
 import { serviceCommand } from "./commands/service.js";
 import { startCommand } from "./commands/start.js";
@@ -38,6 +39,7 @@ export const COMMANDS: CommandSpec[] = [
   loginCheckCommand,
   startCommand,
   stopCommand,
+  restartCommand,
   initCommand,
   clientConfigCommand,
   serviceCommand,

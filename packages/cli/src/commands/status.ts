@@ -10,6 +10,7 @@ import {
 import { callDaemon, DaemonNotRunningError, delay } from "../daemon-client.js";
 import { formatDuration, formatLocalTime, isRecord, toDate } from "../format.js";
 import { NO_PROGRESS } from "../progress.js";
+import { VERSION } from "../version.js";
 
 /** The `loxmcp/status` result (TEAM-BRIEF); parsed loosely: a newer daemon may add fields. */
 export interface DaemonStatus {
@@ -222,6 +223,15 @@ function describeApproval(p: unknown): string {
   return parts.join("  ");
 }
 
+/**
+ * When the running daemon is another version than this CLI — typically a newer tarball was
+ * installed while the old daemon kept running — what to do (one line); undefined when they agree.
+ */
+export function versionHint(s: DaemonStatus, cliVersion = VERSION): string | undefined {
+  if (s.state === "down" || typeof s.version !== "string" || s.version === cliVersion) return undefined;
+  return `the running daemon is v${s.version}, this loxmcp is v${cliVersion}: run \`loxmcp restart\` to switch the daemon to v${cliVersion}`;
+}
+
 /** The progress line of `status --wait`: the state the daemon is in now, and why. */
 function waitingFor(s: DaemonStatus, waitSec: number): string {
   const why = s.reason && s.state !== "ready" ? ` (${s.reason})` : "";
@@ -270,6 +280,8 @@ export const statusCommand: CommandSpec = {
       for (const l of renderStatus(s)) ctx.out(l);
       const hint = hintFor(s.state);
       if (hint) ctx.out(`hint: ${hint}`);
+      const other = versionHint(s);
+      if (other) ctx.out(`hint: ${other}`);
     }
     return s.state === "ready" ? 0 : 1;
   },
