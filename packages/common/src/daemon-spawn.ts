@@ -13,6 +13,7 @@ import {
   linkSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   statSync,
   unlinkSync,
   writeFileSync,
@@ -20,7 +21,7 @@ import {
 import { createRequire } from "node:module";
 import { createConnection, type Socket } from "node:net";
 import { homedir } from "node:os";
-import { dirname, join } from "node:path";
+import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   checkSocketPath,
@@ -104,32 +105,71 @@ export function connectSocket(path: string, timeoutMs = 2_000): Promise<Socket> 
 export interface DaemonCommand {
   command: string;
   args: string[];
-  /** Where it came from (for diagnostics). */
-  source: "env" | "workspace" | "package" | "path";
+  /**
+   * Where it came from (for diagnostics): LOXMCP_DAEMON_BIN, the npm package `loxmcp` this code
+   * runs from, a checkout's packages/daemon, `@loxmcp/daemon` as resolvable, or PATH.
+   */
+  source: "env" | "installed" | "workspace" | "package" | "path";
+}
+
+/** A daemon entry file runs with this node (so DAEMON_NODE_FLAGS apply); anything else runs as is. */
+function daemonCommandFor(bin: string, source: DaemonCommand["source"]): DaemonCommand {
+  return /\.[cm]?js$/.test(bin)
+    ? { command: process.execPath, args: [bin], source }
+    : { command: bin, args: [], source };
+}
+
+/** The first `name` on env.PATH that is a file, as an absolute path (not resolved further). */
+export function findOnPath(name: string, env: Env = process.env): string | undefined {
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    if (!isAbsolute(dir)) continue;
+    const p = join(dir, name);
+    try {
+      if (statSync(p).isFile()) return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }
 
 /**
- * How to run the daemon: `LOXMCP_DAEMON_BIN` if set (a .js file runs with this node), else the
- * daemon package next to this one (`packages/daemon/bin/loxmcpd.js` in the workspace, or
- * `node_modules/@loxmcp/daemon/bin/loxmcpd.js` when installed), else `@loxmcp/daemon` as
- * resolvable from here, else `loxmcpd` on PATH.
+ * How to run the daemon, first match wins:
+ * 1. `LOXMCP_DAEMON_BIN` (a .js file runs with this node);
+ * 2. the installed npm package `loxmcp` (scripts/pack.mjs): this module is bundled into
+ *    `<package>/dist/`, the daemon's launcher is `<package>/bin/loxmcpd.js`;
+ * 3. the daemon package next to this one (`packages/daemon/bin/loxmcpd.js` in a checkout, also
+ *    what the workspace's shim bundle in packages/shim/dist finds);
+ * 4. `@loxmcp/daemon` as resolvable from here;
+ * 5. `loxmcpd` on PATH (run with this node when it links to a .js file).
+ * Entry files run as `node DAEMON_NODE_FLAGS <file>` (spawnDetached, and the service files).
  */
 export function resolveDaemonCommand(env: Env = process.env): DaemonCommand {
-  const node = (bin: string, source: DaemonCommand["source"]): DaemonCommand =>
-    /\.[cm]?js$/.test(bin)
-      ? { command: process.execPath, args: [bin], source }
-      : { command: bin, args: [], source };
   const fromEnv = env.LOXMCP_DAEMON_BIN;
-  if (fromEnv) return node(fromEnv, "env");
+  if (fromEnv) return daemonCommandFor(fromEnv, "env");
+  const installed = fileURLToPath(new URL("../bin/loxmcpd.js", import.meta.url));
+  if (existsSync(installed)) return daemonCommandFor(installed, "installed");
   // dist/daemon-spawn.js → ../../daemon/bin/loxmcpd.js (sibling package, workspace or node_modules/@loxmcp).
   const sibling = fileURLToPath(new URL("../../daemon/bin/loxmcpd.js", import.meta.url));
-  if (existsSync(sibling)) return node(sibling, "workspace");
+  if (existsSync(sibling)) return daemonCommandFor(sibling, "workspace");
   try {
     const pkg = fileURLToPath(import.meta.resolve("@loxmcp/daemon/package.json"));
     const bin = join(dirname(pkg), "bin", "loxmcpd.js");
-    if (existsSync(bin)) return node(bin, "package");
+    if (existsSync(bin)) return daemonCommandFor(bin, "package");
   } catch {
     // not resolvable from here
+  }
+  const onPath = findOnPath("loxmcpd", env);
+  if (onPath) {
+    let real = onPath;
+    try {
+      real = realpathSync(onPath);
+    } catch {
+      // a dangling link: run it as it is and let the spawn say what is wrong
+    }
+    return /\.[cm]?js$/.test(real)
+      ? { command: process.execPath, args: [onPath], source: "path" }
+      : { command: onPath, args: [], source: "path" };
   }
   return { command: "loxmcpd", args: [], source: "path" };
 }
