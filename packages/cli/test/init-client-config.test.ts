@@ -66,6 +66,44 @@ describe("loxmcp init (non-interactive)", () => {
     expect(bad.stderr).toContain("12 hex characters");
     expect(existsSync(join(sb.loxmcpHome, "config", ".env"))).toBe(false);
   });
+  it("takes a MAC-style serial (normalised) and names the bad character of a typo'd one", async () => {
+    const typo = await sb.run(["init", "--serial", "504F94A0C0DX", "--user", "u", "--password-stdin"], {
+      input: "pw",
+    });
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain(
+      '"504F94A0C0DX" is not a Miniserver serial: the character "X" at position 12',
+    );
+    expect(existsSync(join(sb.loxmcpHome, "config", ".env"))).toBe(false);
+
+    const mac = await sb.run(["init", "--serial", "50:4f:94:a0:c0:de", "--user", "u", "--password-stdin"], {
+      input: "pw",
+    });
+    expect(mac.code, mac.stderr).toBe(0);
+    const env = parseEnv(readFileSync(join(sb.loxmcpHome, "config", ".env"), "utf8"));
+    expect(env.LOXONE_SERIAL).toBe("504F94A0C0DE");
+  });
+
+  it("a full connect URL (…/<serial>/mcp) gives the serial and stores the base; a different --serial is the conflict", async () => {
+    const full = "https://connect.loxonecloud.com/504F94A0C0DE/mcp";
+    const conflict = await sb.run(
+      ["init", "--serial", "504F94A00001", "--connect-url", full, "--user", "u", "--password-stdin"],
+      { input: "pw" },
+    );
+    expect(conflict.code).toBe(2);
+    expect(conflict.stderr).toContain(
+      "--connect-url names Miniserver 504F94A0C0DE but --serial is 504F94A00001",
+    );
+    expect(existsSync(join(sb.loxmcpHome, "config", ".env"))).toBe(false);
+
+    const r = await sb.run(["init", "--connect-url", full, "--user", "u", "--password-stdin"], {
+      input: "pw",
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const env = parseEnv(readFileSync(join(sb.loxmcpHome, "config", ".env"), "utf8"));
+    expect(env.LOXONE_SERIAL).toBe("504F94A0C0DE");
+    expect(env.LOXONE_CONNECT_URL).toBe("https://connect.loxonecloud.com");
+  });
 });
 
 describe("loxmcp client-config", () => {

@@ -3,3 +3,4 @@ export * from "./framing.js";
 export * from "./jsonrpc.js";
 export * from "./paths.js";
 export * from "./private-file.js";
+export * from "./serial.js";

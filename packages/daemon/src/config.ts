@@ -10,7 +10,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { parseEnv } from "node:util";
-import { type Env, type LoxmcpPaths, resolvePaths } from "@loxmcp/common";
+import { checkSerial, type Env, type LoxmcpPaths, resolvePaths, splitConnectUrl } from "@loxmcp/common";
 import { z } from "zod";
 import { policySettingsShape } from "./policy/settings.js";
 
@@ -208,22 +208,14 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     return v;
   };
 
-  const serial = required("LOXONE_SERIAL", file.serial);
-  if (!/^[0-9A-Za-z]{6,32}$/.test(serial)) {
-    throw new ConfigError(
-      "LOXONE_SERIAL",
-      `LOXONE_SERIAL ${show(serial)} does not look like a Miniserver serial ` +
-        `(12 hex characters, e.g. 504F94A00001) — ${fixHint}`,
-    );
-  }
-  const user = required("LOXONE_USER", file.user);
-
-  const insecureTls = opts.insecureTls === true;
-  const connectUrl = checkUrl(
-    "LOXONE_CONNECT_URL",
+  const { serial, connectUrl } = serialAndConnect(
+    get("LOXONE_SERIAL", file.serial),
     get("LOXONE_CONNECT_URL", file.connectUrl) ?? DEFAULT_CONNECT_URL,
     fixHint,
   );
+  const user = required("LOXONE_USER", file.user);
+
+  const insecureTls = opts.insecureTls === true;
   const upstreamRaw = get("LOXMCP_UPSTREAM_URL", file.upstreamUrl);
   const upstreamUrl =
     upstreamRaw === undefined ? undefined : checkUrl("LOXMCP_UPSTREAM_URL", upstreamRaw, fixHint);
@@ -322,6 +314,50 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   if (upstreamUrl !== undefined) cfg.upstreamUrl = upstreamUrl;
   if (procEnv.LOXMCP_HOME) cfg.home = procEnv.LOXMCP_HOME;
   return cfg;
+}
+
+/**
+ * LOXONE_SERIAL (12 hex digits; MAC style 50:4F:94:A0:C0:DE normalised) and LOXONE_CONNECT_URL.
+ * A connect URL that already names the Miniserver (`…/<serial>/mcp`) gives its base and the
+ * serial; LOXONE_SERIAL may then be left out, and a different one is named as the conflict.
+ */
+function serialAndConnect(
+  rawSerial: string | undefined,
+  rawConnect: string,
+  fixHint: string,
+): { serial: string; connectUrl: string } {
+  const split = splitConnectUrl(rawConnect);
+  if (!split.ok) {
+    throw new ConfigError(
+      "LOXONE_CONNECT_URL",
+      `LOXONE_CONNECT_URL ${show(rawConnect)}: ${split.problem} — ${fixHint}`,
+    );
+  }
+  const connectUrl = checkUrl("LOXONE_CONNECT_URL", split.base, fixHint);
+  let serial: string | undefined;
+  if (rawSerial !== undefined) {
+    const check = checkSerial(rawSerial);
+    if (!check.ok) {
+      throw new ConfigError(
+        "LOXONE_SERIAL",
+        `LOXONE_SERIAL ${show(rawSerial)} is not a Miniserver serial: ${check.problem} — ${fixHint}`,
+      );
+    }
+    serial = check.serial;
+  }
+  if (split.serial !== undefined) {
+    if (serial !== undefined && serial !== split.serial) {
+      throw new ConfigError(
+        "LOXONE_CONNECT_URL",
+        `LOXONE_CONNECT_URL ${show(rawConnect)} names Miniserver ${split.serial} but LOXONE_SERIAL is ${serial}: they conflict. Set LOXONE_CONNECT_URL to ${split.base} (the base only) and keep the serial in LOXONE_SERIAL — ${fixHint}`,
+      );
+    }
+    serial = split.serial;
+  }
+  if (serial === undefined) {
+    throw new ConfigError("LOXONE_SERIAL", `LOXONE_SERIAL is missing — ${fixHint}`);
+  }
+  return { serial, connectUrl };
 }
 
 function limitsFrom(l: ConfigFile["limits"]): DaemonConfig["limits"] {

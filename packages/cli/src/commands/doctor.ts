@@ -5,6 +5,7 @@
  */
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { checkSerial, splitConnectUrl } from "@loxmcp/common";
 import { type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { envFilePath, readDotenv } from "../dotenv.js";
 import { formatDuration, isRecord } from "../format.js";
@@ -109,7 +110,11 @@ function configChecks(ctx: CommandContext, checks: Check[]): string {
   }
   const get = (k: string) => ctx.env[k] || fromFile[k] || undefined;
   const where = (k: string) => (ctx.env[k] ? "environment" : fromFile[k] ? ".env" : "");
-  const serial = get("LOXONE_SERIAL");
+  // A connect URL ending in /<serial>/mcp names the serial too (the daemon takes it from there).
+  const split = splitConnectUrl(get("LOXONE_CONNECT_URL") ?? "https://connect.loxonecloud.com");
+  const urlSerial = split.ok ? split.serial : undefined;
+  const serial = get("LOXONE_SERIAL") ?? urlSerial;
+  const serialCheck = serial ? checkSerial(serial) : undefined;
   if (!serial) {
     checks.push({
       id: "config.serial",
@@ -117,18 +122,35 @@ function configChecks(ctx: CommandContext, checks: Check[]): string {
       message: "LOXONE_SERIAL is not set",
       fix: "run `loxmcp init` (or set LOXONE_SERIAL)",
     });
-  } else if (!/^[0-9A-F]{12}$/i.test(serial)) {
+  } else if (!serialCheck?.ok) {
     checks.push({
       id: "config.serial",
-      level: "warn",
-      message: `LOXONE_SERIAL "${serial}" does not look like a Miniserver serial (12 hex characters)`,
+      level: "problem",
+      message: `LOXONE_SERIAL "${serial}" is not a Miniserver serial: ${serialCheck?.problem ?? ""}`,
       fix: "copy it from Loxone Config → Miniserver → Serial number and run `loxmcp init`",
     });
   } else {
     checks.push({
       id: "config.serial",
       level: "ok",
-      message: `LOXONE_SERIAL set (${where("LOXONE_SERIAL")})`,
+      message: get("LOXONE_SERIAL")
+        ? `LOXONE_SERIAL set (${where("LOXONE_SERIAL")})`
+        : `serial ${urlSerial} taken from LOXONE_CONNECT_URL (${where("LOXONE_CONNECT_URL")})`,
+    });
+  }
+  if (!split.ok) {
+    checks.push({
+      id: "config.connect",
+      level: "problem",
+      message: `LOXONE_CONNECT_URL: ${split.problem}`,
+      fix: "set LOXONE_CONNECT_URL to the base (https://connect.loxonecloud.com) or unset it",
+    });
+  } else if (urlSerial && serialCheck?.ok && get("LOXONE_SERIAL") && serialCheck.serial !== urlSerial) {
+    checks.push({
+      id: "config.connect",
+      level: "problem",
+      message: `LOXONE_CONNECT_URL names Miniserver ${urlSerial} but LOXONE_SERIAL is ${serialCheck.serial}: they conflict (the daemon refuses to start)`,
+      fix: `set LOXONE_CONNECT_URL to ${split.base} (the base only) and keep the serial in LOXONE_SERIAL`,
     });
   }
   const user = get("LOXONE_USER");

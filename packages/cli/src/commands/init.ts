@@ -3,15 +3,13 @@
  * LOXONE_PASSWORD or LOXONE_PASSWORD_COMMAND. Interactive by default; fully scriptable with
  * `--serial --user --password-stdin | --password-command CMD`. The password is never echoed.
  */
-import { connectOrStartDaemon, startTimeoutFromEnv } from "@loxmcp/common";
+import { checkSerial, connectOrStartDaemon, splitConnectUrl, startTimeoutFromEnv } from "@loxmcp/common";
 import { CliError, type CommandContext, type CommandSpec, optBool, optString } from "../command.js";
 import { envFilePath, readDotenv, updateDotenv } from "../dotenv.js";
 import { pinState } from "../person.js";
 import { ask, readAllStdin } from "../prompt.js";
 import { setPin } from "./pin.js";
 import { fetchStatus } from "./status.js";
-
-const SERIAL_RE = /^[0-9A-F]{12}$/i;
 
 const PIN_WHY =
   "no approval PIN is set yet: without one, any program running as you at a terminal can approve an AI's security actions (unlock, disarm) and an AI client's own confirmation counts. Set one with `loxmcp pin set`";
@@ -45,6 +43,33 @@ async function offerPin(ctx: CommandContext): Promise<void> {
     c.socket.destroy();
   }
   await setPin(ctx, {});
+}
+
+/**
+ * --connect-url: https (http only for a loopback simulator); one that already names the
+ * Miniserver (`https://connect.loxonecloud.com/504F94A0C0DE/mcp`) is split into base and serial.
+ */
+function connectUrlOption(raw: string | undefined): { base: string; serial?: string } | undefined {
+  if (!raw) return undefined;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new CliError("BAD_URL", `--connect-url ${raw} is not a URL`, 2);
+  }
+  if (
+    u.protocol !== "https:" &&
+    !(u.protocol === "http:" && /^(127\.|localhost$|\[::1\]$)/.test(u.hostname))
+  ) {
+    throw new CliError(
+      "BAD_URL",
+      "--connect-url must be https:// (plain http:// only for a loopback simulator)",
+      2,
+    );
+  }
+  const split = splitConnectUrl(raw);
+  if (!split.ok) throw new CliError("BAD_URL", `--connect-url ${raw}: ${split.problem}`, 2);
+  return split.serial === undefined ? { base: split.base } : { base: split.base, serial: split.serial };
 }
 
 /**
@@ -84,7 +109,8 @@ export const initCommand: CommandSpec = {
   options: [
     {
       flags: "--serial <serial>",
-      description: "Miniserver serial number (12 hex characters, e.g. 504F94A00001)",
+      description:
+        "Miniserver serial number (12 hex characters, e.g. 504F94A00001; 50:4F:94:A0:00:01 works too)",
     },
     { flags: "--user <user>", description: "Loxone user name for the MCP login" },
     { flags: "--password-stdin", description: "read the password from stdin (for scripts)" },
@@ -95,7 +121,8 @@ export const initCommand: CommandSpec = {
     },
     {
       flags: "--connect-url <url>",
-      description: "connect service base URL (default https://connect.loxonecloud.com)",
+      description:
+        "connect service base URL (default https://connect.loxonecloud.com); a URL ending in /<serial>/mcp also sets the serial",
     },
   ],
   helpAfter: `
@@ -117,17 +144,27 @@ command that prints the password instead.`,
         2,
       );
 
-    let serial = optString(opts, "serial");
+    // A connect URL that names the Miniserver (…/<serial>/mcp) also gives the serial.
+    const connect = connectUrlOption(optString(opts, "connectUrl"));
+    let serial = optString(opts, "serial") ?? connect?.serial;
     if (!serial) {
       if (!interactive) throw need("--serial");
       const def = current.LOXONE_SERIAL;
       serial = (await ask(ctx, `Miniserver serial${def ? ` [${def}]` : ""}: `)) || def || "";
     }
-    serial = serial.trim().toUpperCase();
-    if (!SERIAL_RE.test(serial)) {
+    const checked = checkSerial(serial);
+    if (!checked.ok) {
       throw new CliError(
         "BAD_SERIAL",
-        `"${serial}" is not a Miniserver serial: expected 12 hex characters (Loxone Config → Miniserver → Serial number, e.g. 504F94A00001)`,
+        `"${serial.trim()}" is not a Miniserver serial: ${checked.problem} (Loxone Config → Miniserver → Serial number)`,
+        2,
+      );
+    }
+    serial = checked.serial;
+    if (connect?.serial !== undefined && connect.serial !== serial) {
+      throw new CliError(
+        "SERIAL_CONFLICT",
+        `--connect-url names Miniserver ${connect.serial} but --serial is ${serial}; give one of them, or --connect-url ${connect.base} (the base only)`,
         2,
       );
     }
@@ -164,26 +201,7 @@ command that prints the password instead.`,
     }
 
     const set: Record<string, string> = { LOXONE_SERIAL: serial, LOXONE_USER: user.trim() };
-    const connectUrl = optString(opts, "connectUrl");
-    if (connectUrl) {
-      let u: URL;
-      try {
-        u = new URL(connectUrl);
-      } catch {
-        throw new CliError("BAD_URL", `--connect-url ${connectUrl} is not a URL`, 2);
-      }
-      if (
-        u.protocol !== "https:" &&
-        !(u.protocol === "http:" && /^(127\.|localhost$|\[::1\]$)/.test(u.hostname))
-      ) {
-        throw new CliError(
-          "BAD_URL",
-          "--connect-url must be https:// (plain http:// only for a loopback simulator)",
-          2,
-        );
-      }
-      set.LOXONE_CONNECT_URL = connectUrl;
-    }
+    if (connect) set.LOXONE_CONNECT_URL = connect.base;
     let remove: string[];
     if (keep) {
       remove = [];
