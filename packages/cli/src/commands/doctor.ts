@@ -4,12 +4,12 @@
  * Reads the .env only to see which keys are set; values are never printed.
  */
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { checkSerial, splitConnectUrl } from "@loxmcp/common";
 import { type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { envFilePath, readDotenv } from "../dotenv.js";
 import { formatDuration, isRecord } from "../format.js";
-import { clientConfigFile } from "./client-config.js";
+import { clientConfigFile, findShimEntries } from "./client-config.js";
 import { platformFor } from "./service.js";
 import { fetchStatus, hintFor } from "./status.js";
 
@@ -287,6 +287,33 @@ function clientConfigChecks(ctx: CommandContext): Check[] {
   return out;
 }
 
+/**
+ * Client configs whose shim gets another LOXMCP_HOME / LOXMCP_SOCKET than this shell: that client
+ * talks to another daemon (other credentials, policy, PIN) than the `loxmcp` run here.
+ */
+function clientEnvChecks(ctx: CommandContext): Check[] {
+  const same = (a: string | undefined, b: string | undefined) =>
+    (a ? resolve(a) : undefined) === (b ? resolve(b) : undefined);
+  const out: Check[] = [];
+  for (const e of findShimEntries(ctx.env)) {
+    const keys = ["LOXMCP_HOME", "LOXMCP_SOCKET"].filter((k) => !same(e.env[k], ctx.env[k] || undefined));
+    if (keys.length === 0) continue;
+    const show = (env: Record<string, string | undefined>) =>
+      keys.map((k) => `${k}=${env[k] || "(unset)"}`).join(" ");
+    const name = e.name === "loxone" ? "" : ` --server-name ${e.name}`;
+    out.push({
+      id: `client.env.${e.kind}`,
+      level: "warn",
+      message: `${e.file}: ${e.where} runs the shim with ${show(e.env)}, but this shell has ${show(ctx.env)}: that client talks to another daemon than \`loxmcp\` here`,
+      fix:
+        e.kind === "claude-code"
+          ? `from the shell whose daemon it should use: \`claude mcp remove --scope ${e.where.startsWith("projects") ? "local" : "user"} ${e.name}\`${e.where.startsWith("projects") ? " (in that project)" : ""}, then run what \`loxmcp client-config claude-code${name}\` prints (or use the same ${keys.join("/")} here)`
+          : `from the shell whose daemon it should use: \`loxmcp client-config ${e.kind} --write${name}\` (or use the same ${keys.join("/")} here)`,
+    });
+  }
+  return out;
+}
+
 /** Clients whose agent can run shell commands as you (and so could run `loxmcp approve`). */
 const SHELL_CLIENT = /claude[-_ ]?code|cursor|codex|windsurf|cline|aider|gemini|copilot|vs ?code|zed|goose/i;
 
@@ -489,6 +516,7 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
 
   checks.push(...storageChecks(ctx, status));
   checks.push(...clientConfigChecks(ctx));
+  checks.push(...clientEnvChecks(ctx));
   checks.push(pinCheck(ctx, status));
   checks.push(await clockCheck(connect));
   return checks.map((c) => (c.fix === "" ? { id: c.id, level: c.level, message: c.message } : c));

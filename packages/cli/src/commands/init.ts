@@ -224,7 +224,7 @@ command that prints the password instead.`,
     if (interactive) await offerPin(ctx);
     else ctx.out(PIN_WHY);
     ctx.out(
-      "next: `loxmcp login-check` tests the login, then `loxmcp client-config claude` (or cursor, claude-code)",
+      "next: `loxmcp login-check` tests the login, then `loxmcp client-config claude-desktop` (or claude-code, cursor, vscode, windsurf)",
     );
     return 0;
   },
