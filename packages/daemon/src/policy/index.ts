@@ -217,7 +217,17 @@ class PolicyEngine implements PolicyGate {
   };
   private readonly onToolsChanged = () => {
     this.catalog = undefined;
-    if (!this.stopped && this.upstream.status().state === "ready") this.backgroundRefresh("tools changed");
+    if (this.stopped || this.upstream.status().state !== "ready") return;
+    // A refresh already running read the old list (single flight would hand back its result):
+    // review the new list after it, or a change right after `tools accept` goes unnoticed.
+    const running = this.refreshing;
+    if (!running) this.backgroundRefresh("tools changed");
+    else
+      void running
+        .catch(() => {})
+        .then(() => {
+          if (!this.stopped) this.backgroundRefresh("tools changed");
+        });
   };
 
   constructor(deps: PolicyGateDeps) {
