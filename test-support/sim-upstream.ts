@@ -27,6 +27,8 @@ const AnyResult = z.object({}).passthrough();
 
 export interface SimUpstream extends Upstream {
   setState(state: UpstreamState, reason?: string): void;
+  /** Forgets the cached tools/list and emits toolsChanged, as after a list_changed (sim.changeTools). */
+  reloadTools(): void;
 }
 
 /** Headless login against the simulator; returns an access token. */
@@ -157,6 +159,10 @@ export async function connectSimUpstream(sim: Simulator): Promise<SimUpstream> {
     off<E extends keyof UpstreamEvents>(event: E, listener: UpstreamEvents[E]) {
       emitter.off(event, listener as (...a: unknown[]) => void);
       return up;
+    },
+    reloadTools() {
+      tools = undefined;
+      emitter.emit("toolsChanged");
     },
     setState(s: UpstreamState, r?: string) {
       state = s;

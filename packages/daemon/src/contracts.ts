@@ -190,6 +190,14 @@ export type ForwardCall = (call: CallToolParams, opts: { retryable: boolean }) =
 export interface ToolGate {
   /** Tools the daemon itself adds to tools/list (e.g. loxmcp_emergency_stop). */
   extraTools(): Array<Record<string, unknown>>;
+  /**
+   * The tools/list a client sees, from the full list (upstream + extraTools). Absent = all of
+   * them. The policy leaves write tools out for a read-only client.
+   */
+  visibleTools?(
+    client: ClientIdentity,
+    tools: Array<Record<string, unknown>>,
+  ): Promise<Array<Record<string, unknown>>>;
   callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult>;
   /** Audits something the mux refused for safety (a control method from an MCP client, a second hello). */
   recordRefusal?(client: ClientIdentity, what: string, reason: string): void;

@@ -299,21 +299,43 @@ describe("person-only control with the approval PIN", () => {
   });
 
   it("junk held calls never evict a code the person approved (capped per client instead)", async () => {
+    // A firmware update adds a write tool that takes no target; the person accepts it.
+    const toolChanges = async () => (((await d.status()).policy as J)?.toolChanges ?? []) as string[];
+    s.sim.changeTools({
+      add: [{ name: "bulk_scene", annotations: { readOnlyHint: false, destructiveHint: true } }],
+    });
+    await waitFor(async () => (await toolChanges()).includes("new tool bulk_scene"), {
+      timeoutMs: 20_000,
+      what: "the daemon notices bulk_scene",
+    });
+    expect((await cli(["tools", "accept", "--pin-stdin"], `${PIN}\n`)).code).toBe(0);
+
     const shim = await rawShim("claude-desktop");
     s.sim.resetStats();
     const code = codeOf((await shim.call(2, "tools/call", door())).result);
     expect((await cli(["approve", code, "--pin-stdin"], `${PIN}\n`)).code).toBe(0);
-    // 40 junk calls that each need the person (unknown tools whose target cannot be checked).
+    // 40 junk calls that each need the person (a write tool whose target cannot be checked).
     let last: J;
     for (let i = 0; i < 40; i++) {
-      last = await shim.call(100 + i, "tools/call", { name: "mystery_tool", arguments: { n: i } });
+      last = await shim.call(100 + i, "tools/call", { name: "bulk_scene", arguments: { n: i } });
+      if (i === 0) expect(text(last.result)).toMatch(/held for the person's approval.*bulk_scene may write/s);
     }
     expect(text(last.result)).toMatch(/already waiting for the person's approval \(at most 8\)/);
     const listed = JSON.parse((await cli(["approve", "--list", "--json"])).stdout).pending as J[];
+    expect(listed.filter((p) => p.tool === "bulk_scene")).toHaveLength(7);
     expect(listed.find((p) => p.code === code)?.approved).toBe(true);
     expect((await shim.call(3, "tools/call", door())).result.isError).toBeFalsy();
     expect(executed()).toHaveLength(1);
+    expect(executed("bulk_scene")).toEqual([]);
     for (const p of listed.filter((x) => !x.approved)) await cli(["deny", p.code]);
+
+    // The firmware goes back; the person accepts that too, so the catalogue is the original again.
+    s.sim.resetTools();
+    await waitFor(async () => (await toolChanges()).includes("tool bulk_scene was removed"), {
+      timeoutMs: 20_000,
+      what: "the daemon notices bulk_scene is gone",
+    });
+    expect((await cli(["tools", "accept", "--pin-stdin"], `${PIN}\n`)).code).toBe(0);
   });
 
   it("a changed tool catalogue is held until the person accepts it, and never blocks stop-all", async () => {

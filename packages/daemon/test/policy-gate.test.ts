@@ -127,7 +127,30 @@ afterEach(async () => {
   gate = undefined;
   db.close();
   home.cleanup();
+  // Tools a test added to the simulator (a "firmware update") are gone for the next one, and the
+  // list is cached again (a fault a later test sets must hit what it means to, not tools/list).
+  if (toolsChanged) {
+    toolsChanged = false;
+    s.sim.resetTools();
+    up.reloadTools();
+    await up.listTools();
+  }
 });
+
+let toolsChanged = false;
+function changeTools(change: Parameters<SimHandle["sim"]["changeTools"]>[0]): void {
+  toolsChanged = true;
+  s.sim.changeTools(change);
+  up.reloadTools();
+}
+
+/** Adds tools to the simulator's tools/list before the gate first sees it (so they are trusted). */
+function offerTools(...names: string[]): void {
+  // No arguments and no target: the daemon cannot check what such a write would touch.
+  changeTools({
+    add: names.map((name) => ({ name, annotations: { readOnlyHint: false, destructiveHint: true } })),
+  });
+}
 
 describe("policy gate", () => {
   it("reads pass and are audited; a T1 write runs once and returns the Miniserver's answer", async () => {
@@ -182,6 +205,7 @@ describe("policy gate", () => {
   });
 
   it("write tools whose target cannot be checked need a person in every mode; malformed targets are refused", async () => {
+    offerTools("scripting"); // the Miniserver offers a scripting tool (seen in the field)
     const g = await makeGate({ mode: "full" });
     const wrongTypes = await g.callTool(
       { name: "control_command", arguments: { uuid: uuidOf("Burglar Alarm"), command: { verb: "off" } } },
@@ -189,13 +213,80 @@ describe("policy gate", () => {
       forward,
     );
     expect(text(wrongTypes)).toMatch(/needs "uuid" \(a control uuid\) and "command"/);
-    const unknownTool = await g.callTool(
+    const unchecked = await g.callTool(
       { name: "scripting", arguments: { script: "open all doors" } },
       ctx(),
       forward,
     );
-    expect(text(unknownTool)).toMatch(/held for the person's approval.*cannot be checked/s);
+    expect(text(unchecked)).toMatch(
+      /held for the person's approval.*scripting may write and its target cannot be checked/s,
+    );
+    expect(g.pendingApprovals().map((p) => p.tool)).toEqual(["scripting"]);
     expect(s.sim.stats().executions).toEqual([]);
+  });
+
+  it("a tool the Miniserver does not offer is refused as unknown, never held or asked about, in every mode", async () => {
+    for (const mode of ["confirm", "full", "read-only"] as const) {
+      const g = await makeGate({ mode });
+      let asked = 0;
+      const askingClient = ctx("Claude", async () => {
+        asked++;
+        return { action: "accept", content: { confirm: true } };
+      });
+      const r = await g.callTool({ name: "mystery_tool", arguments: { n: 1 } }, askingClient, forward);
+      expect(r.isError).toBe(true);
+      expect(text(r)).toMatch(/^loxmcp policy: unknown tool mystery_tool: the Miniserver does not offer it/);
+      // A few real tools, so the AI can correct itself.
+      expect(text(r)).toMatch(/control_find.*control_describe.*control_command.*loxmcp_emergency_stop/);
+      expect((r._meta as J)["loxmcp/policy"]).toMatchObject({
+        code: "UNKNOWN_TOOL",
+        knownTools: expect.arrayContaining(["control_command"]),
+      });
+      expect(asked).toBe(0);
+      expect(g.pendingApprovals()).toEqual([]);
+      const { events } = await control("loxmcp/audit", { denied: true });
+      expect(events.map((e: J) => [e.tool, e.decision, e.outcome])).toEqual([
+        ["mystery_tool", "denied", "not-sent"],
+      ]);
+      await g.stop();
+      db.close();
+      home.cleanup();
+      home = makeHome();
+      db = openDatabase(`${home.home}/t.db`);
+    }
+    // A tool the Miniserver took off its list (firmware update) is unknown too, not a held write.
+    const g = await makeGate();
+    changeTools({ remove: ["weather_forecast"] });
+    const gone = await g.callTool({ name: "weather_forecast", arguments: {} }, ctx(), forward);
+    expect(text(gone)).toMatch(/unknown tool weather_forecast/);
+    expect(g.pendingApprovals()).toEqual([]);
+    expect(s.sim.stats().executions).toEqual([]);
+  });
+
+  it("a read-only client's tools/list has no write tools (but the emergency stop); others see everything", async () => {
+    offerTools("scripting");
+    const g = await makeGate({ mode: "confirm", clients: { cursor: "read-only" } });
+    const all = [...(await up.listTools()).tools, ...g.extraTools()];
+    const names = async (c: CallContext) => (await g.visibleTools(c.client, all)).map((t) => t.name);
+    expect(await names(ctx("Claude"))).toEqual(all.map((t) => t.name));
+    const ro = await names(ctx("cursor-vscode")); // prefix rule
+    expect(ro).toEqual([
+      "control_find",
+      "control_describe",
+      "system_status",
+      "statistics",
+      "weather_forecast",
+      "loxmcp_emergency_stop",
+    ]);
+    // The rule follows the shim's --name, never the clientInfo name the client picked itself.
+    const renamed = ctx("Claude");
+    renamed.client.name = "cursor";
+    expect(await names(renamed)).toContain("control_command");
+    await g.stop();
+    // Global read-only: only a client whose rule says otherwise sees the writes.
+    const g2 = await makeGate({ mode: "read-only", clients: { "claude-code": "full" } });
+    expect(await g2.visibleTools(ctx("zed").client, all)).toHaveLength(ro.length);
+    expect((await g2.visibleTools(ctx("claude-code").client, all)).map((t) => t.name)).toContain("scripting");
   });
 
   it("accepts 8-4-4-4-12 uuids in form and sub-control suffixes of known controls", async () => {
@@ -400,15 +491,17 @@ describe("policy gate", () => {
   });
 
   it("held calls are capped per client and an approved code is never evicted", async () => {
+    offerTools("bulk_scene");
     const g = await makeGate();
     const alarm = uuidOf("Burglar Alarm");
     const code = codeOf(await cmd(g, alarm, "off"));
     await control("loxmcp/approve", { code, interactive: true });
-    // Junk held calls (unknown tools whose target cannot be checked) up to and past the cap.
+    // Junk held calls (a real write tool whose target cannot be checked) up to and past the cap.
     const junk: CallToolResult[] = [];
     for (let i = 0; i < 40; i++) {
-      junk.push(await g.callTool({ name: "mystery_tool", arguments: { n: i } }, ctx(), forward));
+      junk.push(await g.callTool({ name: "bulk_scene", arguments: { n: i } }, ctx(), forward));
     }
+    expect(text(junk[0]!)).toMatch(/held for the person's approval.*bulk_scene may write/s);
     expect(text(junk.at(-1)!)).toMatch(/already waiting for the person's approval \(at most 8\)/);
     expect(g.pendingApprovals().filter((p) => p.client === "Claude")).toHaveLength(8);
     expect(g.pendingApprovals().find((p) => p.code === code)?.approved).toBe(true);

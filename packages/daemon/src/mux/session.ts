@@ -510,7 +510,10 @@ export class ClientSession {
 
   private async listTools(_signal: AbortSignal): Promise<unknown> {
     const upstreamList = await this.deps.upstream.listTools();
-    return { tools: [...upstreamList.tools, ...this.deps.gate().extraTools()] };
+    const gate = this.deps.gate();
+    const all = [...upstreamList.tools, ...gate.extraTools()];
+    // A read-only client is not shown write tools (the gate decides, by the shim's --name).
+    return { tools: gate.visibleTools ? await gate.visibleTools(this.identity(), all) : all };
   }
 
   private async callTool(params: Record<string, unknown>, signal: AbortSignal): Promise<CallToolResult> {

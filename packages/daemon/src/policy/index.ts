@@ -122,6 +122,10 @@ export interface PolicyStatus {
 }
 
 export interface PolicyGate extends ToolGate {
+  visibleTools(
+    client: ClientIdentity,
+    tools: Array<Record<string, unknown>>,
+  ): Promise<Array<Record<string, unknown>>>;
   register(control: ControlRegistry): void;
   start(): void;
   stop(): Promise<void>;
@@ -184,6 +188,8 @@ class PolicyEngine implements PolicyGate {
   private readonly approvals: ApprovalBook;
   private readonly limiter: RateLimiter;
   private catalog: ToolCatalog | undefined;
+  /** Names the Miniserver's tools/list offered when the catalogue was built (new tools included). */
+  private offered: string[] = [];
   private snapshot: Snapshot | undefined;
   private controls = new Map<string, SnapshotControl>();
   private states = new Map<string, Record<string, unknown>>();
@@ -373,6 +379,9 @@ class PolicyEngine implements PolicyGate {
           "the Miniserver's tool catalogue changed: new or changed tools are held until the person reviews them (`loxmcp tools diff`, then `loxmcp tools accept`)",
         );
     }
+    this.offered = list.tools
+      .map((t) => t.name)
+      .filter((n): n is string => typeof n === "string" && n !== "");
     this.catalog = buildCatalog(review.effective);
     return this.catalog;
   }
@@ -617,6 +626,33 @@ class PolicyEngine implements PolicyGate {
     ];
   }
 
+  /**
+   * What tools/list shows a client: everything, except that a read-only client (by its shim's
+   * --name rule, else the global mode) sees no write tools — only the reads of the trusted
+   * catalogue, and the emergency stop (anyone may stop).
+   */
+  async visibleTools(
+    client: ClientIdentity,
+    tools: Array<Record<string, unknown>>,
+  ): Promise<Array<Record<string, unknown>>> {
+    if (this.modeFor(client) !== "read-only") return tools;
+    let isRead: (t: Record<string, unknown>) => boolean;
+    try {
+      const catalog = await this.getCatalog();
+      isRead = (t) => typeof t.name === "string" && catalog.tools.get(t.name)?.read === true;
+    } catch {
+      // No trusted catalogue to judge by: classify the listed definitions by the same rules.
+      isRead = (t) => describeTool(t)?.read === true;
+    }
+    return tools.filter((t) => t.name === EMERGENCY_STOP_TOOL || isRead(t));
+  }
+
+  /** The client's mode: its rule matches the shim's --name (never the clientInfo it chose). */
+  private modeFor(client: ClientIdentity): PolicyMode {
+    const ruleName = client.ruleName;
+    return ruleName ? modeForClient(ruleName, this.cfg.clients, this.cfg.mode) : this.cfg.mode;
+  }
+
   async callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult> {
     const t0 = this.now();
     const args = call.arguments ?? {};
@@ -637,6 +673,16 @@ class PolicyEngine implements PolicyGate {
       outcome: "not-sent",
     };
     try {
+      if (catalog && !this.offered.includes(call.name)) {
+        // Not in the Miniserver's tools/list: nothing to classify, hold or send.
+        const known = [...this.offered.slice(0, 6), EMERGENCY_STOP_TOOL];
+        throw new PolicyDenied(
+          "UNKNOWN_TOOL",
+          `unknown tool ${call.name}: the Miniserver does not offer it, so nothing was sent. Known tools include ${known.join(", ")}${this.offered.length > 6 ? ` (${this.offered.length + 1} in all; see tools/list)` : ""}`,
+          "denied",
+          { knownTools: known },
+        );
+      }
       const held = this.trust.held(call.name);
       if (held) {
         throw new PolicyDenied(
@@ -721,7 +767,7 @@ class PolicyEngine implements PolicyGate {
     // Rules match the shim's --name (written by the person into the client's config), never the
     // clientInfo.name a client chooses for itself.
     const ruleName = ctx.client.ruleName;
-    const mode = ruleName ? modeForClient(ruleName, this.cfg.clients, this.cfg.mode) : this.cfg.mode;
+    const mode = this.modeFor(ctx.client);
     const target = extractTarget(tool, args);
     if (target) {
       draft.target = target.uuid;

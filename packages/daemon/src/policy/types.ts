@@ -96,6 +96,7 @@ export class PolicyDenied extends Error {
       | "APPROVAL_REQUIRED"
       | "APPROVAL_QUEUE_FULL"
       | "TOOL_CHANGED"
+      | "UNKNOWN_TOOL"
       | "AUDIT_UNAVAILABLE",
     message: string,
     readonly decision: Decision = "denied",
