@@ -4,7 +4,7 @@
  */
 
 import { isAbsolute, resolve } from "node:path";
-import { resolvePaths } from "@loxmcp/common";
+import { asPathAccessError, PathAccessError, resolvePaths } from "@loxmcp/common";
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { CliError, type CommandContext, type CommandSpec } from "./command.js";
 import { approveCommand, denyCommand } from "./commands/approve.js";
@@ -185,6 +185,16 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<number
       return err.exitCode;
     }
     const e = err as NodeJS.ErrnoException;
+    // A loxmcp directory or file we cannot create or write (a read-only LOXMCP_HOME …): one line
+    // naming the path and the fix, not "unexpected error (EACCES)".
+    const access =
+      typeof e?.path === "string" || e instanceof PathAccessError
+        ? asPathAccessError(e, e.path ?? "")
+        : undefined;
+    if (access) {
+      stderr.write(`loxmcp: ${access.message}\n`);
+      return 1;
+    }
     stderr.write(`loxmcp: unexpected error${e.code ? ` (${e.code})` : ""}: ${e.message}\n`);
     if (opts.env?.LOXMCP_DEBUG ?? process.env.LOXMCP_DEBUG) stderr.write(`${e.stack ?? ""}\n`);
     return 1;

@@ -202,10 +202,9 @@ describe("loxmcp status / logs / relogin / stop against a real daemon", () => {
   it("start: a configuration error ends the wait at once with the daemon's own message", async () => {
     const r = await sb.run(["start"], { timeoutMs: 40_000 }, { LOXONE_SERIAL: "" });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("LOXONE_SERIAL is missing");
-    expect(r.stderr).toContain("exited with code 78");
+    expect(r.stderr).toContain("loxmcp: loxmcpd cannot start: LOXONE_SERIAL is missing");
     const st = await sb.run(["status", "--json"]);
-    expect(JSON.parse(st.stdout).state).toBe("down");
+    expect(JSON.parse(st.stdout)).toMatchObject({ state: "down", startError: { exitCode: 78 } });
   });
 
   it("start: starts a detached daemon, waits for its socket, and is idempotent", async () => {

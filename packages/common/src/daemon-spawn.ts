@@ -24,6 +24,7 @@ import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  asPathAccessError,
   checkSocketPath,
   type Env,
   ensurePrivateDir,
@@ -32,6 +33,7 @@ import {
   resolvePaths,
 } from "./paths.js";
 import { openPrivateAppend } from "./private-file.js";
+import { readStartError, type StartProblem } from "./start-error.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 15_000;
 
@@ -71,6 +73,11 @@ export class DaemonUnreachableError extends Error {
       exitCode?: number | null;
       /** The `code` of the UnsafeSocketDirError / UnsafeHomeError that refused the socket. */
       refused?: string;
+      /**
+       * Why the daemon cannot start, in its own words (one line naming the key and the fix, e.g.
+       * from <state>/last-start-error.json); the message is then "loxmcpd cannot start: …".
+       */
+      startError?: { message: string; exitCode?: number; problems?: StartProblem[] };
     },
   ) {
     super(message);
@@ -337,8 +344,27 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
   const paths = opts.paths ?? resolvePaths(env);
   const timeoutMs = opts.timeoutMs ?? startTimeoutFromEnv(env);
   const log = opts.log ?? (() => {});
-  const deadline = Date.now() + timeoutMs;
+  const startedWaiting = Date.now();
+  const deadline = startedWaiting + timeoutMs;
   const detail = { socket: paths.socket, logFile: paths.logFile } as DaemonUnreachableError["detail"];
+  /** The daemon's own reason, once a start since this call began failed: ends the wait at once. */
+  const cannotStart = (startError: NonNullable<DaemonUnreachableError["detail"]["startError"]>) => {
+    detail.startError = startError;
+    if (startError.exitCode !== undefined) detail.exitCode = startError.exitCode;
+    return new DaemonUnreachableError(`loxmcpd cannot start: ${startError.message}`, detail);
+  };
+  /** A start error written by a daemon that failed after this call began (ours, a service's, a racer's). */
+  const freshStartError = () => {
+    const rec = readStartError(paths);
+    if (!rec || !(Date.parse(rec.at) >= startedWaiting)) return undefined;
+    const out: NonNullable<DaemonUnreachableError["detail"]["startError"]> = {
+      message: rec.message,
+      exitCode: rec.exitCode,
+    };
+    if (rec.problems) out.problems = rec.problems;
+    return out;
+  };
+  let logOffset: number | undefined;
 
   let lock: StartLock | undefined;
   let started: StartMethod | undefined;
@@ -383,8 +409,16 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
           detail,
         );
       }
+      if (started !== undefined) {
+        const fresh = freshStartError();
+        if (fresh) throw cannotStart(fresh);
+      }
       if (childExit !== undefined && childExit !== 0) {
         detail.exitCode = childExit;
+        // No record (e.g. its state dir is unusable): its last words in the log, this start's only.
+        const said = lastDaemonLine(paths.logFile, logOffset);
+        if (said)
+          throw cannotStart(childExit === null ? { message: said } : { message: said, exitCode: childExit });
         throw new DaemonUnreachableError(
           `the loxmcp daemon exited with code ${childExit} before opening its socket${childExit === 78 ? " (configuration error)" : ""}; see ${paths.logFile} or run \`loxmcp doctor\``,
           detail,
@@ -398,8 +432,15 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
         Date.now() - serviceStartedAt > timeoutMs / 3;
       if (started === undefined || started === "other-starter" || serviceSlow) {
         if (!lock) {
-          ensurePrivateDir(paths.state);
-          lock = tryStartLock(paths.startLock, timeoutMs + 5_000);
+          try {
+            ensurePrivateDir(paths.state);
+            lock = tryStartLock(paths.startLock, timeoutMs + 5_000);
+          } catch (e) {
+            // A LOXMCP_HOME / state dir we cannot write: say which and what to do.
+            const access = asPathAccessError(e, paths.state);
+            if (!access) throw e;
+            throw cannotStart({ message: access.message });
+          }
         }
         if (lock) {
           const unit = serviceSlow ? undefined : findInstalledService(env);
@@ -409,6 +450,7 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
             log(`started the ${unit.kind} service ${unit.name}; waiting for ${paths.socket}`);
           } else {
             const cmd = resolveDaemonCommand(env);
+            logOffset = fileSize(paths.logFile);
             child = spawnDetached(cmd, env, paths, log);
             started = "spawn";
             detail.started = started;
@@ -441,6 +483,36 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
   } finally {
     lock?.release();
   }
+}
+
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The last line a daemon wrote on stderr (`loxmcpd: …`) into the log since `offset` (the log's
+ * size when it was spawned), without the prefix: this start's words, never an older one's.
+ */
+export function lastDaemonLine(logFile: string, offset: number | undefined): string | undefined {
+  if (offset === undefined) return undefined;
+  let text: string;
+  try {
+    const buf = readFileSync(logFile);
+    if (buf.length <= offset) return undefined;
+    text = buf.subarray(Math.max(offset, buf.length - 64 * 1024)).toString("utf8");
+  } catch {
+    return undefined;
+  }
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => /^loxmcpd(: |\[)/.test(l) && !/already running/.test(l));
+  const last = lines[lines.length - 1];
+  return last?.replace(/^loxmcpd: (config error: )?/, "");
 }
 
 function spawnDetached(

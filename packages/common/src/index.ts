@@ -4,3 +4,4 @@ export * from "./jsonrpc.js";
 export * from "./paths.js";
 export * from "./private-file.js";
 export * from "./serial.js";
+export * from "./start-error.js";

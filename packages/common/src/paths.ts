@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, mkdirSync } from "node:fs";
+import { accessSync, chmodSync, constants, lstatSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import envPaths from "env-paths";
 
@@ -88,13 +88,123 @@ export class UnsafeDirectoryError extends Error {
  * symlink), owned by us, mode 0700. Checked with lstat, as ssh-agent does.
  */
 export function ensurePrivateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = lstatSync(dir);
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    st = lstatSync(dir);
+  } catch (e) {
+    throw asPathAccessError(e, dir, "create") ?? e;
+  }
   if (st.isSymbolicLink() || !st.isDirectory()) throw new UnsafeDirectoryError(dir, "it is not a directory");
   if (typeof process.getuid === "function" && st.uid !== process.getuid()) {
     throw new UnsafeDirectoryError(dir, `it is owned by uid ${st.uid}, not by us`);
   }
   if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/** Errors meaning "this path cannot be created or written by us" (not: disk full, I/O error). */
+const ACCESS_ERRNOS = new Set(["EACCES", "EPERM", "EROFS", "ENOENT", "ENOTDIR"]);
+
+/**
+ * A loxmcp directory or file cannot be created or written (permissions, a read-only file system,
+ * a missing or non-directory parent): one line naming the path, why, and the fix — instead of
+ * "EACCES: permission denied, mkdir …" surfacing as an unexpected error.
+ */
+export class PathAccessError extends Error {
+  readonly code = "PATH_NOT_WRITABLE";
+  constructor(
+    readonly path: string,
+    /** The errno code behind it (EACCES, EROFS …). */
+    readonly errno: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "PathAccessError";
+  }
+}
+
+/**
+ * Turns an errno error about `path` into a PathAccessError (or undefined for other errors, e.g.
+ * ENOSPC): it names the nearest existing directory that blocks it and what to do.
+ */
+export function asPathAccessError(
+  err: unknown,
+  path: string,
+  verb: "create" | "write" | "open" = "create",
+): PathAccessError | undefined {
+  if (err instanceof PathAccessError) return err;
+  const errno = (err as NodeJS.ErrnoException | null)?.code;
+  if (typeof errno !== "string" || !ACCESS_ERRNOS.has(errno)) return undefined;
+  const where =
+    typeof (err as NodeJS.ErrnoException).path === "string" ? (err as NodeJS.ErrnoException).path! : path;
+  // The nearest part of the path that exists: the directory we could not write to.
+  let blocker = where;
+  for (let i = 0; i < 64; i++) {
+    try {
+      lstatSync(blocker);
+      break;
+    } catch {
+      const up = dirname(blocker);
+      if (up === blocker) break;
+      blocker = up;
+    }
+  }
+  const uid = typeof process.getuid === "function" ? ` (uid ${process.getuid()})` : "";
+  const elsewhere = "or set LOXMCP_HOME to a directory you own";
+  let why: string;
+  let fix: string;
+  if (errno === "EROFS") {
+    why = `${blocker} is on a read-only file system`;
+    fix = `set LOXMCP_HOME to a directory on a writable file system`;
+  } else if (errno === "ENOENT" || errno === "ENOTDIR") {
+    why = `a part of it is missing or not a directory (${blocker} is where it stops)`;
+    fix = `create the directory (mkdir -p ${dirname(path)}) or remove what is in the way, ${elsewhere}`;
+  } else {
+    let owner: number | undefined;
+    try {
+      owner = lstatSync(blocker).uid;
+    } catch {
+      // gone meanwhile
+    }
+    const mine = owner === undefined || typeof process.getuid !== "function" || owner === process.getuid();
+    why = `permission denied: ${blocker} is not writable for you${uid}`;
+    fix = mine
+      ? `chmod u+rwx ${blocker}, ${elsewhere}`
+      : `it belongs to uid ${owner}: set LOXMCP_HOME to a directory you own (e.g. mkdir -m 700 ~/.loxmcp and LOXMCP_HOME=~/.loxmcp), or ask its owner`;
+  }
+  return new PathAccessError(path, errno, `cannot ${verb} ${path}: ${why} — ${fix}`);
+}
+
+/**
+ * Whether `dir` can be used by us: created (its nearest existing parent writable) or, when it
+ * exists, written. A PathAccessError naming the path and the fix, or undefined when it can.
+ * (Root passes every mode check: this only finds what the kernel would refuse.)
+ */
+export function dirWritableProblem(dir: string): PathAccessError | undefined {
+  let at = dir;
+  for (let i = 0; i < 64; i++) {
+    try {
+      const st = lstatSync(at);
+      if (!st.isDirectory()) {
+        return asPathAccessError(
+          Object.assign(new Error("not a directory"), { code: "ENOTDIR", path: at }),
+          dir,
+        );
+      }
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") return asPathAccessError(e, dir);
+      const up = dirname(at);
+      if (up === at) break;
+      at = up;
+    }
+  }
+  try {
+    accessSync(at, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (e) {
+    return asPathAccessError(Object.assign(e as Error, { path: at }), dir, at === dir ? "write" : "create");
+  }
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * Daemon configuration: environment > `<config dir>/.env` > `<config dir>/config.json`.
- * Every value is validated; the first problem becomes one `ConfigError` naming the key and
- * how to fix it (main prints it as one line and exits 78, EX_CONFIG). Never holds the
+ * Every value is validated and every problem collected (`checkConfig`): unknown keys anywhere in
+ * config.json (with the closest known key), syntax errors with line and column. `loadConfig`
+ * throws one `ConfigError` carrying them all (main prints one line naming the keys and exits 78,
+ * EX_CONFIG; `loxmcpd --check-config` lists them one per line). Never holds the
  * password in a printable field: `password` is a string or a function, and `describeConfig`
  * leaves it out.
  */
@@ -21,16 +23,41 @@ export type PolicyMode = (typeof POLICY_MODES)[number];
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** One thing wrong with the configuration: the key and one line saying what to do (never a password). */
+export interface ConfigProblem {
+  /** The offending key: LOXONE_SERIAL, config.json, config.json:policy.rateLimit … */
+  key: string;
+  message: string;
+  /** config.json syntax errors: where (1-based), when it can be told. */
+  line?: number;
+  column?: number;
+}
+
 export class ConfigError extends Error {
   readonly code = "CONFIG_INVALID";
+  /** Every problem found; the first one is `key` / the start of `message`. */
+  readonly problems: ConfigProblem[];
   constructor(
     /** The offending key, e.g. LOXONE_SERIAL. */
     readonly key: string,
     message: string,
+    problems?: ConfigProblem[],
   ) {
     super(message);
     this.name = "ConfigError";
+    this.problems = problems ?? [{ key, message }];
   }
+}
+
+/** One ConfigError for all problems: the first one's line, then the other keys (one line in all). */
+export function configErrorOf(problems: ConfigProblem[]): ConfigError {
+  const [first, ...rest] = problems;
+  if (!first) return new ConfigError("config", "the configuration is invalid", problems);
+  const more =
+    rest.length === 0
+      ? ""
+      : `; ${rest.length} more problem${rest.length === 1 ? "" : "s"}: ${rest.map((p) => p.key).join(", ")} (\`loxmcp doctor\` lists them all)`;
+  return new ConfigError(first.key, `${first.message}${more}`, problems);
 }
 
 /** The `policy` section of config.json. Passthrough: the policy engine owns the rest of it. */
@@ -59,6 +86,8 @@ export const ConfigFileSchema = z
     requestTimeoutSec: z.number().positive().optional(),
     shutdownGraceSec: z.number().nonnegative().optional(),
     allowedResources: z.array(z.string()).optional(),
+    /** An editor's schema reference; ignored. */
+    $schema: z.string().optional(),
     /** Socket limits (docs/daemon.md, "Limits"); each has a default. */
     limits: z
       .object({
@@ -139,9 +168,41 @@ export interface LoadConfigOptions {
   insecureTls?: boolean;
 }
 
-/** Loads and validates the configuration. Throws `ConfigError`. */
+/** Loads and validates the configuration. Throws one `ConfigError` naming every problem found. */
 export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
+  const r = checkConfig(opts);
+  if (r.config) return r.config;
+  throw configErrorOf(r.problems);
+}
+
+/** The outcome of checking the configuration: the config when it is valid, else every problem. */
+export interface ConfigCheck {
+  config?: DaemonConfig;
+  problems: ConfigProblem[];
+  warnings: string[];
+  /** Files that were read. */
+  sources: string[];
+  paths: LoxmcpPaths;
+}
+
+/**
+ * Validates the environment, `.env` and config.json and collects EVERY problem (each setting is
+ * checked even when an earlier one failed; a key that cannot be used stands in with its default),
+ * for `loxmcpd --check-config`, `loxmcp doctor` and the one-line start error.
+ */
+export function checkConfig(opts: LoadConfigOptions = {}): ConfigCheck {
   const procEnv = opts.env ?? process.env;
+  const problems: ConfigProblem[] = [];
+  /** Runs one check; its ConfigError becomes a problem and `fallback` stands in for the value. */
+  const attempt = <T>(fn: () => T, fallback: T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return fallback;
+    }
+  };
   const paths = resolvePaths(procEnv);
   const envFile = join(paths.config, ".env");
   const jsonFile = join(paths.config, "config.json");
@@ -164,33 +225,19 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
       sources.push(envFile);
       checkPrivate(envFile);
     } catch (err) {
-      throw new ConfigError(
-        ".env",
-        `${envFile} cannot be read (${(err as Error).message}); fix or remove it`,
-      );
+      problems.push({
+        key: ".env",
+        message: `${envFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix its owner and mode (chmod 600 ${envFile}) or remove it`,
+      });
     }
   }
 
   let file: ConfigFile = {};
   if (existsSync(jsonFile)) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readFileSync(jsonFile, "utf8"));
-    } catch {
-      // The parser's message may quote the file (and a password in it): say only where.
-      throw new ConfigError("config.json", `${jsonFile} is not valid JSON; fix or remove it`);
-    }
-    const parsed = ConfigFileSchema.safeParse(raw);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const where = issue?.path.join(".") || "(top level)";
-      throw new ConfigError(
-        `config.json:${where}`,
-        `${jsonFile}: ${show(where)} ${oneLine(issue?.message ?? "is invalid")}`,
-      );
-    }
-    file = parsed.data;
-    sources.push(jsonFile);
+    const read = readConfigFile(jsonFile);
+    problems.push(...read.problems);
+    file = read.file;
+    if (read.parsed) sources.push(jsonFile);
     if (file.password !== undefined) checkPrivate(jsonFile);
   }
 
@@ -207,49 +254,71 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     if (v === undefined) throw new ConfigError(key, `${key} is missing — ${fixHint}`);
     return v;
   };
+  /** Where to fix a bad value: where it came from (the environment, .env or config.json). */
+  const fixFor = (key: string, jsonKey?: string): string =>
+    procEnv[key] !== undefined && procEnv[key]?.trim() !== ""
+      ? `fix ${key} in the environment loxmcpd was started with (your shell, the MCP client's config or the service unit)`
+      : dotenv[key] !== undefined && dotenv[key]?.trim() !== ""
+        ? `fix it in ${envFile}`
+        : jsonKey !== undefined
+          ? `fix ${jsonKey} in ${jsonFile}`
+          : fixHint;
 
-  const { serial, connectUrl } = serialAndConnect(
-    get("LOXONE_SERIAL", file.serial),
-    get("LOXONE_CONNECT_URL", file.connectUrl) ?? DEFAULT_CONNECT_URL,
-    fixHint,
+  const { serial, connectUrl } = attempt(
+    () =>
+      serialAndConnect(
+        get("LOXONE_SERIAL", file.serial),
+        get("LOXONE_CONNECT_URL", file.connectUrl) ?? DEFAULT_CONNECT_URL,
+        fixHint,
+      ),
+    { serial: "", connectUrl: DEFAULT_CONNECT_URL },
   );
-  const user = required("LOXONE_USER", file.user);
+  const user = attempt(() => required("LOXONE_USER", file.user), "");
 
   const insecureTls = opts.insecureTls === true;
   const upstreamRaw = get("LOXMCP_UPSTREAM_URL", file.upstreamUrl);
   const upstreamUrl =
-    upstreamRaw === undefined ? undefined : checkUrl("LOXMCP_UPSTREAM_URL", upstreamRaw, fixHint);
+    upstreamRaw === undefined
+      ? undefined
+      : attempt(() => checkUrl("LOXMCP_UPSTREAM_URL", upstreamRaw, fixHint), undefined);
   if (insecureTls) {
     for (const [key, u] of [
       ["LOXONE_CONNECT_URL", connectUrl],
       ["LOXMCP_UPSTREAM_URL", upstreamUrl],
     ] as const) {
+      if (problems.some((p) => p.key === key)) continue; // already named
       if (u !== undefined && !isLoopbackHost(new URL(u).hostname)) {
-        throw new ConfigError(
-          "--insecure-tls",
-          `--insecure-tls is only allowed with a loopback ${key} (a local simulator); ${u} is not loopback — drop the flag`,
-        );
+        problems.push({
+          key: "--insecure-tls",
+          message: `--insecure-tls is only allowed with a loopback ${key} (a local simulator); ${u} is not loopback — drop the flag`,
+        });
       }
     }
   }
 
-  const { password, passwordSource } = resolvePassword(procEnv, dotenv, file, fixHint);
+  const { password, passwordSource } = attempt(() => resolvePassword(procEnv, dotenv, file, fixHint), {
+    password: "",
+    passwordSource: "",
+  });
   if (passwordSource.startsWith("file:")) checkPrivate(passwordSource.slice(5));
 
   const logLevelRaw = (get("LOXMCP_LOG_LEVEL", file.logLevel) ?? "info").toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevelRaw)) {
-    throw new ConfigError(
-      "LOXMCP_LOG_LEVEL",
-      `LOXMCP_LOG_LEVEL ${show(logLevelRaw)} is not one of ${LOG_LEVELS.join("|")} — ${fixHint}`,
-    );
+    problems.push({
+      key: "LOXMCP_LOG_LEVEL",
+      message: `LOXMCP_LOG_LEVEL ${show(logLevelRaw)} is not one of ${LOG_LEVELS.join(", ")}${didYouMean(logLevelRaw, LOG_LEVELS)} — ${fixFor("LOXMCP_LOG_LEVEL", "logLevel")}`,
+    });
   }
 
   const policyRaw = get("LOXMCP_POLICY") ?? file.policy?.mode ?? "confirm";
   if (!(POLICY_MODES as readonly string[]).includes(policyRaw)) {
-    throw new ConfigError(
-      "LOXMCP_POLICY",
-      `LOXMCP_POLICY ${show(policyRaw)} is not one of ${POLICY_MODES.join("|")} — ${fixHint}`,
-    );
+    // An invalid policy.mode in config.json is named by the schema check (config.json:policy.mode).
+    if (get("LOXMCP_POLICY") !== undefined) {
+      problems.push({
+        key: "LOXMCP_POLICY",
+        message: `LOXMCP_POLICY ${show(policyRaw)} is not one of ${POLICY_MODES.join(", ")}${didYouMean(policyRaw, POLICY_MODES)} — ${fixFor("LOXMCP_POLICY")}`,
+      });
+    }
   }
 
   const seconds = (
@@ -262,10 +331,11 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     const raw = get(key);
     const v = raw === undefined ? (fileValue ?? def) : Number(raw);
     if (!Number.isFinite(v) || v < min || v > max) {
-      throw new ConfigError(
+      problems.push({
         key,
-        `${key} ${show(String(raw ?? fileValue))} must be a number of seconds between ${min} and ${max} — ${fixHint}`,
-      );
+        message: `${key} ${show(String(raw ?? fileValue))} must be a number of seconds between ${min} and ${max} — ${raw === undefined ? `fix it in ${jsonFile}` : fixFor(key)}`,
+      });
+      return def * 1000;
     }
     return Math.round(v * 1000);
   };
@@ -281,10 +351,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     try {
       new URL(r);
     } catch {
-      throw new ConfigError(
-        "allowedResources",
-        `allowedResources entry ${show(r)} is not a URL — fix it in ${jsonFile}`,
-      );
+      problems.push({
+        key: allowedEnv ? "LOXMCP_ALLOWED_RESOURCES" : "allowedResources",
+        message: `${allowedEnv ? "LOXMCP_ALLOWED_RESOURCES" : "allowedResources"} entry ${show(r)} is not a URL — ${allowedEnv ? fixFor("LOXMCP_ALLOWED_RESOURCES") : `fix it in ${jsonFile}`}`,
+      });
     }
   }
 
@@ -304,8 +374,11 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
     requestTimeoutMs: seconds("LOXMCP_REQUEST_TIMEOUT", file.requestTimeoutSec, 60, 1, 3600),
     shutdownGraceMs: seconds("LOXMCP_SHUTDOWN_GRACE", file.shutdownGraceSec, 5, 0, 600),
     allowedResources,
-    limits: limitsFrom(file.limits),
-    logRotation: logRotationFrom(get, file.log, fixHint, jsonFile),
+    limits: attempt(() => limitsFrom(file.limits), {}),
+    logRotation: attempt(() => logRotationFrom(get, file.log, fixHint, jsonFile), {
+      maxBytes: DEFAULT_LOG_MAX_MB * 1024 * 1024,
+      files: DEFAULT_LOG_FILES,
+    }),
     insecureTls,
     sources,
     warnings,
@@ -313,7 +386,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): DaemonConfig {
   };
   if (upstreamUrl !== undefined) cfg.upstreamUrl = upstreamUrl;
   if (procEnv.LOXMCP_HOME) cfg.home = procEnv.LOXMCP_HOME;
-  return cfg;
+  if (problems.length > 0) return { problems, warnings, sources, paths };
+  return { config: cfg, problems, warnings, sources, paths };
 }
 
 /**
@@ -578,6 +652,339 @@ export function parseDotenv(text: string): Record<string, string> {
     .join("\n");
   const out = parseEnv(cleaned) as Record<string, string>;
   return { ...out };
+}
+
+/**
+ * Reads config.json: syntax errors named with line and column (never the parser's own message,
+ * which may quote the file and a password in it), then the schema and unknown keys. Parts that are
+ * valid are kept so that the other settings can still be checked.
+ */
+function readConfigFile(jsonFile: string): { file: ConfigFile; problems: ConfigProblem[]; parsed: boolean } {
+  let text: string;
+  try {
+    text = readFileSync(jsonFile, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return {
+      file: {},
+      parsed: false,
+      problems: [
+        {
+          key: "config.json",
+          message: `${jsonFile} cannot be read (${code}); fix its owner and mode (chmod 600 ${jsonFile}) or remove it`,
+        },
+      ],
+    };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { file: {}, parsed: false, problems: [jsonSyntaxProblem(jsonFile, text, err)] };
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    const what = Array.isArray(raw) ? "an array" : raw === null ? "null" : `a ${typeof raw}`;
+    return {
+      file: {},
+      parsed: false,
+      problems: [
+        {
+          key: "config.json",
+          message: `${jsonFile} holds ${what}; it must hold one JSON object ({ "policy": { … }, … }) — fix or remove it`,
+        },
+      ],
+    };
+  }
+  const problems = unknownKeyProblems(ConfigFileSchema, raw, [], jsonFile);
+  const parsed = ConfigFileSchema.safeParse(raw);
+  if (parsed.success) return { file: parsed.data, problems, parsed: true };
+  const bad = new Set<string>();
+  for (const issue of parsed.error.issues) {
+    if (issue.code === "unrecognized_keys") {
+      // named above, with a suggestion; dropped below like any bad section
+      for (const k of issue.path.length === 0 ? issue.keys : [issue.path[0]]) bad.add(String(k));
+      continue;
+    }
+    const where = issue.path.map(String).join(".") || "(top level)";
+    bad.add(String(issue.path[0] ?? ""));
+    problems.push({
+      key: `config.json:${where}`,
+      message: `${jsonFile}: ${where} — ${oneLine(issue.message)}; fix it in ${jsonFile}`,
+    });
+  }
+  // Keep the valid top-level keys so that the rest of the configuration is still checked.
+  const rest = Object.fromEntries(Object.entries(raw).filter(([k]) => !bad.has(k)));
+  const again = bad.has("") ? undefined : ConfigFileSchema.safeParse(rest);
+  return { file: again?.success ? again.data : {}, problems, parsed: true };
+}
+
+/** A config.json syntax error: what and where (line, column), never a quote of the file. */
+function jsonSyntaxProblem(jsonFile: string, text: string, err: unknown): ConfigProblem {
+  const msg = err instanceof Error ? err.message : String(err);
+  const at = /at position (\d+)/.exec(msg);
+  let pos: number | undefined = at ? Number(at[1]) : undefined;
+  if (pos === undefined)
+    pos = /Unexpected end of JSON input/i.test(msg) ? text.length : locateJsonError(text);
+  const what =
+    text.trim() === ""
+      ? "the file is empty (write {} or remove it)"
+      : /Unexpected end|Unterminated/i.test(msg)
+        ? 'the file ends too early (a missing }, ] or ")'
+        : /property name/i.test(msg)
+          ? "expected a key in double quotes (a trailing comma, or a key without quotes?)"
+          : /after property value|after array element|Expected ','/i.test(msg)
+            ? "expected a comma or a closing bracket (a missing comma?)"
+            : /control character/i.test(msg)
+              ? "a control character (a raw line break or tab) inside a string"
+              : "unexpected text (only double-quoted strings, numbers, true, false, null, {} and [] are allowed; no comments)";
+  if (pos === undefined) {
+    return {
+      key: "config.json",
+      message: `${jsonFile} is not valid JSON: ${what} — fix it or remove the file`,
+    };
+  }
+  const before = text.slice(0, pos);
+  const line = before.split("\n").length;
+  const column = pos - before.lastIndexOf("\n");
+  return {
+    key: "config.json",
+    message: `${jsonFile} is not valid JSON at line ${line}, column ${column}: ${what} — fix it or remove the file`,
+    line,
+    column,
+  };
+}
+
+/**
+ * Where the first JSON syntax error is (an offset), for parser messages that do not say: a
+ * plain recursive-descent walk over the JSON grammar. undefined when it finds none.
+ */
+export function locateJsonError(text: string): number | undefined {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && " \t\n\r".includes(text[i] as string)) i++;
+  };
+  const fail = (): never => {
+    throw i;
+  };
+  const str = () => {
+    if (text[i] !== '"') fail();
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      const c = text.charCodeAt(i);
+      if (c < 0x20) fail();
+      if (text[i] === "\\") {
+        i++;
+        if (text[i] === "u") {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) fail();
+          i += 4;
+        } else if (!'"\\/bfnrt'.includes(text[i] ?? "x")) fail();
+      }
+      i++;
+    }
+    if (i >= text.length) fail();
+    i++;
+  };
+  const value = (depth: number): void => {
+    if (depth > 512) fail();
+    ws();
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      ws();
+      if (text[i] === "}") {
+        i++;
+        return;
+      }
+      for (;;) {
+        ws();
+        str();
+        ws();
+        if (text[i] !== ":") fail();
+        i++;
+        value(depth + 1);
+        ws();
+        if (text[i] === ",") {
+          i++;
+          continue;
+        }
+        if (text[i] === "}") {
+          i++;
+          return;
+        }
+        fail();
+      }
+    }
+    if (c === "[") {
+      i++;
+      ws();
+      if (text[i] === "]") {
+        i++;
+        return;
+      }
+      for (;;) {
+        value(depth + 1);
+        ws();
+        if (text[i] === ",") {
+          i++;
+          continue;
+        }
+        if (text[i] === "]") {
+          i++;
+          return;
+        }
+        fail();
+      }
+    }
+    if (c === '"') {
+      str();
+      return;
+    }
+    const lit = /^(true|false|null|-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?)/.exec(text.slice(i, i + 400));
+    if (!lit) fail();
+    i += (lit as RegExpExecArray)[0].length;
+  };
+  try {
+    value(0);
+    ws();
+    return i < text.length ? i : undefined;
+  } catch (pos) {
+    return typeof pos === "number" ? Math.min(pos, text.length) : undefined;
+  }
+}
+
+/** The schema under optional/nullable/default wrappers. */
+function unwrapSchema(s: z.ZodType): z.ZodType {
+  let cur = s;
+  for (let n = 0; n < 10; n++) {
+    const inner = (cur.def as { innerType?: z.ZodType }).innerType;
+    if (!inner) break;
+    cur = inner;
+  }
+  return cur;
+}
+
+/** config.json keys that are environment names: what to write instead. */
+const ENV_NAMES_IN_JSON: Record<string, string> = {
+  LOXONE_SERIAL: "serial",
+  LOXONE_USER: "user",
+  LOXONE_PASSWORD: "password",
+  LOXONE_PASSWORD_FILE: "passwordFile",
+  LOXONE_PASSWORD_COMMAND: "passwordCommand",
+  LOXONE_CONNECT_URL: "connectUrl",
+  LOXMCP_UPSTREAM_URL: "upstreamUrl",
+  LOXMCP_LOG_LEVEL: "logLevel",
+  LOXMCP_POLICY: "policy.mode",
+  LOXMCP_PING_INTERVAL: "pingIntervalSec",
+  LOXMCP_IDLE_CHECK: "idleCheckSec",
+  LOXMCP_REQUEST_TIMEOUT: "requestTimeoutSec",
+  LOXMCP_SHUTDOWN_GRACE: "shutdownGraceSec",
+  LOXMCP_ALLOWED_RESOURCES: "allowedResources",
+  LOXMCP_LOG_MAX_MB: "log.maxSizeMB",
+  LOXMCP_LOG_FILES: "log.files",
+};
+
+/** Every key path the schema knows (for "it belongs under …"). */
+function knownPaths(schema: z.ZodType, prefix: string[] = [], out: string[][] = []): string[][] {
+  const s = unwrapSchema(schema);
+  if (s instanceof z.ZodObject) {
+    for (const [k, v] of Object.entries(s.shape as Record<string, z.ZodType>)) {
+      out.push([...prefix, k]);
+      knownPaths(v, [...prefix, k], out);
+    }
+  }
+  return out;
+}
+
+/**
+ * Keys the schema does not know, anywhere in config.json (top level, policy, rateLimits,
+ * temperature, limits, log …): refused, with the closest known key — a misspelt safety setting
+ * must not silently keep its default.
+ */
+function unknownKeyProblems(
+  schema: z.ZodType,
+  value: unknown,
+  path: string[],
+  jsonFile: string,
+): ConfigProblem[] {
+  const s = unwrapSchema(schema);
+  const out: ConfigProblem[] = [];
+  if (s instanceof z.ZodObject && typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const shape = s.shape as Record<string, z.ZodType>;
+    const known = Object.keys(shape);
+    for (const [k, v] of Object.entries(value)) {
+      const child = shape[k];
+      if (child && Object.hasOwn(shape, k)) {
+        out.push(...unknownKeyProblems(child, v, [...path, k], jsonFile));
+        continue;
+      }
+      const where = [...path, k].join(".");
+      let hint = "";
+      const close = closest(k, known);
+      const envName = path.length === 0 ? ENV_NAMES_IN_JSON[k] : undefined;
+      if (close !== undefined) hint = ` (did you mean ${JSON.stringify([...path, close].join("."))}?)`;
+      else if (envName !== undefined) hint = ` (in config.json it is called ${JSON.stringify(envName)})`;
+      else {
+        const elsewhere = knownPaths(ConfigFileSchema).find(
+          (p) => p[p.length - 1]?.toLowerCase() === k.toLowerCase() && p.length > 1,
+        );
+        if (elsewhere) hint = ` (it belongs under ${JSON.stringify(elsewhere.slice(0, -1).join("."))})`;
+        else if (known.length <= 16) hint = ` (known keys here: ${known.join(", ")})`;
+      }
+      out.push({
+        key: `config.json:${where}`,
+        message: `${jsonFile}: unknown key ${JSON.stringify(where)}${hint} — unknown keys are refused so that a misspelt setting never silently keeps its default`,
+      });
+    }
+  } else if (
+    s instanceof z.ZodRecord &&
+    typeof value === "object" &&
+    value !== null &&
+    !Array.isArray(value)
+  ) {
+    for (const [k, v] of Object.entries(value))
+      out.push(...unknownKeyProblems(s.valueType as z.ZodType, v, [...path, k], jsonFile));
+  } else if (s instanceof z.ZodArray && Array.isArray(value)) {
+    value.forEach((v, i) => {
+      out.push(...unknownKeyProblems(s.element as z.ZodType, v, [...path, String(i)], jsonFile));
+    });
+  }
+  return out;
+}
+
+/** The closest of `candidates` to `word` (case-insensitive edit distance ≤ 2), if any. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const c of candidates) {
+    const d = levenshtein(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  return best;
+}
+
+function didYouMean(word: string, candidates: readonly string[]): string {
+  const c = closest(word, candidates);
+  return c === undefined ? "" : ` (did you mean ${JSON.stringify(c)}?)`;
+}
+
+function levenshtein(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(
+        (prev[j] as number) + 1,
+        (cur[j - 1] as number) + 1,
+        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    prev = cur;
+  }
+  return prev[b.length] as number;
 }
 
 /** A value quoted for an error message: one line, at most 60 characters. */

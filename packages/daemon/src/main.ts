@@ -3,8 +3,25 @@
  * signals. Runs in the foreground; the service manager or the shim detaches it.
  */
 
-import { UnsafeDirectoryError, UnsafeFileError } from "@loxmcp/common";
-import { ConfigError, describeConfig, EX_CONFIG, loadConfig } from "./config.js";
+import {
+  asPathAccessError,
+  clearStartError,
+  type LoxmcpPaths,
+  PathAccessError,
+  resolvePaths,
+  type StartProblem,
+  UnsafeDirectoryError,
+  UnsafeFileError,
+  writeStartError,
+} from "@loxmcp/common";
+import {
+  type ConfigCheck,
+  ConfigError,
+  checkConfig,
+  describeConfig,
+  EX_CONFIG,
+  loadConfig,
+} from "./config.js";
 import type { StartResult } from "./daemon.js";
 import { createLogger, secrets } from "./log.js";
 import { probeSocket } from "./mux/instance.js";
@@ -14,6 +31,7 @@ import { VERSION } from "./version.js";
 // other daemon answers on the socket: config errors and "already running" exit fast.
 
 const USAGE = `usage: loxmcpd [--insecure-tls] [--version] [--help]
+       loxmcpd --check-config [--json] [--insecure-tls]
        loxmcpd --probe [--url <mcp-url>] [--fresh] [--call <tool> [--args JSON]] [--json] [--timeout S] [--progress]
 
 Runs the loxmcp daemon in the foreground: one Loxone login and one MCP session shared by
@@ -29,7 +47,60 @@ Configuration (environment > <config dir>/.env > <config dir>/config.json):
   LOXMCP_LOG_FILES (rotated files kept, default 5).
 
   --insecure-tls   accept a self-signed certificate from a LOOPBACK simulator only
+  --check-config   check the configuration, print EVERY problem (one per line, or one JSON
+                   object with --json), exit 78 when there is one, else 0; starts nothing
 `;
+
+/**
+ * Exits for a reason the person must fix: one line on stderr, and the same line (without the
+ * "loxmcpd: " prefix) in <state>/last-start-error.json, where the shim, `loxmcp start` and
+ * `loxmcp status` find it (a shim answers its MCP client with it).
+ */
+function exitStartError(
+  paths: LoxmcpPaths,
+  stderrLine: string,
+  message: string,
+  code: number,
+  problems?: StartProblem[],
+): never {
+  process.stderr.write(`${oneLine(stderrLine)}\n`);
+  const rec: Parameters<typeof writeStartError>[1] = {
+    pid: process.pid,
+    at: new Date().toISOString(),
+    exitCode: code,
+    message: oneLine(message),
+  };
+  if (problems && problems.length > 1)
+    rec.problems = problems.map((p) => ({ ...p, message: oneLine(secrets.scrub(p.message)) }));
+  writeStartError(paths, rec);
+  process.exit(code);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ");
+}
+
+/** `loxmcpd --check-config [--json]`: every problem, one per line; exit 78 if any, else 0. */
+function checkConfigMain(insecureTls: boolean, json: boolean): never {
+  const r: ConfigCheck = checkConfig({ insecureTls });
+  if (r.config && typeof r.config.password === "string") secrets.add(r.config.password);
+  const problems = r.problems.map((p) => ({ ...p, message: oneLine(secrets.scrub(p.message)) }));
+  const ok = problems.length === 0;
+  if (json) {
+    const out: Record<string, unknown> = { ok, problems, warnings: r.warnings, sources: r.sources };
+    if (r.config) out.config = describeConfig(r.config);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else {
+    for (const p of problems) process.stdout.write(`loxmcpd: config error: ${p.message}\n`);
+    for (const w of r.warnings) process.stdout.write(`loxmcpd: warning: ${oneLine(w)}\n`);
+    if (ok)
+      process.stdout.write(
+        `loxmcpd: configuration OK (${r.sources.length ? `read ${r.sources.join(", ")} and the environment` : "from the environment only"})\n`,
+      );
+    else process.stdout.write(`loxmcpd: ${problems.length} configuration problem(s)\n`);
+  }
+  process.exit(ok ? 0 : EX_CONFIG);
+}
 
 async function main(argv: string[]): Promise<void> {
   // One-shot upstream check (`loxmcp login-check`): no socket, no lock, prints a summary, exits.
@@ -41,8 +112,12 @@ async function main(argv: string[]): Promise<void> {
     process.exit(await probeMain(argv, createUpstreamSession));
   }
   let insecureTls = false;
+  let checkOnly = false;
+  let json = false;
   for (const arg of argv) {
     if (arg === "--insecure-tls") insecureTls = true;
+    else if (arg === "--check-config") checkOnly = true;
+    else if (arg === "--json" && argv.includes("--check-config")) json = true;
     else if (arg === "--version" || arg === "-v") {
       process.stdout.write(`${VERSION}\n`);
       return;
@@ -55,15 +130,21 @@ async function main(argv: string[]): Promise<void> {
     }
   }
 
+  if (checkOnly) checkConfigMain(insecureTls, json);
+
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig({ insecureTls });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(
-        `loxmcpd: config error: ${secrets.scrub(err.message).replace(/\s*\n\s*/g, " ")}\n`,
+      const msg = oneLine(secrets.scrub(err.message));
+      exitStartError(
+        resolvePaths(process.env),
+        `loxmcpd: config error: ${msg}`,
+        msg,
+        EX_CONFIG,
+        err.problems,
       );
-      process.exit(EX_CONFIG);
     }
     throw err;
   }
@@ -87,13 +168,14 @@ async function main(argv: string[]): Promise<void> {
       rotate: config.logRotation,
     });
   } catch (err) {
-    // An UnsafeFileError (a link or someone else's file at the log path) names the path and the fix.
-    process.stderr.write(
-      err instanceof UnsafeFileError
-        ? `loxmcpd: ${err.message}\n`
-        : `loxmcpd: cannot open the log file ${config.paths.logFile}: ${(err as Error).message}\n`,
-    );
-    process.exit(EX_CONFIG);
+    // An UnsafeFileError (a link or someone else's file at the log path) names the path and the
+    // fix; so does a directory we cannot create or write (PathAccessError).
+    const access = asPathAccessError(err, config.paths.logFile, "open");
+    const msg =
+      err instanceof UnsafeFileError || access
+        ? (access ?? (err as Error)).message
+        : `cannot open the log file ${config.paths.logFile}: ${(err as Error).message}`;
+    exitStartError(config.paths, `loxmcpd: ${msg}`, msg, EX_CONFIG);
   }
   const logger = log.logger;
   logger.info({ config: describeConfig(config) }, "configuration loaded");
@@ -150,11 +232,18 @@ async function main(argv: string[]): Promise<void> {
     if (errno === "ENOSPC" || errno === "EDQUOT") {
       msg += ` — the disk holding ${config.paths.state} is full: free space there and start again`;
     }
+    const access = err instanceof PathAccessError ? err : undefined;
+    if (access) msg = secrets.scrub(access.message);
     logger.fatal({ err }, "could not start");
-    process.stderr.write(`loxmcpd: could not start: ${msg}\n`);
     log.close();
-    process.exit(err instanceof UnsafeDirectoryError ? EX_CONFIG : 1);
+    exitStartError(
+      config.paths,
+      `loxmcpd: could not start: ${msg}`,
+      msg,
+      err instanceof UnsafeDirectoryError || access ? EX_CONFIG : 1,
+    );
   }
+  if (result.kind === "started") clearStartError(config.paths);
   if (result.kind === "already-running") {
     const pid = result.pid === undefined ? "" : ` (pid ${result.pid})`;
     logger.info({ pid: result.pid }, "another loxmcpd is already running: exiting");

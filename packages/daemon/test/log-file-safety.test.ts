@@ -94,8 +94,10 @@ describe("the daemon log file is never followed through a link", () => {
         what: "the shim's answer",
         timeoutMs: 20_000,
       });
-      const answer = JSON.parse(line) as { error?: { data?: { reason?: string } } };
-      expect(answer.error?.data?.reason).toContain(`exited with code ${EX_CONFIG}`);
+      const answer = JSON.parse(line) as { error?: { message?: string; data?: { exitCode?: number } } };
+      // the client gets the daemon's own reason, not a bare "not reachable"
+      expect(answer.error?.message).toContain(`loxmcpd cannot start: refusing the log file ${logFile}`);
+      expect(answer.error?.data?.exitCode).toBe(EX_CONFIG);
       unchanged();
     } finally {
       shim.kill("SIGKILL");

@@ -256,7 +256,9 @@ describe("log rotation settings", () => {
     writeConfig({ log: { maxSizeMB: "big" } });
     expect(configError(() => loadConfig({ env: base(h.home) })).key).toBe("config.json:log.maxSizeMB");
     writeConfig({ log: { maxSize: 3 } });
-    expect(configError(() => loadConfig({ env: base(h.home) })).key).toBe("config.json:log");
+    const unknown = configError(() => loadConfig({ env: base(h.home) }));
+    expect(unknown.key).toBe("config.json:log.maxSize");
+    expect(unknown.message).toContain('did you mean "log.maxSizeMB"?');
   });
 });
 

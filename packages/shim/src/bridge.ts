@@ -343,6 +343,12 @@ export class Bridge {
     this.checkDrained();
   }
 
+  /**
+   * The daemon cannot be reached. When it could not start for a reason the person must fix (a
+   * configuration error, an unusable directory), the client — and so the AI and the person
+   * reading its error — gets the daemon's own line naming the key and the fix, not a bare
+   * "not reachable".
+   */
   private failUnreachable(id: JsonRpcId): void {
     const e = this.lastStartError;
     const data: Record<string, unknown> = {
@@ -351,7 +357,15 @@ export class Bridge {
     };
     if (e) data.reason = e.message;
     if (e?.detail.refused !== undefined) data.refused = e.detail.refused;
-    this.reply(errorResponse(id, ErrorCodes.DaemonUnreachable, UNREACHABLE_MESSAGE, data));
+    const startError = e?.detail.startError;
+    if (startError) {
+      if (startError.exitCode !== undefined) data.exitCode = startError.exitCode;
+      if (startError.problems) data.problems = startError.problems;
+      data.fix =
+        "fix it, then use this server again (the daemon is started on the next request); `loxmcp doctor` lists every problem";
+    }
+    const message = startError ? `loxmcpd cannot start: ${startError.message}` : UNREACHABLE_MESSAGE;
+    this.reply(errorResponse(id, ErrorCodes.DaemonUnreachable, message, data));
   }
 
   private reply(message: unknown): void {

@@ -1,10 +1,8 @@
 /** `loxmcp start`: start the daemon if it is not running (installed service first, else detached), wait for its socket. */
-import { existsSync } from "node:fs";
 import { connectOrStartDaemon, DaemonUnreachableError, startTimeoutFromEnv } from "@loxmcp/common";
 import { CliError, type CommandContext, type CommandSpec, optNumber, parseSeconds } from "../command.js";
 import { delay } from "../daemon-client.js";
 import type { Progress } from "../progress.js";
-import { type LogLine, prettyLine, tailLines } from "./logs.js";
 import { type DaemonStatus, fetchStatus, hintFor } from "./status.js";
 
 /** States the daemon moves through while it logs in; `start` waits for it to leave them. */
@@ -24,17 +22,13 @@ async function settle(ctx: CommandContext, deadline: number, progress: Progress)
   return s;
 }
 
-/** The last few error lines (or plain-text lines) of the daemon log, pretty-printed. */
-function lastProblems(file: string): string[] {
-  if (!existsSync(file)) return [];
-  try {
-    const keep = (l: LogLine) => l.obj === undefined || (l.level ?? 0) >= 50;
-    return tailLines(file, 3, keep).lines.map(
-      (l) => `loxmcpd: ${l.obj ? prettyLine(l, false) : l.raw.replace(/^loxmcpd: /, "")}`,
-    );
-  } catch {
-    return [];
-  }
+/**
+ * Every problem THIS start ran into, in the daemon's words (from its last-start-error record, or
+ * its stderr lines written to the log since it was spawned) — never older lines of the log.
+ */
+function startProblems(err: DaemonUnreachableError): string[] {
+  const problems = err.detail.startError?.problems ?? [];
+  return problems.length > 1 ? problems.map((p) => `loxmcpd: ${p.message}`) : [];
 }
 
 export const startCommand: CommandSpec = {
@@ -71,8 +65,9 @@ export const startCommand: CommandSpec = {
     } catch (err) {
       progress.stop();
       if (err instanceof DaemonUnreachableError) {
-        // the daemon's own last words (e.g. "config error: LOXONE_SERIAL is missing …") are in its log
-        if (err.detail.exitCode !== undefined) for (const l of lastProblems(ctx.paths.logFile)) ctx.err(l);
+        // the message holds the daemon's own reason (e.g. "loxmcpd cannot start: LOXONE_SERIAL is
+        // missing — …"); with several problems, each one on its line first
+        for (const l of startProblems(err)) ctx.err(l);
         throw new CliError(err.code, err.message);
       }
       throw err;

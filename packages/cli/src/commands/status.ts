@@ -1,4 +1,6 @@
 /** `loxmcp status [--json] [--wait S]`: the daemon's state from `loxmcp/status`; exit 0 only when ready. */
+
+import { dirWritableProblem, readStartError } from "@loxmcp/common";
 import {
   CliError,
   type CommandContext,
@@ -70,7 +72,7 @@ export async function fetchStatus(ctx: CommandContext, timeoutMs = 5_000): Promi
 }
 
 export function downStatus(ctx: CommandContext): DaemonStatus {
-  return {
+  const s: DaemonStatus = {
     state: "down",
     pid: null,
     reason: "daemon not running",
@@ -79,7 +81,25 @@ export function downStatus(ctx: CommandContext): DaemonStatus {
     socket: ctx.paths.socket,
     home: ctx.env.LOXMCP_HOME ?? null,
   };
+  // Not running because its last start failed (a configuration error …): say why, in its words.
+  const failed = readStartError(ctx.paths);
+  if (failed) {
+    s.reason = `loxmcpd cannot start: ${failed.message}`;
+    s.startError = failed;
+  } else {
+    // A state dir it could not create (a read-only LOXMCP_HOME): no record, but the same reason.
+    const blocked = dirWritableProblem(ctx.paths.state);
+    if (blocked) {
+      s.reason = `loxmcpd cannot start: ${blocked.message}`;
+      s.startError = { message: blocked.message };
+    }
+  }
+  return s;
 }
+
+/** What to do about a daemon that is down because its last start failed. */
+export const START_ERROR_HINT =
+  "fix what the reason names (`loxmcp doctor` lists every problem), then `loxmcp start` (MCP clients start it by themselves on their next request)";
 
 function num(v: unknown): number | undefined {
   return typeof v === "number" && Number.isFinite(v) ? v : undefined;
@@ -96,6 +116,19 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
   const row = (k: string, v: string) => lines.push(`  ${k.padEnd(18)}${v}`);
   if (s.reason && s.state !== "ready") row("reason", s.reason);
   if (s.state === "down") {
+    const failed = isRecord(s.startError) ? s.startError : undefined;
+    if (failed) {
+      const problems = Array.isArray(failed.problems) ? failed.problems.filter(isRecord) : [];
+      problems.forEach((p, i) => {
+        row(i === 0 ? `problems (${problems.length})` : "", String(p.message));
+      });
+      const at = toDate(failed.at);
+      if (at)
+        row(
+          "last start",
+          `${formatLocalTime(at)} (${formatDuration((now - at.getTime()) / 1000)} ago), exit ${String(failed.exitCode)}`,
+        );
+    }
     if (s.socket) row("socket", s.socket);
     return lines;
   }
@@ -278,7 +311,7 @@ export const statusCommand: CommandSpec = {
       ctx.out(JSON.stringify(s));
     } else {
       for (const l of renderStatus(s)) ctx.out(l);
-      const hint = hintFor(s.state);
+      const hint = s.state === "down" && s.startError ? START_ERROR_HINT : hintFor(s.state);
       if (hint) ctx.out(`hint: ${hint}`);
       const other = versionHint(s);
       if (other) ctx.out(`hint: ${other}`);
