@@ -45,7 +45,8 @@ export interface UpstreamOptions {
   /** connect base, e.g. https://connect.loxonecloud.com */
   connectUrl: string;
   serial: string;
-  user: string;
+  /** The user, or a function yielding the current one (`loxmcp relogin` re-reads it). */
+  user: string | (() => string);
   /** Password or a function that yields it (password file / command). */
   password: string | (() => Promise<string>);
   /** Direct mode: talk to this MCP URL, skip connect resolution. */

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { ErrorCodes, ensurePrivateDir } from "@loxmcp/common";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
-import type { DaemonConfig } from "./config.js";
+import type { ConfigCheck, DaemonConfig } from "./config.js";
 import { isLoopbackHost } from "./config.js";
 import { ControlError, type ToolGate, type Upstream } from "./contracts.js";
 import { PassThroughGate } from "./gate.js";
@@ -52,6 +52,12 @@ export interface DaemonOptions {
   drainMs?: number;
   /** Called when a client asks for `loxmcp/shutdown` (main.ts exits after stop()). */
   onShutdownRequested?: () => void;
+  /**
+   * Checks the configuration again from its files (main.ts: `checkConfig()` over the environment
+   * the daemon started with, .env, config.json). `loxmcp/relogin` uses it to pick up changed
+   * credentials before logging in; without it, relogin uses the credentials read at start.
+   */
+  reloadConfig?: () => ConfigCheck;
 }
 
 /** Minimum time between two `loxmcp relogin` (unless --force). */
@@ -223,6 +229,10 @@ export class Daemon {
   private registerCoreControls(): void {
     this.controls.register("loxmcp/status", () => this.status());
     this.controls.register("loxmcp/relogin", async (params, ctx) => {
+      // The person fixed the password (`loxmcp init`, the password file or command, config.json)
+      // and runs relogin, as every hint says: read the credentials again first. An invalid
+      // configuration is refused here with every problem named: nothing changes.
+      const fresh = this.rereadCredentials();
       // A full OAuth login costs the Miniserver and connect's rate budget: at most one per 30 s.
       const since = Date.now() - this.lastRelogin;
       if (since < RELOGIN_MIN_INTERVAL_MS && params.force !== true) {
@@ -234,9 +244,13 @@ export class Daemon {
         );
       }
       this.lastRelogin = Date.now();
+      const restartNeeded = fresh ? this.applyCredentials(fresh) : [];
       this.logger.info({ by: ctx.client.name, force: params.force === true }, "relogin requested");
       await this.upstream.relogin();
-      return this.status();
+      const st = this.status();
+      if (fresh) st.credentials = { reread: true, passwordSource: this.config.passwordSource };
+      if (restartNeeded.length > 0) st.restartNeeded = restartNeeded;
+      return st;
     });
     this.controls.register("loxmcp/shutdown", (_params, ctx) => {
       this.logger.info({ by: ctx.client.name }, "shutdown requested over the socket");
@@ -248,17 +262,60 @@ export class Daemon {
     });
   }
 
-  private passwordSource(): string | (() => Promise<string>) {
-    const pw = this.config.password;
-    if (typeof pw === "string") {
-      this.secrets.add(pw);
-      return pw;
-    }
+  /**
+   * The password as the upstream asks for it at each login: whatever `this.config.password` is
+   * THEN (relogin may have re-read it), a string or the password command.
+   */
+  private passwordSource(): () => Promise<string> {
+    if (typeof this.config.password === "string") this.secrets.add(this.config.password);
     return async () => {
-      const v = await pw();
+      const pw = this.config.password;
+      const v = typeof pw === "string" ? pw : await pw();
       this.secrets.add(v);
       return v;
     };
+  }
+
+  /** The configuration read again (undefined without `reloadConfig`); throws when it is invalid. */
+  private rereadCredentials(): DaemonConfig | undefined {
+    const reload = this.opts.reloadConfig;
+    if (!reload) return undefined;
+    const r = reload();
+    if (r.config) return r.config;
+    const [first, ...rest] = r.problems;
+    const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((p) => p.key).join(", ")})` : "";
+    this.logger.warn({ problems: r.problems }, "relogin refused: the configuration is invalid");
+    throw new ControlError(
+      ErrorCodes.InvalidParams,
+      `the configuration is invalid, nothing was changed and no login was tried: ${this.secrets.scrub(first?.message ?? "invalid")}${more}; fix it (\`loxmcp doctor\` lists every problem), then run \`loxmcp relogin\` again`,
+      { problems: r.problems.map((p) => ({ ...p, message: this.secrets.scrub(p.message) })) },
+    );
+  }
+
+  /**
+   * Takes the credential part of a re-read configuration (user, password and where it comes
+   * from); returns the settings that changed but need a restart (which Miniserver, which relay).
+   */
+  private applyCredentials(fresh: DaemonConfig): string[] {
+    const cfg = this.config;
+    const changed =
+      cfg.user !== fresh.user ||
+      cfg.passwordSource !== fresh.passwordSource ||
+      cfg.password !== fresh.password;
+    cfg.user = fresh.user;
+    cfg.password = fresh.password;
+    cfg.passwordSource = fresh.passwordSource;
+    if (typeof fresh.password === "string") this.secrets.add(fresh.password);
+    const restart: string[] = [];
+    if (fresh.serial !== cfg.serial) restart.push("LOXONE_SERIAL");
+    if (fresh.connectUrl !== cfg.connectUrl) restart.push("LOXONE_CONNECT_URL");
+    if (fresh.upstreamUrl !== cfg.upstreamUrl) restart.push("LOXMCP_UPSTREAM_URL");
+    this.logger.info(
+      { passwordSource: fresh.passwordSource, changed, restartNeeded: restart },
+      changed ? "relogin: credentials re-read; they changed" : "relogin: credentials re-read; unchanged",
+    );
+    for (const w of fresh.warnings) this.logger.warn(w);
+    return restart;
   }
 
   /**

@@ -194,6 +194,8 @@ async function main(argv: string[]): Promise<void> {
     createUpstream: createUpstreamSession,
     plugins: [policyPlugin],
     onShutdownRequested: () => void shutdown("loxmcp/shutdown"),
+    // relogin re-reads .env, config.json, the password file/command (the environment is fixed)
+    reloadConfig: () => checkConfig({ insecureTls }),
   });
 
   async function shutdown(why: string): Promise<void> {

@@ -27,7 +27,8 @@ export function createUpstreamSession(ctx: UpstreamFactoryContext): Upstream {
   const opts: UpstreamSessionOptions = {
     connectUrl: config.connectUrl,
     serial: config.serial,
-    user: config.user,
+    // Read at each login: `loxmcp relogin` may have re-read the credentials into this config.
+    user: () => config.user,
     password: ctx.password,
     allowedResources: config.allowedResources,
     pingIntervalMs: config.pingIntervalMs,

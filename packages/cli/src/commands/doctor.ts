@@ -1,17 +1,20 @@
 /**
  * `loxmcp doctor [--json]`: checks Node, file modes, configuration, the daemon, the service and
  * the clock; every finding names a concrete fix. Exit 1 when any check found a problem.
- * Reads the .env only to see which keys are set; values are never printed.
+ * The configuration is checked by the daemon itself (`loxmcpd --check-config --json`, every
+ * problem of the environment, .env and config.json); only when that cannot run does doctor read
+ * the .env to see which keys are set. Values are never printed.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { checkSerial, splitConnectUrl } from "@loxmcp/common";
+import { checkSerial, dirWritableProblem, resolveDaemonCommand, splitConnectUrl } from "@loxmcp/common";
 import { type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { envFilePath, readDotenv } from "../dotenv.js";
 import { formatDuration, isRecord } from "../format.js";
 import { clientConfigFile, findShimEntries } from "./client-config.js";
 import { platformFor } from "./service.js";
-import { fetchStatus, hintFor } from "./status.js";
+import { fetchStatus, hintFor, START_ERROR_HINT } from "./status.js";
 
 export type CheckLevel = "ok" | "info" | "warn" | "problem" | "skip";
 
@@ -421,6 +424,118 @@ function storageChecks(
   return out;
 }
 
+/** One problem as `loxmcpd --check-config --json` reports it. */
+interface DaemonConfigProblem {
+  key: string;
+  message: string;
+}
+
+/** Check ids for the keys `loxmcp init` sets (stable for scripts), `config.<key>` for the rest. */
+function configCheckId(key: string): string {
+  if (key === "LOXONE_SERIAL") return "config.serial";
+  if (key === "LOXONE_USER") return "config.user";
+  if (key.startsWith("LOXONE_PASSWORD")) return "config.password";
+  if (key === "LOXONE_CONNECT_URL") return "config.connect";
+  return `config.${key}`;
+}
+
+function configFix(key: string, configDir: string): string {
+  if (/^LOXONE_(SERIAL|USER|PASSWORD)/.test(key)) return `run \`loxmcp init\` (or set ${key})`;
+  if (key.startsWith("config.json")) return `edit ${join(configDir, "config.json")} as the message says`;
+  return "as the message says";
+}
+
+/**
+ * The configuration as the daemon itself sees it: `loxmcpd --check-config --json` runs the
+ * daemon's own validation over the environment, .env and config.json and reports EVERY problem
+ * (the CLI never imports the daemon's code). Returns the connect URL for the clock check, or
+ * undefined when the daemon could not be run (the caller then falls back to its own checks).
+ */
+function daemonConfigChecks(ctx: CommandContext, checks: Check[]): string | undefined {
+  const cmd = resolveDaemonCommand(ctx.env);
+  const r = spawnSync(cmd.command, [...cmd.args, "--check-config", "--json"], {
+    env: ctx.env as NodeJS.ProcessEnv,
+    encoding: "utf8",
+    timeout: 20_000,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let doc: unknown;
+  try {
+    doc = JSON.parse(r.stdout.trim().split("\n").pop() ?? "");
+  } catch {
+    doc = undefined;
+  }
+  if (!isRecord(doc) || typeof doc.ok !== "boolean" || !Array.isArray(doc.problems)) {
+    const why = r.error
+      ? r.error.message
+      : `exit ${String(r.status ?? r.signal)}${r.stderr.trim() ? `: ${r.stderr.trim().split("\n")[0]}` : ""}`;
+    checks.push({
+      id: "config.check",
+      level: "warn",
+      message: `could not run the daemon's own configuration check (${[cmd.command, ...cmd.args].join(" ")} --check-config: ${why}); the checks below read only the environment and .env`,
+      fix: "install the daemon next to the CLI, or set LOXMCP_DAEMON_BIN",
+    });
+    return undefined;
+  }
+  const problems = doc.problems.filter(
+    (p): p is DaemonConfigProblem =>
+      isRecord(p) && typeof p.key === "string" && typeof p.message === "string",
+  );
+  for (const p of problems) {
+    // "<what is wrong> — <what to do>": the fix goes on its own line
+    const cut = p.message.lastIndexOf(" — ");
+    const tail = cut < 0 ? "" : p.message.slice(cut + 3);
+    const isFix = /^(fix|set|run|make|point|create|put|use|drop|copy|remove|chmod|write)\b/i.test(tail);
+    checks.push({
+      id: configCheckId(p.key),
+      level: "problem",
+      message: isFix ? p.message.slice(0, cut) : p.message,
+      fix: /^LOXONE_(SERIAL|USER|PASSWORD)/.test(p.key)
+        ? `run \`loxmcp init\`${isFix ? `, or ${tail}` : ` (or set ${p.key})`}`
+        : isFix
+          ? tail
+          : /unknown key/.test(p.message)
+            ? `rename it (as suggested) or remove it in ${join(ctx.paths.config, "config.json")}`
+            : configFix(p.key, ctx.paths.config),
+    });
+  }
+  for (const w of Array.isArray(doc.warnings) ? doc.warnings : []) {
+    if (typeof w === "string") checks.push({ id: "config.warning", level: "warn", message: w });
+  }
+  const cfg = isRecord(doc.config) ? doc.config : undefined;
+  if (doc.ok && cfg) {
+    const sources = Array.isArray(doc.sources) ? doc.sources.map(String) : [];
+    checks.push({
+      id: "config",
+      level: "ok",
+      message: `configuration valid (checked by loxmcpd: the environment${sources.length ? `, ${sources.join(", ")}` : ""})`,
+    });
+    checks.push({ id: "config.serial", level: "ok", message: `Miniserver serial ${String(cfg.serial)}` });
+    checks.push({ id: "config.user", level: "ok", message: `LOXONE_USER set (${String(cfg.user)})` });
+    const src = String(cfg.passwordSource ?? "");
+    checks.push({
+      id: "config.password",
+      level: "ok",
+      message:
+        src === "command"
+          ? "LOXONE_PASSWORD_COMMAND set (run when a login needs it; value not shown)"
+          : src.startsWith("file:")
+            ? `LOXONE_PASSWORD_FILE ${src.slice(5)} (value not shown)`
+            : `LOXONE_PASSWORD set (${src}; value not shown)`,
+    });
+  } else if (problems.length === 0) {
+    checks.push({
+      id: "config",
+      level: "problem",
+      message: "the daemon's configuration check failed without naming a problem",
+      fix: "run `loxmcpd --check-config` by hand",
+    });
+  }
+  return typeof cfg?.connectUrl === "string"
+    ? cfg.connectUrl
+    : (ctx.env.LOXONE_CONNECT_URL ?? "https://connect.loxonecloud.com");
+}
+
 export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   const checks: Check[] = [nodeCheck()];
   const p = ctx.paths;
@@ -445,6 +560,24 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
     0o700,
     later("dir.runtime", "runtime dir", p.runtime),
   );
+  // Directories it must create or write: a read-only LOXMCP_HOME names itself here.
+  for (const [id, dir] of [
+    ["config", p.config],
+    ["state", p.state],
+    ["log", p.log],
+    ["runtime", p.runtime],
+  ] as const) {
+    const blocked = dirWritableProblem(dir);
+    if (blocked) {
+      const cut = blocked.message.lastIndexOf(" — ");
+      checks.push({
+        id: `dir.${id}.writable`,
+        level: "problem",
+        message: cut < 0 ? blocked.message : blocked.message.slice(0, cut),
+        fix: cut < 0 ? "see the message" : blocked.message.slice(cut + 3),
+      });
+    }
+  }
   const envFile = envFilePath(p.config);
   checkMode(checks, "file.env", ".env", envFile, 0o600, undefined);
   checkMode(checks, "file.db", "database", p.db, 0o600, undefined);
@@ -453,7 +586,7 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   checkMode(checks, "file.log", "log file", p.logFile, 0o600, undefined, "warn");
   if (existsSync(p.socket)) checkMode(checks, "socket", "socket", p.socket, 0o600, undefined);
 
-  const connect = configChecks(ctx, checks);
+  const connect = daemonConfigChecks(ctx, checks) ?? configChecks(ctx, checks);
 
   let status: Awaited<ReturnType<typeof fetchStatus>> | undefined;
   try {
@@ -464,6 +597,13 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
         id: "daemon",
         level: "ok",
         message: `daemon ready (pid ${s.pid}, ${s.clients.length} client(s))`,
+      });
+    } else if (s.state === "down" && s.startError) {
+      checks.push({
+        id: "daemon",
+        level: "problem",
+        message: `daemon not running: ${s.reason ?? "its last start failed"}`,
+        fix: START_ERROR_HINT,
       });
     } else if (s.state === "down") {
       checks.push({

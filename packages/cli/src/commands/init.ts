@@ -218,7 +218,7 @@ command that prints the password instead.`,
     const running = await fetchStatus(ctx).catch(() => undefined);
     if (running && running.state !== "down") {
       ctx.out(
-        "the running daemon still uses the old settings: restart it with `loxmcp stop && loxmcp start`",
+        "the running daemon still uses the old settings: `loxmcp relogin` makes it read the new credentials and log in with them (a changed serial or connect URL needs `loxmcp stop && loxmcp start`)",
       );
     }
     if (interactive) await offerPin(ctx);

@@ -40,7 +40,8 @@ export interface AuthManagerOptions {
   /** Upstream key: the Loxone serial, or the MCP URL in direct mode. */
   key: string;
   store: TokenStore;
-  user: string;
+  /** The user, or a function yielding the current one (read at each login). */
+  user: string | (() => string);
   password: string | (() => Promise<string>);
   logger: Logger;
   resourcePolicy: ResourcePolicy;
@@ -312,7 +313,7 @@ export class AuthManager {
     const { headlessAuthorize } = await import("./login-form.js");
     const loginOptions: HeadlessLoginOptions = {
       redirectUri: this.provider.redirectUrl,
-      user: this.o.user,
+      user: typeof this.o.user === "function" ? this.o.user() : this.o.user,
       password,
       logger: this.log,
     };
