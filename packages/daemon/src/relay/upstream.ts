@@ -13,6 +13,11 @@
  * context) records whether the POST carrying it failed before connecting, was rejected with an
  * HTTP status that means "not executed", or was accepted and then lost. The same context tells
  * which request a server→client request (elicitation, sampling, roots) arrived for.
+ *
+ * Sleep and wake (docs/upstream.md, "Sleep and wake"): a wake (timers far too late, or the wall
+ * clock ahead of the monotonic one) is checked for before anything is sent; it replaces the HTTP
+ * pool first, then one flight refreshes the token if due and pings the session (renewing it on a
+ * 404) while requests wait for it. A connection that breaks before any answer never re-resolves.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { EventEmitter } from "node:events";
@@ -42,8 +47,10 @@ import {
 import type { TokenStore } from "../store/tokens.js";
 import { AuthError } from "./auth/errors.js";
 import { type AuthChallenge, AuthManager } from "./auth/manager.js";
+import { HttpPool, isBrokenConnection } from "./http.js";
 import { networkErrorCode, RelayResolver, type ResolverOptions, retryAtOf } from "./resolver.js";
 import { requireSecureUrl, safeUrl } from "./url.js";
+import { type Wake, type WakeClock, WakeDetector } from "./wake.js";
 
 /** Extra knobs on top of the shared `UpstreamOptions` (all optional). */
 export interface UpstreamSessionOptions extends UpstreamOptions {
@@ -70,6 +77,11 @@ export interface UpstreamSessionOptions extends UpstreamOptions {
   preRegisteredClient?: OAuthClientInformationMixed;
   /** How long after a lost response stream we wait for the response before declaring it lost (default 500 ms). */
   streamGraceMs?: number;
+  /** Wake detection: the clocks compared (default wall = Date.now, monotonic = performance.now). */
+  clock?: WakeClock;
+  /** Wake detection: background check interval (default 1 s) and the gap that counts as a wake (default 4 s). */
+  wakeTickMs?: number;
+  wakeThresholdMs?: number;
 }
 
 const Passthrough = z.unknown();
@@ -78,6 +90,18 @@ const Passthrough = z.unknown();
 const NOT_EXECUTED = new Set([400, 401, 403, 404, 405, 406, 408, 409, 413, 415, 422, 429, 503]);
 /** Statuses after which we re-resolve the relay. */
 const RELAY_GONE = new Set([502, 503, 504]);
+/**
+ * Connect errors that mean this machine has no network (yet), not that the relay is gone: right
+ * after a wake they are waited out instead of asking connect for another relay.
+ */
+const NETWORK_DOWN = new Set([
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EHOSTUNREACH",
+  "EADDRNOTAVAIL",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+]);
 /** Network errors that happen before the request could be written. */
 const CONNECT_ERRORS = new Set([
   "ECONNREFUSED",
@@ -165,6 +189,13 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   private readonly als = new AsyncLocalStorage<RequestCtx>();
   private readonly key: string;
   private readonly direct: string | undefined;
+  /** Our own connection pool for connect, the relay and the authorization server. */
+  private readonly http: HttpPool;
+  private readonly wake: WakeDetector;
+  /** After a wake: refresh, check the session, then let requests go (one at a time). */
+  private wakeFlight: Promise<void> | undefined;
+  /** A session renewed by the wake flight: connect without announcing `connecting`. */
+  private quiet = false;
 
   private state: UpstreamState = "starting";
   private reason: string | undefined;
@@ -198,6 +229,17 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     // Every request waiting for recovery listens for the next state change: no fixed limit.
     this.setMaxListeners(0);
     this.log = opts.logger.child({ component: "upstream" });
+    this.wake = new WakeDetector({
+      onWake: (w) => this.onWake(w),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.wakeTickMs !== undefined ? { tickMs: opts.wakeTickMs } : {}),
+      ...(opts.wakeThresholdMs !== undefined ? { thresholdMs: opts.wakeThresholdMs } : {}),
+    });
+    // Every request checks for a wake first: after one, the pool is replaced before a socket is picked.
+    this.http = new HttpPool({
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      beforeRequest: () => this.wake.check(),
+    });
     if (opts.upstreamUrl) {
       this.direct = requireSecureUrl("upstream URL (LOXMCP_UPSTREAM_URL)", opts.upstreamUrl).href;
       this.key = this.direct;
@@ -209,7 +251,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         store,
         logger: opts.logger.child({ component: "resolver" }),
       };
-      if (opts.fetch) resolverOptions.fetch = opts.fetch;
+      resolverOptions.fetch = this.http.fetch;
       if (opts.maxRetryAfterMs !== undefined) resolverOptions.maxRetryAfterMs = opts.maxRetryAfterMs;
       this.resolver = new RelayResolver({ ...resolverOptions, ...(opts.resolver ?? {}) });
     }
@@ -224,7 +266,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         ...(opts.allowedResources ? { allowedResources: opts.allowedResources } : {}),
       },
     };
-    if (opts.fetch) authOptions.fetch = opts.fetch;
+    authOptions.fetch = this.http.fetch;
+    authOptions.resetConnections = () => this.http.reset();
     if (opts.redirectUri !== undefined) authOptions.redirectUri = opts.redirectUri;
     if (opts.oauthClientName !== undefined) authOptions.clientName = opts.oauthClientName;
     if (opts.oauthScope !== undefined) authOptions.scope = opts.oauthScope;
@@ -244,6 +287,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       { upstream: this.direct ? safeUrl(this.direct) : `serial ${this.opts.serial}` },
       "starting upstream session",
     );
+    this.wake.start();
     this.kick(0);
     this.pingTimer = setInterval(() => this.periodicPing(), Math.max(250, this.opts.pingIntervalMs));
     this.pingTimer.unref?.();
@@ -252,6 +296,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.wake.stop();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.pingTimer) clearInterval(this.pingTimer);
     this.retryTimer = undefined;
@@ -273,6 +318,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         this.connecting.catch(() => {}),
         2_000,
       );
+    await withTimeout(this.http.close(), 2_000);
     this.log.info("upstream session stopped");
   }
 
@@ -415,6 +461,9 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     let resends = 0;
     for (let attempt = 1; ; attempt++) {
       if (opts.signal?.aborted) throw cancelled(method, false);
+      // A wake seen now starts the wake check, and readyConn waits for it: nothing queued goes
+      // out before the token and the session were checked.
+      this.wake.check();
       if (this.state === "auth_failed") throw this.authFailedError();
       const conn = await this.readyConn(deadline, method, opts.signal);
       if (this.opts.idleCheckMs > 0 && Date.now() - this.lastActivity > this.opts.idleCheckMs) {
@@ -578,7 +627,11 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         };
       }
       if (status === 404) {
-        this.dropConn(conn, "session", "the relay forgot our MCP session (HTTP 404)");
+        this.dropConn(
+          conn,
+          "session",
+          `the relay forgot our MCP session (HTTP 404 from ${safeUrl(conn.entry)})`,
+        );
         return { kind: "recover", reason: "session expired (404)" };
       }
       if (
@@ -599,11 +652,19 @@ export class UpstreamSession extends EventEmitter implements Upstream {
           ),
         };
       }
-      this.dropConn(conn, "network", `the relay answered HTTP ${status}`);
+      this.dropConn(
+        conn,
+        "network",
+        `the relay's MCP endpoint (${safeUrl(conn.entry)}) answered HTTP ${status}`,
+      );
       return { kind: "recover", reason: `HTTP ${status}` };
     }
     if (ctx.phase === "refused") {
-      this.dropConn(conn, "network", `cannot connect to the relay (${ctx.netCode ?? "network error"})`);
+      this.dropConn(
+        conn,
+        "network",
+        `cannot connect to the relay's MCP endpoint (${safeUrl(conn.entry)}) (${ctx.netCode ?? "network error"})`,
+      );
       return { kind: "recover", reason: ctx.netCode ?? "connection refused" };
     }
     if (ctx.phase === "none") {
@@ -613,12 +674,25 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       }
       return { kind: "recover", reason: describe(err) };
     }
+    if (ctx.phase === "lost" && ctx.status === undefined && isBrokenConnection(ctx.netCode)) {
+      // The connection broke before any answer: most often a pooled keep-alive connection the relay
+      // had closed. That says nothing about the relay or the session, so never re-resolve for it:
+      // drop the pooled connections and check the session on a new one (a resent read does that;
+      // a write is not resent, so a ping does). A relay that is really gone then refuses the new
+      // connection, and that is what recovery acts on.
+      this.http.reset();
+      if (!ctx.retryable && this.conn === conn && !conn.retired) void this.healthCheck("connection");
+      return {
+        kind: "recover",
+        reason: `the connection to the relay's MCP endpoint (${safeUrl(conn.entry)}) broke before any answer (${ctx.netCode})`,
+      };
+    }
     // sent / accepted / lost: it may have run.
     const status = ctx.status;
     const why =
       ctx.phase === "lost" && status && status >= 500
-        ? `the relay answered HTTP ${status}`
-        : `the connection broke (${ctx.netCode ?? describe(err)})`;
+        ? `the relay's MCP endpoint (${safeUrl(conn.entry)}) answered HTTP ${status}`
+        : `the connection to the relay's MCP endpoint (${safeUrl(conn.entry)}) broke (${ctx.netCode ?? describe(err)})`;
     if (!conn.retired) this.dropConn(conn, "network", why);
     return { kind: "recover", reason: why };
   }
@@ -677,7 +751,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       if (this.stopped)
         throw new UpstreamError("UNAVAILABLE", "the upstream session is stopped; nothing was sent");
       const conn = this.conn;
-      if (conn && this.state === "ready" && !conn.retired) return conn;
+      const flight = this.wakeFlight;
+      if (conn && this.state === "ready" && !conn.retired && !flight) return conn;
       if (this.state === "auth_failed") throw this.authFailedError();
       if (signal?.aborted) throw cancelled(method, false);
       const left = deadline - Date.now();
@@ -698,7 +773,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
           { retryAt: this.retryAt },
         );
       }
-      await this.nextState(left, signal);
+      if (flight) await settledWithin(flight, left, signal);
+      else await this.nextState(left, signal);
     }
   }
 
@@ -760,15 +836,16 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       if (cached) {
         entry = cached;
       } else {
-        this.setState("resolving", this.reason);
+        this.progress("resolving");
         entry = await resolver.resolve(this.entry ? "the previous relay entry failed" : "first connect");
       }
     }
     this.entry = entry;
     let authTries = 0;
+    let brokenTries = 0;
     for (;;) {
       if (this.stopped) return;
-      this.setState(this.auth.hasTokens() ? "connecting" : "authenticating", this.reason);
+      this.progress(this.auth.hasTokens() ? "connecting" : "authenticating");
       const conn = this.newConn(entry);
       const ctx = new RequestCtx("initialize", true);
       const timer = setTimeout(() => ctx.abort("timeout"), this.opts.requestTimeoutMs);
@@ -783,9 +860,26 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         await conn.client.close().catch(() => {});
         if (this.stopped) return;
         if (err instanceof AuthError) throw err;
+        if (
+          ctx.phase === "lost" &&
+          ctx.status === undefined &&
+          isBrokenConnection(ctx.netCode) &&
+          !ctx.abortReason &&
+          brokenTries < 2
+        ) {
+          // A pooled connection the relay had closed: initialize again on a new connection (it
+          // only opens a session), never a reason to ask connect for another relay.
+          brokenTries++;
+          this.http.reset();
+          this.log.info(
+            { entry: safeUrl(entry), code: ctx.netCode },
+            "the connection broke before initialize was answered; sending it again on a new connection",
+          );
+          continue;
+        }
         if (ctx.phase === "rejected" && (ctx.status === 401 || ctx.status === 403) && authTries < 2) {
           authTries++;
-          this.setState("authenticating", this.reason);
+          this.progress("authenticating");
           if (ctx.status === 403 && ctx.challenge?.error === "insufficient_scope") {
             await this.auth.stepUp(entry, ctx.challenge);
           } else if (ctx.status === 401) {
@@ -993,13 +1087,16 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   // ------------------------------------------------------------------ health
 
   private periodicPing(): void {
-    if (this.stopped || this.state !== "ready" || !this.conn) return;
+    // After a long sleep this overdue timer may run before the wake tick: let the wake flight check
+    // the session (a 404 here would announce `degraded` for what the flight renews quietly).
+    this.wake.check();
+    if (this.stopped || this.state !== "ready" || !this.conn || this.wakeFlight) return;
     if (Date.now() - this.lastActivity < this.opts.pingIntervalMs / 2) return;
     void this.healthCheck("interval");
   }
 
   /** One MCP ping on the current session (single flight); failure ⇒ recovery. */
-  private healthCheck(why: "interval" | "idle"): Promise<void> {
+  private healthCheck(why: "interval" | "idle" | "connection"): Promise<void> {
     if (!this.pingFlight) {
       this.pingFlight = this.als
         .exit(() => this.doPing(why))
@@ -1048,6 +1145,200 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         return;
       }
     }
+  }
+
+  // ------------------------------------------------------------------ wake
+
+  /**
+   * A wake was seen (synchronously, before anything else is sent). Pooled connections go first;
+   * then one flight refreshes the token if needed, checks the session and renews it if it expired;
+   * requests wait for that flight in readyConn (at most until their deadline). The state stays
+   * `ready` (with the reason "woke up …; checking") while that routine check runs, so a call made
+   * right after a wake is queued rather than refused; real trouble found by the check (no network,
+   * the token endpoint down, the relay gone) is `degraded`, as always.
+   */
+  private onWake(w: Wake): void {
+    if (this.stopped || !this.started) return;
+    const sec = Math.max(1, Math.round(w.sleptMs / 1000));
+    const how =
+      w.kind === "suspended" ? `the machine slept about ${sec} s` : `the process was frozen about ${sec} s`;
+    this.log.info(
+      { kind: w.kind, sleptSec: sec },
+      `woke up (${how}): dropping pooled connections, then checking the login and the session before sending anything`,
+    );
+    // Keep-alive connections the servers closed meanwhile must not carry the first request.
+    this.http.reset();
+    // Backoff counted before the sleep says nothing about now.
+    this.failures = 0;
+    if (this.state === "ready")
+      this.setState("ready", `woke up (${how}); checking the login and the session`);
+    if (!this.wakeFlight) {
+      this.wakeFlight = this.als
+        .exit(() => this.afterWake(`woke up (${how})`))
+        .catch((err: unknown) => {
+          // Not expected: leave it to the usual recovery rather than stay in between.
+          this.log.warn({ error: describe(err) }, "the check after a wake failed; recovering as usual");
+          const conn = this.conn;
+          if (conn) this.dropConn(conn, "session", `the check after a wake failed: ${describe(err)}`);
+        })
+        .finally(() => {
+          this.wakeFlight = undefined;
+          this.quiet = false;
+        });
+    }
+  }
+
+  /** The wake flight: token, then session (renewed if it expired), then `ready` lets requests go. */
+  private async afterWake(woke: string): Promise<void> {
+    const since = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      if (this.stopped || this.state === "auth_failed") return;
+      const conn = this.conn;
+      if (!conn || conn.retired) {
+        // No session to check: the reconnect loop recovers; start it now rather than after a
+        // backoff planned before the sleep.
+        this.reconnectNow();
+        return;
+      }
+      let trouble: string | undefined;
+      let again = false;
+      try {
+        // 1. The token: refreshed when it expired or expires soon (one flight with any request).
+        await this.auth.accessToken(conn.entry);
+      } catch (err) {
+        if (err instanceof AuthError && this.auth.failedReason) {
+          this.enterAuthFailed(this.auth.failedReason);
+          return;
+        }
+        trouble = describe(err);
+      }
+      if (trouble === undefined) {
+        // 2. The session: one ping, on a new connection.
+        const r = await this.checkSession(conn, since);
+        if (r === "expired") {
+          // 3. It expired while we slept: a new one, before anything queued is sent.
+          await this.renewSession(conn);
+          if (this.conn && this.state === "ready") {
+            this.log.info(
+              { attempts: attempt },
+              "awake: token checked, new session opened; sending what waited",
+            );
+          }
+          return;
+        }
+        if (r === "ok") {
+          if (this.conn === conn && !conn.retired && !this.stopped && !this.authFailed()) {
+            this.log.info({ attempts: attempt }, "awake: token and session checked; sending what waited");
+            this.setState("ready", undefined);
+          }
+          return;
+        }
+        if (r === "gone") {
+          // The relay refused the connection (or another request found the session broken): the
+          // reconnect loop took over (state degraded), and requests wait for it.
+          return;
+        }
+        trouble = r.trouble;
+        again = r.now === true;
+      }
+      // Not yet (the network is coming back, the token endpoint is busy): wait, then again.
+      const cap = Date.now() - since < 60_000 ? 5_000 : (this.opts.backoffMaxMs ?? 30_000);
+      const delay = again
+        ? 0
+        : Math.min(cap, 250 * 2 ** Math.min(attempt - 1, 8)) * (0.5 + Math.random() / 2);
+      this.log.warn(
+        { trouble, attempt, retryInMs: Math.round(delay) },
+        "not ready after the wake yet; requests wait",
+      );
+      if (this.conn === conn && !conn.retired) this.setState("degraded", `${woke}; ${trouble}`);
+      if (delay > 0) await this.nextState(delay, undefined);
+    }
+  }
+
+  /** One ping for the wake flight. */
+  private async checkSession(
+    conn: Conn,
+    since: number,
+  ): Promise<"ok" | "expired" | "gone" | { trouble: string; now?: boolean }> {
+    const ctx = new RequestCtx("ping", true);
+    const timeoutMs = Math.min(this.opts.requestTimeoutMs, 10_000);
+    try {
+      await this.send(conn, ctx, "ping", undefined, timeoutMs, undefined);
+      this.lastPingAt = Date.now();
+      return "ok";
+    } catch (err) {
+      if (this.conn !== conn || conn.retired || this.stopped) return "gone";
+      if (err instanceof AuthError) {
+        if (this.auth.failedReason) {
+          this.enterAuthFailed(this.auth.failedReason);
+          return "gone";
+        }
+        return { trouble: describe(err) };
+      }
+      if (ctx.abortReason === "timeout") {
+        this.dropConn(
+          conn,
+          "network",
+          `the relay's MCP endpoint (${safeUrl(conn.entry)}) did not answer a ping within ${Math.round(timeoutMs / 1000)} s after the wake`,
+        );
+        return "gone";
+      }
+      if (ctx.phase === "rejected" && ctx.status === 404) return "expired";
+      // No network yet (Wi-Fi still joining): wait for it rather than ask connect for another relay.
+      if (ctx.phase === "refused" && NETWORK_DOWN.has(ctx.netCode ?? "") && Date.now() - since < 60_000) {
+        return { trouble: `no network yet (${ctx.netCode} for ${safeUrl(conn.entry)})` };
+      }
+      const verdict = this.judge(conn, ctx, err);
+      if (verdict.kind === "auth") {
+        // The relay refused the token (revoked meanwhile?): refresh, or log in as the last resort.
+        try {
+          await this.reauthorize(conn, ctx, false, Date.now() + this.opts.requestTimeoutMs);
+        } catch (e) {
+          if (this.state === "auth_failed") return "gone";
+          return { trouble: describe(e) };
+        }
+        return { trouble: "the relay refused the token; it was renewed", now: true };
+      }
+      if (verdict.kind === "recover") {
+        return this.conn === conn && !conn.retired ? { trouble: verdict.reason } : "gone";
+      }
+      // An answer that is not a pong (a JSON-RPC error, 429, 403 …) still shows the session is alive.
+      return this.conn === conn && !conn.retired ? "ok" : "gone";
+    }
+  }
+
+  /**
+   * The session expired while we slept (404): open a new one on the same entry without passing
+   * through `connecting` (requests are held by the wake flight meanwhile). A failure is reported
+   * as usual (`degraded`, the reconnect loop with backoff).
+   */
+  private async renewSession(conn: Conn): Promise<void> {
+    if (this.conn !== conn || conn.retired || this.stopped) return;
+    conn.retired = true;
+    this.conn = undefined;
+    if (conn.inflight === 0) void this.closeConn(conn);
+    this.log.info(
+      { entry: safeUrl(conn.entry) },
+      "the relay forgot our MCP session while we slept (HTTP 404); opening a new one before anything waiting is sent",
+    );
+    this.quiet = true;
+    try {
+      this.kick(0);
+      await this.connecting?.catch(() => {});
+    } finally {
+      this.quiet = false;
+    }
+  }
+
+  /** Starts a connect attempt now, replacing a pending backoff timer. */
+  private reconnectNow(): void {
+    if (this.stopped || this.connecting || this.conn || this.state === "auth_failed") return;
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.retryAt = undefined;
+    }
+    this.kick(0);
   }
 
   // ------------------------------------------------------------------ tools
@@ -1122,6 +1413,17 @@ export class UpstreamSession extends EventEmitter implements Upstream {
 
   // ------------------------------------------------------------------ state
 
+  /** (A method, so that TypeScript does not narrow the state across awaits.) */
+  private authFailed(): boolean {
+    return this.state === "auth_failed";
+  }
+
+  /** A step of (re)connecting; not announced while the wake flight renews the session. */
+  private progress(state: UpstreamState): void {
+    if (this.quiet && this.state === "ready") return;
+    this.setState(state, this.reason);
+  }
+
   private setState(state: UpstreamState, reason: string | undefined): void {
     const changed = state !== this.state || reason !== this.reason;
     this.state = state;
@@ -1160,7 +1462,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     input: string | URL | Request,
     init?: RequestInit,
   ): Promise<Response> => {
-    const base = this.opts.fetch ?? fetch;
+    const base = this.http.fetch;
     const url = input instanceof Request ? input.url : String(input);
     const ctx = this.als.getStore();
     const method = (init?.method ?? "GET").toUpperCase();
@@ -1344,6 +1646,20 @@ function describe(err: unknown): string {
 
 function shortId(id: string | undefined): string | undefined {
   return id ? `${id.slice(0, 8)}…` : undefined;
+}
+
+/** Resolves when `p` settles, after `ms`, or when `signal` aborts, whichever is first. */
+function settledWithin(p: Promise<unknown>, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    signal?.addEventListener("abort", done, { once: true });
+    p.then(done, done);
+  });
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {

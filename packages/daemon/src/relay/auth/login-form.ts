@@ -70,7 +70,11 @@ export async function headlessAuthorize(authorizationUrl: URL, opts: HeadlessLog
         signal: AbortSignal.timeout(opts.requestTimeoutMs ?? 15_000),
       });
     } catch (err) {
-      throw new AuthNetworkError(`could not reach the authorization server at ${safeUrl(step.url)}`, err);
+      // Named like the other OAuth endpoints: the authorize endpoint, then the login pages it leads to.
+      throw new AuthNetworkError(
+        `could not reach the authorization server's ${i === 0 ? "authorize endpoint" : "login page"} at ${safeUrl(step.url)}`,
+        err,
+      );
     }
     for (const c of res.headers.getSetCookie()) {
       await jar.setCookie(c, step.url.href, { ignoreError: true });

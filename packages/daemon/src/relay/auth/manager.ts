@@ -13,6 +13,7 @@ import {
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { StoredTokens, TokenStore } from "../../store/tokens.js";
+import { isBrokenConnection, replayable } from "../http.js";
 import { networkErrorCode } from "../resolver.js";
 import { safeUrl } from "../url.js";
 import {
@@ -57,6 +58,8 @@ export interface AuthManagerOptions {
   maxConsecutiveFailures?: number;
   /** Timeout of each HTTP request to the authorization server (default 15 s). */
   httpTimeoutMs?: number;
+  /** Drops pooled connections (called before a request whose connection broke is sent again). */
+  resetConnections?: () => void;
 }
 
 type Mode = "refresh" | "login";
@@ -113,21 +116,46 @@ export class AuthManager {
     // Every call to the authorization server is bounded, so a hanging server cannot wedge the
     // single flight that every request waits on.
     // Failures are recorded per endpoint, so errors name the endpoint that failed.
+    // A request whose connection broke before any answer (typically a pooled keep-alive connection
+    // the server closed while the daemon slept) is sent again on a new connection: the OAuth
+    // requests may be repeated. A refresh that did reach the server and rotated the refresh token
+    // then ends in invalid_grant and one full login — the last resort, not the rule. A form posted
+    // on the login pages is not: a repeated post could meet a used one-time field and read as a
+    // rejected password; that login fails as "retry later" and starts again from /authorize.
     this.fetchFn = async (input, init) => {
-      const t = AbortSignal.timeout(timeoutMs);
       const url = input instanceof Request ? input.url : String(input);
-      try {
-        const res = await base(input, {
-          ...init,
-          signal: init?.signal ? AbortSignal.any([init.signal, t]) : t,
-        });
-        // A later success means an earlier failure was handled (e.g. a metadata URL tried first).
-        if (res.status >= 400) this.noteFailure(url, init, { status: res.status });
-        else this.lastFailure = undefined;
-        return res;
-      } catch (err) {
-        this.noteFailure(url, init, { code: networkErrorCode(err) ?? "network error" });
-        throw err;
+      for (let attempt = 1; ; attempt++) {
+        const t = AbortSignal.timeout(timeoutMs);
+        try {
+          const res = await base(input, {
+            ...init,
+            signal: init?.signal ? AbortSignal.any([init.signal, t]) : t,
+          });
+          // A later success means an earlier failure was handled (e.g. a metadata URL tried first).
+          if (res.status >= 400) this.noteFailure(url, init, { status: res.status });
+          else this.lastFailure = undefined;
+          return res;
+        } catch (err) {
+          const code = networkErrorCode(err);
+          const endpoint = this.endpointOf(url, init).endpoint;
+          const loginPost = endpoint === "authorize" && (init?.method ?? "GET").toUpperCase() !== "GET";
+          if (
+            attempt < 3 &&
+            isBrokenConnection(code) &&
+            !loginPost &&
+            !init?.signal?.aborted &&
+            replayable(input, init)
+          ) {
+            this.log.info(
+              { endpoint, url: safeUrl(url), code, attempt },
+              "the connection to the authorization server broke before it answered; sending the request again on a new connection",
+            );
+            o.resetConnections?.();
+            continue;
+          }
+          this.noteFailure(url, init, { code: code ?? "network error" });
+          throw err;
+        }
       }
     };
   }

@@ -1,0 +1,135 @@
+/**
+ * The relay path's own HTTP connection pool: everything it sends (connect, the relay's MCP
+ * endpoint, the authorization server) goes through one dedicated undici `Agent`, not the
+ * process-wide one, so that it can be dropped as a whole.
+ *
+ * Why: keep-alive connections idle in the pool are closed by the server after a few seconds. When
+ * the daemon sleeps (a laptop suspended, a frozen process) the server closes them while nobody is
+ * looking, and the first request after the wake can be written into such a dead socket before the
+ * close is noticed ("other side closed", UND_ERR_SOCKET / ECONNRESET). On a wake the pool is
+ * replaced before anything is sent: the old one closes its idle sockets at once and lets requests
+ * in flight finish; new requests open new connections.
+ *
+ * The Agent class is Node's own (the one behind the global `fetch`, reached through undici's
+ * global-dispatcher symbol), so no second copy of undici is loaded and its dispatcher always fits
+ * the `fetch` it is given to. When the process-wide dispatcher is not a plain Agent (a proxy
+ * agent installed by the environment), it is used as is and `reset()` only counts.
+ */
+
+interface Dispatcher {
+  close(): Promise<void>;
+}
+type AgentClass = new (opts?: Record<string, unknown>) => Dispatcher;
+
+const GLOBAL_DISPATCHER = Symbol.for("undici.globalDispatcher.1");
+let agentClass: Promise<AgentClass | undefined> | undefined;
+
+/** Node's undici Agent class, or undefined when it cannot be used (see above). */
+function nodeAgentClass(): Promise<AgentClass | undefined> {
+  agentClass ??= (async () => {
+    const g = globalThis as Record<symbol, unknown>;
+    // Node loads its undici (and creates the global dispatcher) on the first fetch.
+    if (!g[GLOBAL_DISPATCHER])
+      await fetch("data:,").then(
+        (r) => r.arrayBuffer(),
+        () => undefined,
+      );
+    const d = g[GLOBAL_DISPATCHER] as { constructor?: unknown; dispatch?: unknown } | undefined;
+    const ctor = d?.constructor as (AgentClass & { name?: string }) | undefined;
+    return typeof ctor === "function" && ctor.name === "Agent" && typeof d?.dispatch === "function"
+      ? ctor
+      : undefined;
+  })().catch(() => undefined);
+  return agentClass;
+}
+
+export interface HttpPoolOptions {
+  /** The fetch to call (default: the global one); it gets `dispatcher` in its init. */
+  fetch?: typeof fetch;
+  /** Called before every request, synchronously: the place to notice a wake (and `reset()`). */
+  beforeRequest?: () => void;
+}
+
+export class HttpPool {
+  private agent: Dispatcher | undefined;
+  /** How many times the pool was replaced. */
+  generation = 0;
+  private readonly base: typeof fetch;
+
+  constructor(private readonly o: HttpPoolOptions = {}) {
+    this.base = o.fetch ?? fetch;
+  }
+
+  /** fetch through the current pool. */
+  readonly fetch: typeof fetch = async (input, init) => {
+    const Agent = await nodeAgentClass();
+    // After the await: a wake noticed here replaces the pool before this request picks a socket.
+    this.o.beforeRequest?.();
+    if (!Agent) return this.base(input, init);
+    this.agent ??= new Agent();
+    const agent = this.agent;
+    try {
+      return await this.base(input, { ...init, dispatcher: agent } as RequestInit);
+    } catch (err) {
+      // The pool was replaced between picking it and dispatching: a closed pool refuses new requests
+      // before sending anything (UND_ERR_CLOSED), so this one provably went nowhere: send it on the
+      // new pool.
+      if (agent === this.agent || !replayable(input, init) || codeOf(err) !== "UND_ERR_CLOSED") throw err;
+      this.agent ??= new Agent();
+      return this.base(input, { ...init, dispatcher: this.agent } as RequestInit);
+    }
+  };
+
+  /**
+   * Drops every pooled connection: idle ones close now, requests in flight finish on theirs;
+   * the next request opens a new connection.
+   */
+  reset(): void {
+    this.generation++;
+    const old = this.agent;
+    this.agent = undefined;
+    if (old) void old.close().catch(() => {});
+  }
+
+  /** Closes the pool for good (daemon stopping). */
+  async close(): Promise<void> {
+    const old = this.agent;
+    this.agent = undefined;
+    if (old) await old.close().catch(() => {});
+  }
+}
+
+/** Network errors of a connection that broke under a request (no HTTP answer came back). */
+const BROKEN_CONNECTION = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE", "ECONNABORTED"]);
+
+/**
+ * True for "the connection broke before any answer": a keep-alive connection the server had closed
+ * (or a server that died); not "could not connect", not a timeout.
+ */
+export function isBrokenConnection(code: string | undefined): boolean {
+  return code !== undefined && BROKEN_CONNECTION.has(code);
+}
+
+/** A request that can be given to fetch again as is (no Request object, no stream body). */
+export function replayable(input: unknown, init: RequestInit | undefined): boolean {
+  if (typeof Request !== "undefined" && input instanceof Request) return false;
+  const body = init?.body;
+  return (
+    body === undefined ||
+    body === null ||
+    typeof body === "string" ||
+    body instanceof URLSearchParams ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body)
+  );
+}
+
+function codeOf(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e; i++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
