@@ -47,3 +47,13 @@ export const SECRET_KEY =
 export function useColor(isTTY: boolean, env: Record<string, string | undefined>): boolean {
   return isTTY && !env.NO_COLOR && env.TERM !== "dumb";
 }
+
+/**
+ * Text that came from an MCP client or the Miniserver (client names, tool names, reasons), made
+ * safe for the person's terminal: control characters (C0, DEL, C1 — escape sequences that could
+ * move the cursor, hide text or set the title) are shown as visible escapes instead.
+ */
+export function printable(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are exactly what is escaped
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}

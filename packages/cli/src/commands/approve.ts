@@ -7,7 +7,7 @@
  */
 import { CliError, type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { callDaemon } from "../daemon-client.js";
-import { isRecord } from "../format.js";
+import { isRecord, printable } from "../format.js";
 import { PIN_STDIN_OPTION, personProof } from "../person.js";
 
 interface Pending {
@@ -25,7 +25,18 @@ function secondsLeft(p: Pending): number {
 
 async function listPending(ctx: CommandContext): Promise<Pending[]> {
   const r = await callDaemon(ctx.paths.socket, "loxmcp/approve", { list: true });
-  return (isRecord(r) && Array.isArray(r.pending) ? r.pending : []) as Pending[];
+  const list = (isRecord(r) && Array.isArray(r.pending) ? r.pending : []) as Pending[];
+  return list.map(safe);
+}
+
+/** Client and tool names come from MCP clients: never let them drive the person's terminal. */
+function safe(p: Pending): Pending {
+  return {
+    ...p,
+    client: printable(String(p.client)),
+    tool: printable(String(p.tool)),
+    summary: printable(String(p.summary)),
+  };
 }
 
 function noSuchCode(code: string): CliError {
@@ -83,7 +94,8 @@ works only at an interactive terminal. \`loxmcp deny CODE\` drops a held action.
     ctx.err(`(tool ${held.tool}, code ${code}, ${secondsLeft(held)} s left)`);
     const proof = await personProof(ctx, opts, "approve", `Approve this for ${held.client}?`);
     const r = await callDaemon(ctx.paths.socket, "loxmcp/approve", { code, ...proof });
-    const entry = (isRecord(r) && isRecord(r.approved) ? r.approved : undefined) as Pending | undefined;
+    const approved = (isRecord(r) && isRecord(r.approved) ? r.approved : undefined) as Pending | undefined;
+    const entry = approved ? safe(approved) : undefined;
     if (json) {
       ctx.out(JSON.stringify(r ?? {}));
     } else if (entry) {
@@ -104,7 +116,8 @@ export const denyCommand: CommandSpec = {
   async run(ctx, { args, opts }) {
     const code = (args[0] ?? "").trim().toUpperCase();
     const r = await callDaemon(ctx.paths.socket, "loxmcp/deny", { code });
-    const entry = (isRecord(r) && isRecord(r.denied) ? r.denied : undefined) as Pending | undefined;
+    const denied = (isRecord(r) && isRecord(r.denied) ? r.denied : undefined) as Pending | undefined;
+    const entry = denied ? safe(denied) : undefined;
     if (optBool(opts, "json")) ctx.out(JSON.stringify(r ?? {}));
     else if (entry) ctx.out(`denied ${entry.code}: ${entry.client} will not ${entry.summary}`);
     return 0;

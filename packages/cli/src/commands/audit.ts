@@ -1,7 +1,7 @@
 /** `loxmcp audit`: the audit trail of every tool call (who, what, decision, outcome). */
 import { type CommandSpec, optBool, optNumber, optString, parseCount } from "../command.js";
 import { callDaemon } from "../daemon-client.js";
-import { formatLocalTime, isRecord } from "../format.js";
+import { formatLocalTime, isRecord, printable } from "../format.js";
 
 interface Row {
   ts: number;
@@ -70,7 +70,12 @@ export const auditCommand: CommandSpec = {
       ctx.out("no audit events match");
       return 0;
     }
-    for (const e of events) {
+    for (const raw of events) {
+      // Everything a client chose (name, tool, arguments in the reason) is shown escaped.
+      const e: Row = { ...raw, client: printable(String(raw.client)), tool: printable(String(raw.tool)) };
+      if (typeof raw.controlName === "string") e.controlName = printable(raw.controlName);
+      if (typeof raw.command === "string") e.command = printable(raw.command);
+      if (typeof raw.reason === "string") e.reason = printable(raw.reason);
       const who = e.clientPid !== undefined ? `${e.client}[${e.clientPid}]` : e.client;
       const what = e.controlName
         ? `${e.tool} "${e.controlName}" ${e.command ?? ""}`.trim()

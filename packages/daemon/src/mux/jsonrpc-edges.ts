@@ -107,12 +107,26 @@ export function parseFrame(line: string): unknown {
   return m;
 }
 
-const MARKER_JSON = /"\\u0000num:([-+0-9.eE]+)"/g;
+/** A JSON number, strictly (RFC 8259): what may be spliced back as a bare id. */
+const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?$/;
 
-/** Serialises one answer, splicing raw numeric ids back in as bare numbers. */
+/**
+ * Serialises one answer. Only the top-level `id` is ever spliced back as a bare number (a client
+ * may put marker-like text anywhere else — clientInfo, tool names, arguments — and it must stay a
+ * string there); anything that is not a strict JSON number stays as it was.
+ */
 export function encodeAnswer(message: unknown): string {
-  const s = JSON.stringify(message);
-  return `${s.includes("\\u0000num:") ? s.replace(MARKER_JSON, "$1") : s}\n`;
+  if (typeof message === "object" && message !== null && !Array.isArray(message)) {
+    const { id, ...rest } = message as Record<string, unknown>;
+    if (typeof id === "string" && id.startsWith(RAW_ID_PREFIX)) {
+      const raw = id.slice(RAW_ID_PREFIX.length);
+      if (JSON_NUMBER.test(raw)) {
+        const body = JSON.stringify(rest);
+        return `{"id":${raw}${body === "{}" ? "}" : `,${body.slice(1)}`}\n`;
+      }
+    }
+  }
+  return `${JSON.stringify(message)}\n`;
 }
 
 // ------------------------------------------------------------------ protocol versions

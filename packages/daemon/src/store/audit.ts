@@ -117,6 +117,17 @@ const FINISH_SQL = `UPDATE audit_events SET
     latency_ms = coalesce(@latency_ms, latency_ms)
   WHERE id = @id`;
 
+/**
+ * What one row may hold of what a client chose (a client must not fill the disk through the
+ * audit, nor make its rows too large to answer): longer text is cut and says by how much.
+ */
+export const MAX_ARGS_CHARS = 2048;
+export const MAX_NAME_CHARS = 128;
+
+export function capText(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…[truncated ${s.length - max} chars]`;
+}
+
 export class AuditStore {
   constructor(private readonly db: Database.Database) {
     try {
@@ -131,10 +142,10 @@ export class AuditStore {
     const info = statement(this.db, INSERT_SQL).run({
       ts: e.ts,
       conn_id: e.connId ?? null,
-      client: e.client,
+      client: capText(e.client, MAX_NAME_CHARS),
       client_pid: e.clientPid ?? null,
-      tool: e.tool,
-      args: JSON.stringify(e.args ?? {}),
+      tool: capText(e.tool, MAX_NAME_CHARS),
+      args: capText(JSON.stringify(e.args ?? {}), MAX_ARGS_CHARS),
       kind: e.kind,
       target: e.target ?? null,
       control_name: e.controlName ?? null,
@@ -142,7 +153,7 @@ export class AuditStore {
       command: e.command ?? null,
       tier: e.tier ?? null,
       decision: e.decision,
-      reason: e.reason ?? null,
+      reason: e.reason === undefined ? null : capText(e.reason, MAX_ARGS_CHARS),
       outcome: e.outcome,
       latency_ms: Math.max(0, Math.round(e.latencyMs)),
     });
