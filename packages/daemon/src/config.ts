@@ -98,10 +98,19 @@ export const ConfigFileSchema = z
         upstreamQueue: z.number().int().min(1).max(1_000_000).optional(),
         maxBufferedMB: z.number().min(1).max(1024).optional(),
         stalledClientSec: z.number().min(1).max(3600).optional(),
+        pageConnections: z.number().int().min(1).max(1000).optional(),
       })
       .strict()
       .optional(),
     policy: PolicySectionSchema.optional(),
+    /** The person's local page (docs/page.md): on 127.0.0.1 only; port 0 picks a free one. */
+    page: z
+      .object({
+        enabled: z.boolean().optional(),
+        port: z.number().int().min(0).max(65535).optional(),
+      })
+      .strict()
+      .optional(),
     /** daemon.log rotation (docs/daemon.md, "Files"); the environment overrides each key. */
     log: z
       .object({
@@ -144,7 +153,10 @@ export interface DaemonConfig {
     upstreamQueue?: number;
     maxBufferedBytes?: number;
     stalledClientMs?: number;
+    pageConnections?: number;
   };
+  /** The person's local page: served on 127.0.0.1 only (`loxmcp open` asks the daemon for its URL). */
+  page: PageConfig;
   /** daemon.log rotation: at most `maxBytes` per file (0: never rotate), `files` rotated files kept. */
   logRotation: LogRotationConfig;
   insecureTls: boolean;
@@ -154,6 +166,12 @@ export interface DaemonConfig {
   warnings: string[];
   /** The full parsed config.json (passthrough keys included) for other components. */
   file: ConfigFile;
+}
+
+export interface PageConfig {
+  enabled: boolean;
+  /** TCP port on 127.0.0.1; 0 = a free one, picked at each start. */
+  port: number;
 }
 
 export interface LogRotationConfig {
@@ -375,6 +393,10 @@ export function checkConfig(opts: LoadConfigOptions = {}): ConfigCheck {
     shutdownGraceMs: seconds("LOXMCP_SHUTDOWN_GRACE", file.shutdownGraceSec, 5, 0, 600),
     allowedResources,
     limits: attempt(() => limitsFrom(file.limits), {}),
+    page: attempt(() => pageFrom(get("LOXMCP_PAGE_PORT"), file.page, fixFor("LOXMCP_PAGE_PORT")), {
+      enabled: true,
+      port: 0,
+    }),
     logRotation: attempt(() => logRotationFrom(get, file.log, fixHint, jsonFile), {
       maxBytes: DEFAULT_LOG_MAX_MB * 1024 * 1024,
       files: DEFAULT_LOG_FILES,
@@ -444,6 +466,7 @@ function limitsFrom(l: ConfigFile["limits"]): DaemonConfig["limits"] {
   if (l.upstreamQueue !== undefined) out.upstreamQueue = l.upstreamQueue;
   if (l.maxBufferedMB !== undefined) out.maxBufferedBytes = Math.round(l.maxBufferedMB * 1024 * 1024);
   if (l.stalledClientSec !== undefined) out.stalledClientMs = l.stalledClientSec * 1000;
+  if (l.pageConnections !== undefined) out.pageConnections = l.pageConnections;
   if ((out.controlReserve ?? 8) >= (out.maxConnections ?? 64)) {
     throw new ConfigError(
       "limits.controlReserve",
@@ -451,6 +474,20 @@ function limitsFrom(l: ConfigFile["limits"]): DaemonConfig["limits"] {
     );
   }
   return out;
+}
+
+/** LOXMCP_PAGE_PORT (wins) / page.port: 0 … 65535, 0 = a free port; page.enabled: false turns it off. */
+function pageFrom(envPort: string | undefined, section: ConfigFile["page"], fix: string): PageConfig {
+  const enabled = section?.enabled ?? true;
+  if (envPort === undefined) return { enabled, port: section?.port ?? 0 };
+  const port = Number(envPort);
+  if (!/^\d+$/.test(envPort) || port > 65535) {
+    throw new ConfigError(
+      "LOXMCP_PAGE_PORT",
+      `LOXMCP_PAGE_PORT ${show(envPort)} must be a TCP port number 0 … 65535 (0 picks a free one) — ${fix}`,
+    );
+  }
+  return { enabled, port };
 }
 
 /**
@@ -501,6 +538,7 @@ export function describeConfig(cfg: DaemonConfig): Record<string, unknown> {
     requestTimeoutMs: cfg.requestTimeoutMs,
     allowedResources: cfg.allowedResources,
     logRotation: cfg.logRotation,
+    page: cfg.page,
     insecureTls: cfg.insecureTls,
     sources: cfg.sources,
   };
@@ -881,6 +919,7 @@ const ENV_NAMES_IN_JSON: Record<string, string> = {
   LOXMCP_ALLOWED_RESOURCES: "allowedResources",
   LOXMCP_LOG_MAX_MB: "log.maxSizeMB",
   LOXMCP_LOG_FILES: "log.files",
+  LOXMCP_PAGE_PORT: "page.port",
 };
 
 /** Every key path the schema knows (for "it belongs under …"). */

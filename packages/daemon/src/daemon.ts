@@ -21,6 +21,7 @@ import { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
 import { acquireInstance } from "./mux/instance.js";
 import { MuxServer } from "./mux/server.js";
 import { type MuxCounters, newMuxCounters } from "./mux/session.js";
+import { PageServer } from "./page/server.js";
 import type { Database } from "./store/db.js";
 import { Storage } from "./store/storage.js";
 import { VERSION } from "./version.js";
@@ -76,6 +77,7 @@ export class Daemon {
   private upstream_: Upstream | undefined;
   private mux: MuxServer | undefined;
   private gate: ToolGate | undefined;
+  private page: PageServer | undefined;
   private releaseLock: (() => void) | undefined;
   private readonly statusExtensions: StatusExtension[] = [];
   private readonly stopHooks: Array<() => Promise<void> | void> = [];
@@ -203,6 +205,19 @@ export class Daemon {
 
     for (const plugin of this.opts.plugins ?? []) await plugin(this);
 
+    // The person's local page (docs/page.md); its connections count against the socket's limits.
+    const page = new PageServer({
+      config: config.page,
+      logger: logger.child({ component: "page" }),
+      controls: this.controls,
+      status: () => this.status(),
+      admit: () => this.mux?.admitPageConnection(),
+      connections: () => this.mux?.pageConnections ?? 0,
+    });
+    this.page = page;
+    page.register(this.controls);
+    this.addStatusExtension(() => ({ page: page.status() }));
+
     this.mux = new MuxServer({
       socketPath: paths.socket,
       runtimeDir: paths.runtime,
@@ -221,6 +236,7 @@ export class Daemon {
       limits: config.limits,
     });
     await this.mux.listen();
+    await page.start();
     upstream.start();
     logger.info({ pid: process.pid, version: VERSION, socket: paths.socket }, "loxmcpd started");
     notifySystemd(logger);
@@ -330,6 +346,7 @@ export class Daemon {
   private async doStop(): Promise<void> {
     const log = this.logger;
     log.info("stopping");
+    await this.page?.stop();
     if (this.mux) {
       this.mux.stopAccepting();
       const left = await this.mux.drain(this.opts.drainMs ?? this.config.shutdownGraceMs);

@@ -23,6 +23,11 @@ export interface MuxLimits {
   stalledClientMs: number;
   /** A connection that says nothing (no hello, no request) within this time is closed. */
   idleHandshakeMs: number;
+  /**
+   * HTTP connections of the person's local page (live updates included) at once. They count with
+   * the socket's connections and never take the slots kept for control connections.
+   */
+  pageConnections: number;
 }
 
 export const DEFAULT_LIMITS: MuxLimits = {
@@ -34,6 +39,7 @@ export const DEFAULT_LIMITS: MuxLimits = {
   maxBufferedBytes: 8 * 1024 * 1024,
   stalledClientMs: 30_000,
   idleHandshakeMs: 10_000,
+  pageConnections: 16,
 };
 
 interface Waiter {

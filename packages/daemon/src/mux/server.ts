@@ -44,6 +44,8 @@ export class MuxServer {
   private server: Server | undefined;
   private readonly sessions = new Map<string, { session: ClientSession; socket: Socket }>();
   private nextConn = 1;
+  /** Open HTTP connections of the person's page (counted with the socket's connections). */
+  private pageConns = 0;
   private listening = false;
   private shuttingDown = false;
   private readonly log: Logger;
@@ -68,6 +70,32 @@ export class MuxServer {
     let n = 0;
     for (const { session } of this.sessions.values()) if (session.role === "mcp") n++;
     return n;
+  }
+
+  /** HTTP connections of the person's page open now. */
+  get pageConnections(): number {
+    return this.pageConns;
+  }
+
+  /**
+   * Admits one HTTP connection of the person's page (docs/page.md): it counts with the socket's
+   * connections, at most `limits.pageConnections` of them, and never into the slots kept for
+   * control connections (so `loxmcp status` and `stop-all` still get through when the page's port
+   * is flooded, even by another local user). Returns the release function, or undefined (refused).
+   */
+  admitPageConnection(): (() => void) | undefined {
+    const lim = this.limits;
+    if (this.pageConns >= lim.pageConnections || this.sessions.size + this.pageConns >= lim.maxConnections) {
+      this.opts.deps.counters.refusedConnections++;
+      return undefined;
+    }
+    this.pageConns++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.pageConns--;
+    };
   }
 
   async listen(): Promise<void> {
@@ -131,7 +159,7 @@ export class MuxServer {
     const lim = this.limits;
     // MCP clients may hold at most maxConnections − controlReserve; the hard cap leaves room above
     // that for connections whose role is not known yet, so control connections get through.
-    if (this.sessions.size >= lim.maxConnections + lim.controlReserve) {
+    if (this.sessions.size + this.pageConns >= lim.maxConnections + lim.controlReserve) {
       counters.refusedConnections++;
       this.log.warn(
         { conn: connId, limit: lim.maxConnections },
@@ -196,7 +224,7 @@ export class MuxServer {
       shuttingDown: () => this.shuttingDown,
       maxInFlight: lim.maxInFlightPerConnection,
       upstreamSlots: this.upstreamSlots,
-      admitMcp: () => this.mcpConnections() <= lim.maxConnections - lim.controlReserve,
+      admitMcp: () => this.mcpConnections() + this.pageConns <= lim.maxConnections - lim.controlReserve,
       refuse: (message) => {
         counters.refusedConnections++;
         if (closing) return;

@@ -54,7 +54,19 @@ export async function confirmByElicitation(ctx: CallContext, sentence: string): 
   }
 }
 
-export interface PendingApproval {
+/** What a held call would do, in parts (the person's page shows them; all optional). */
+export interface ApprovalDetails {
+  device?: string;
+  room?: string;
+  /** The control's type, e.g. Intercom. */
+  type?: string;
+  command?: string;
+  tier?: string;
+  /** Why it needs the person, e.g. "security system mode change". */
+  why?: string;
+}
+
+export interface PendingApproval extends ApprovalDetails {
   code: string;
   client: string;
   tool: string;
@@ -102,6 +114,7 @@ export class ApprovalBook {
     client: string,
     tool: string,
     summary: string,
+    details: ApprovalDetails = {},
   ):
     | { state: "approved"; code: string }
     | { state: "pending"; entry: PendingApproval }
@@ -136,6 +149,7 @@ export class ApprovalBook {
     while (this.byCode.has(code)) code = newCode();
     const t = this.now();
     const e: Entry = {
+      ...details,
       code,
       key,
       client,
@@ -183,7 +197,13 @@ export class ApprovalBook {
 }
 
 function publicEntry(e: Entry): PendingApproval {
+  const details: ApprovalDetails = {};
+  for (const k of ["device", "room", "type", "command", "tier", "why"] as const) {
+    const v = e[k];
+    if (v !== undefined) details[k] = v;
+  }
   return {
+    ...details,
     code: e.code,
     client: e.client,
     tool: e.tool,

@@ -860,7 +860,12 @@ class PolicyEngine implements PolicyGate {
         draft.reason = "confirmed via elicitation";
       } else {
         const key = ApprovalBook.key(ctx.client.name, call.name, canonicalJson(args));
-        const verdict = this.approvals.check(key, ctx.client.name, call.name, `${what} — ${cls.reason}`);
+        const verdict = this.approvals.check(key, ctx.client.name, call.name, `${what} — ${cls.reason}`, {
+          ...(control ? { device: control.name, room: control.room, type: control.type } : {}),
+          ...(target ? { command: target.command } : {}),
+          tier: cls.tier,
+          why: cls.reason,
+        });
         if (verdict.state === "full") {
           throw new PolicyDenied(
             "APPROVAL_QUEUE_FULL",
@@ -874,9 +879,10 @@ class PolicyEngine implements PolicyGate {
           const secs = Math.max(1, Math.round((verdict.entry.expiresAt - this.now()) / 1000));
           throw new PolicyDenied(
             "APPROVAL_REQUIRED",
-            `held for the person's approval, nothing was sent: ${what} (${cls.reason}). Only the person can approve it, outside this conversation; tell them that code ${verdict.entry.code} is waiting for their decision. Once they have approved it, call this tool again with exactly the same arguments within ${secs} s. Do not try to approve it yourself and do not put the code into the arguments.`,
+            `held for the person's approval, nothing was sent: ${what} (${cls.reason}). Only the person can approve it, outside this conversation: on their loxmcp page (a desktop notification links to it) or in a terminal; tell them that code ${verdict.entry.code} is waiting for their decision. Once they have approved it, call this tool again with exactly the same arguments within ${secs} s. Do not try to approve it yourself and do not put the code into the arguments.`,
             "held",
-            { approvalCode: verdict.entry.code, expiresInSec: secs },
+            // `what` lets the person's shim name the action in its desktop notification.
+            { approvalCode: verdict.entry.code, expiresInSec: secs, what },
             // The person's view: what and why. The code is in `loxmcp approve --list`, not here.
             `${what} (${cls.reason})`,
           );
