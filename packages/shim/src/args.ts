@@ -20,7 +20,8 @@ Options:
   --help           print this help and exit
 
 Environment: LOXMCP_HOME, LOXMCP_SOCKET, LOXMCP_DEBUG=1 (diagnostics on stderr),
-LOXMCP_DAEMON_BIN, LOXMCP_START_TIMEOUT_MS (15000), LOXMCP_RECONNECT_TIMEOUT_MS (20000).
+LOXMCP_DAEMON_BIN, LOXMCP_START_TIMEOUT_MS (15000), LOXMCP_RECONNECT_TIMEOUT_MS (20000),
+LOXMCP_NOTIFY=0 (no desktop notification when a call is held for your approval).
 `;
 
 export function parseArgs(argv: readonly string[]): ParsedArgs {

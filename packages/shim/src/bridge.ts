@@ -30,6 +30,7 @@ import {
   isRequest,
   isResponse,
   type JsonRpcId,
+  type JsonRpcResponse,
   LineDecoder,
   type LoxmcpPaths,
   MAX_FRAME_BYTES,
@@ -75,6 +76,8 @@ export interface BridgeOptions {
   onDone: () => void;
   /** For tests: override how the daemon is reached. */
   connect?: (opts: ConnectOrStartOptions) => Promise<{ socket: Socket }>;
+  /** A tools/call answer says the call is held for the person (the desktop notification, notify.ts). */
+  onHeld?: (call: { code: string; what: string }) => void;
 }
 
 interface Queued {
@@ -565,6 +568,7 @@ export class Bridge {
       this.opts.log.debug(`← response #${String(m.id)}`);
       this.writeOut(line);
       this.checkDrained();
+      if (this.opts.onHeld && line.includes('"APPROVAL_REQUIRED"')) this.noticeHeld(m);
     } else if (isRequest(m)) {
       const shimId = ++this.serverReqSeq;
       this.serverReqs.set(shimId, { gen: this.gen, id: m.id });
@@ -584,6 +588,17 @@ export class Bridge {
     } else {
       this.opts.log.warn("dropped a daemon message that is not JSON-RPC");
     }
+  }
+
+  /** The policy held this call for the person: tell them (never the AI: nothing goes to stdout). */
+  private noticeHeld(m: JsonRpcResponse): void {
+    const result = ("result" in m ? m.result : undefined) as { _meta?: Record<string, unknown> } | undefined;
+    const policy = result?._meta?.["loxmcp/policy"] as Record<string, unknown> | undefined;
+    if (policy?.code !== "APPROVAL_REQUIRED" || typeof policy.approvalCode !== "string") return;
+    this.opts.onHeld?.({
+      code: policy.approvalCode,
+      what: typeof policy.what === "string" ? policy.what : "run an action that needs your approval",
+    });
   }
 
   private findServerReq(id: unknown): number | undefined {

@@ -6,6 +6,7 @@
 import { resolvePaths, startTimeoutFromEnv } from "@loxmcp/common";
 import { parseArgs, USAGE } from "./args.js";
 import { Bridge, type Logger } from "./bridge.js";
+import { HeldNotifier } from "./notify.js";
 import { VERSION } from "./version.js";
 
 function numberFromEnv(v: string | undefined, fallback: number): number {
@@ -37,13 +38,17 @@ function main(): void {
     warn: (msg) => process.stderr.write(`loxmcp-shim[${process.pid}]: ${msg}\n`),
   };
 
+  const paths = resolvePaths(env);
+  // The person's desktop notification when a call is held for their approval (notify.ts).
+  const notifier = new HeldNotifier({ env, paths, name: args.name, log });
   let exiting = false;
   const bridge = new Bridge({
     input: process.stdin,
     output: process.stdout,
     env,
-    paths: resolvePaths(env),
+    paths,
     name: args.name,
+    onHeld: (call) => notifier.held(call),
     startTimeoutMs: startTimeoutFromEnv(env),
     reconnectTimeoutMs: numberFromEnv(env.LOXMCP_RECONNECT_TIMEOUT_MS, 20_000),
     drainMs: numberFromEnv(env.LOXMCP_DRAIN_MS, 2_000),
