@@ -12,6 +12,7 @@
 //                                     CommonJS file, what the workspace tests and bench measure)
 //   bin/                              tiny launchers, the package's `bin` entries
 //   systemd/, launchd/                the service templates (`loxmcp service install` renders them)
+//   assets/page/                      the person's local page (HTML, CSS, JS), which the daemon serves
 // Every runtime dependency is inlined except better-sqlite3: a native addon cannot be bundled, so it
 // is the one real dependency, pinned to the version the workspace's lockfile installed (the one the
 // tests ran against). The installed CLI, shim and daemon find each other and the templates by this
@@ -163,6 +164,7 @@ async function pack(outDir) {
 
     cpSync(join(ROOT, "systemd"), join(stage, "systemd"), { recursive: true });
     cpSync(join(ROOT, "launchd"), join(stage, "launchd"), { recursive: true });
+    cpSync(join(ROOT, "packages", "daemon", "assets"), join(stage, "assets"), { recursive: true });
     copyFileSync(join(ROOT, "README.md"), join(stage, "README.md"));
 
     const rootPkg = readJson(join(ROOT, "package.json"));
@@ -179,7 +181,7 @@ async function pack(outDir) {
         loxmcpd: "bin/loxmcpd.js",
         "loxmcp-shim": "bin/loxmcp-shim.cjs",
       },
-      files: ["bin", "dist", "systemd", "launchd", "README.md"],
+      files: ["bin", "dist", "systemd", "launchd", "assets", "README.md"],
       dependencies: { "better-sqlite3": sqliteVersion() },
     };
     writeFileSync(join(stage, "package.json"), `${JSON.stringify(pkg, null, 2)}\n`);

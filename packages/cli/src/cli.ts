@@ -14,6 +14,7 @@ import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
 import { loginCheckCommand } from "./commands/login-check.js";
 import { logsCommand } from "./commands/logs.js";
+import { openCommand } from "./commands/open.js";
 import { pinCommand } from "./commands/pin.js";
 import { reloginCommand } from "./commands/relogin.js";
 import { restartCommand } from "./commands/restart.js";
@@ -49,6 +50,7 @@ export const COMMANDS: CommandSpec[] = [
   pinCommand,
   stopAllCommand,
   resumeCommand,
+  openCommand,
   toolsCommand,
   auditCommand,
   structureCommand,

@@ -184,6 +184,17 @@ describe.skipIf(!npmAvailable)("the npm package (pnpm run pack → npm install -
       expect(text.stdout).not.toContain("loxmcp restart");
     });
 
+    it("the installed daemon serves the page from the package's own files (`loxmcp open`)", async () => {
+      const open = await cli(["open", "--no-browser", "--json"]);
+      expect(open.code, open.stderr).toBe(0);
+      const { url, page } = JSON.parse(open.stdout) as { url: string; page: string };
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/login#/);
+      for (const file of ["login", "app.js", "app.css"]) {
+        const r = await fetch(`${page}${file}`);
+        expect(r.status, file).toBe(200);
+      }
+    });
+
     it("client configs and service files name the PATH commands, not the checkout", async () => {
       const snippet = await cli(["client-config", "claude"]);
       expect(snippet.code).toBe(0);

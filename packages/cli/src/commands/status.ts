@@ -215,6 +215,11 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
     lines.push("  review them with `loxmcp tools diff`, then `loxmcp tools accept`");
   }
   for (const l of storageLines(s.storage, now)) row(l[0], l[1]);
+  const page = isRecord((s as Record<string, unknown>).page)
+    ? ((s as Record<string, unknown>).page as Record<string, unknown>)
+    : undefined;
+  if (page && typeof page.url === "string") row("page", `${page.url}  (sign in: \`loxmcp open\`)`);
+  else if (page && typeof page.error === "string") row("page", `not available: ${page.error}`);
   if (s.socket) row("socket", s.socket);
   return lines;
 }
