@@ -34,6 +34,15 @@ import {
 } from "./paths.js";
 import { openPrivateAppend } from "./private-file.js";
 import { readStartError, type StartProblem } from "./start-error.js";
+import { type SystemLayout, systemStartHint, systemUserName } from "./system.js";
+
+/** How the person gets into the system daemon's group (the socket is 0660). */
+function systemGroupHint(layout: SystemLayout): string {
+  const group = systemUserName(layout);
+  return layout.platform === "darwin"
+    ? `sudo dseditgroup -o edit -a "$USER" -t user ${group}, then log in again`
+    : `sudo usermod -a -G ${group} "$USER", then log in again (or \`newgrp ${group}\`)`;
+}
 
 export const DEFAULT_START_TIMEOUT_MS = 15_000;
 
@@ -73,6 +82,8 @@ export class DaemonUnreachableError extends Error {
       exitCode?: number | null;
       /** The `code` of the UnsafeSocketDirError / UnsafeHomeError that refused the socket. */
       refused?: string;
+      /** The system daemon (hardened mode) is installed but not running: nothing was started. */
+      system?: boolean;
       /**
        * Why the daemon cannot start, in its own words (one line naming the key and the fix, e.g.
        * from <state>/last-start-error.json); the message is then "loxmcpd cannot start: …".
@@ -391,11 +402,26 @@ export async function connectOrStartDaemon(opts: ConnectOrStartOptions = {}): Pr
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code ?? "";
         if (!NOT_LISTENING.has(code)) {
+          const fix =
+            paths.system && (code === "EACCES" || code === "EPERM")
+              ? `only members of the system daemon's group may connect: ${systemGroupHint(paths.system)}`
+              : "run `loxmcp doctor`";
           throw new DaemonUnreachableError(
-            `cannot connect to the loxmcp daemon socket ${paths.socket}: ${(e as Error).message}; run \`loxmcp doctor\``,
+            `cannot connect to the loxmcp daemon socket ${paths.socket}: ${(e as Error).message}; ${fix}`,
             detail,
           );
         }
+      }
+      // Hardened mode: the system daemon is started by its service manager only. A per-user daemon
+      // in its place would hold the tokens in the person's account again: say so, start nothing.
+      if (paths.system) {
+        throw new DaemonUnreachableError(
+          `system daemon not running: ${systemStartHint(paths.system.platform)}`,
+          {
+            ...detail,
+            system: true,
+          },
+        );
       }
       if (opts.allowStart === false) {
         throw new DaemonUnreachableError(`no loxmcp daemon is listening on ${paths.socket}`, detail);

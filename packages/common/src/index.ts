@@ -5,3 +5,4 @@ export * from "./paths.js";
 export * from "./private-file.js";
 export * from "./serial.js";
 export * from "./start-error.js";
+export * from "./system.js";

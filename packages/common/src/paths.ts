@@ -1,6 +1,7 @@
 import { accessSync, chmodSync, constants, lstatSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import envPaths from "env-paths";
+import { type SystemLayout, systemLayout, systemSelected, systemUserName, uidOf } from "./system.js";
 
 /** Where loxmcp keeps its files. One implementation, used by daemon, shim and CLI alike. */
 export interface LoxmcpPaths {
@@ -20,15 +21,25 @@ export interface LoxmcpPaths {
   logFile: string;
   /** Lock file used so racing shims start only one daemon. */
   startLock: string;
+  /**
+   * Set when these are the system daemon's paths (hardened mode: it runs as its own user, see
+   * system.ts): nothing here is the caller's, and nobody but its service manager starts it.
+   */
+  system?: SystemLayout;
 }
 
 export type Env = Record<string, string | undefined>;
 
 /**
- * Resolves every path from the environment.
+ * Resolves every path from the environment (the socket lookup order of DESIGN.md).
  * - `LOXMCP_HOME` set: everything lives under it (config/, state/, log/, run/).
+ * - else, unless `LOXMCP_SOCKET` names another socket, the system daemon's layout (hardened mode,
+ *   system.ts) when it is selected: `LOXMCP_SYSTEM=1`, or its socket (`/run/loxmcp/daemon.sock`)
+ *   or its service file exists — installed but stopped still counts, so nobody starts a per-user
+ *   daemon in its place.
  * - else `env-paths('loxmcp')`; the socket goes to `$XDG_RUNTIME_DIR/loxmcp/` when that
  *   directory is set and owned by us, else to `<state>/run/`.
+ * `LOXMCP_SOCKET` always wins for the socket itself.
  */
 export function resolvePaths(env: Env = process.env): LoxmcpPaths {
   const home = env.LOXMCP_HOME;
@@ -36,11 +47,15 @@ export function resolvePaths(env: Env = process.env): LoxmcpPaths {
   let state: string;
   let log: string;
   let runtime: string;
+  const layout = home || env.LOXMCP_SOCKET ? undefined : systemLayout(env);
+  const system = layout && systemSelected(env, layout) ? layout : undefined;
   if (home) {
     config = join(home, "config");
     state = join(home, "state");
     log = join(home, "log");
     runtime = join(home, "run");
+  } else if (system) {
+    ({ config, state, log, runtime } = system);
   } else {
     const p = envPaths("loxmcp", { suffix: "" });
     config = p.config;
@@ -48,7 +63,7 @@ export function resolvePaths(env: Env = process.env): LoxmcpPaths {
     log = p.log;
     runtime = runtimeDirFromXdg(env.XDG_RUNTIME_DIR) ?? join(state, "run");
   }
-  return {
+  const paths: LoxmcpPaths = {
     config,
     state,
     log,
@@ -58,6 +73,8 @@ export function resolvePaths(env: Env = process.env): LoxmcpPaths {
     logFile: join(log, "daemon.log"),
     startLock: join(state, "daemon.start.lock"),
   };
+  if (system) paths.system = system;
+  return paths;
 }
 
 function runtimeDirFromXdg(xdg: string | undefined): string | undefined {
@@ -85,12 +102,14 @@ export class UnsafeDirectoryError extends Error {
 
 /**
  * Creates `dir` (and parents) if missing and makes sure it is a real directory (not a
- * symlink), owned by us, mode 0700. Checked with lstat, as ssh-agent does.
+ * symlink), owned by us, mode 0700. Checked with lstat, as ssh-agent does. `mode` other than
+ * 0700: the system daemon's socket directory, 0750 so that its group (the person) may reach the
+ * socket; the group and other bits are then set to exactly that.
  */
-export function ensurePrivateDir(dir: string): void {
+export function ensurePrivateDir(dir: string, mode = 0o700): void {
   let st: ReturnType<typeof lstatSync>;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { recursive: true, mode });
     st = lstatSync(dir);
   } catch (e) {
     throw asPathAccessError(e, dir, "create") ?? e;
@@ -99,7 +118,7 @@ export function ensurePrivateDir(dir: string): void {
   if (typeof process.getuid === "function" && st.uid !== process.getuid()) {
     throw new UnsafeDirectoryError(dir, `it is owned by uid ${st.uid}, not by us`);
   }
-  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  if ((st.mode & 0o077) !== (mode & 0o077)) chmodSync(dir, mode);
 }
 
 /** Errors meaning "this path cannot be created or written by us" (not: disk full, I/O error). */
@@ -256,10 +275,15 @@ interface DirVerdict {
 
 /**
  * Looks at `dir` itself (lstat: a link is not followed). Fine when missing (the daemon creates
- * it 0700), or a real directory owned by us (or by root when `allowRoot`: a system daemon's
- * /run/loxmcp) that neither group nor others may write to.
+ * it 0700), or a real directory owned by us (or by root when `allowRoot`, or by one of
+ * `otherOwners`: the system daemon's user for its /run/loxmcp) that neither group nor others may
+ * write to.
  */
-function inspectDir(dir: string, allowRoot: boolean): DirVerdict | undefined {
+function inspectDir(
+  dir: string,
+  allowRoot: boolean,
+  otherOwners: () => number[] = () => [],
+): DirVerdict | undefined {
   let st: ReturnType<typeof lstatSync>;
   try {
     st = lstatSync(dir);
@@ -269,7 +293,12 @@ function inspectDir(dir: string, allowRoot: boolean): DirVerdict | undefined {
   if (st.isSymbolicLink()) return { problem: "symlink", text: "is a symbolic link" };
   if (!st.isDirectory()) return { problem: "not-dir", text: "is not a directory" };
   const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
-  if (uid !== undefined && st.uid !== uid && !(allowRoot && st.uid === 0)) {
+  if (
+    uid !== undefined &&
+    st.uid !== uid &&
+    !(allowRoot && st.uid === 0) &&
+    !otherOwners().includes(st.uid)
+  ) {
     return { problem: "owner", text: `is owned by uid ${st.uid}, not by you (uid ${uid})` };
   }
   if ((st.mode & 0o022) !== 0) {
@@ -287,7 +316,8 @@ function inspectDir(dir: string, allowRoot: boolean): DirVerdict | undefined {
  * Refuses (throws UnsafeHomeError / UnsafeSocketDirError, one line naming the path and the fix)
  * to talk to a daemon socket that another user could have put there: a `LOXMCP_HOME` (when set)
  * that is not a real directory of ours or is writable by group/others, and a socket directory
- * that is a link, not ours (root is accepted, for a system daemon) or writable by group/others.
+ * that is a link, not ours (root's is accepted, and the system daemon's user's for its own
+ * /run/loxmcp) or writable by group/others.
  * Missing directories are fine. Shim and CLI call it before every connect or daemon start.
  */
 export function checkSocketPath(paths: Pick<LoxmcpPaths, "socket">, env: Env = process.env): void {
@@ -313,7 +343,14 @@ export function checkSocketPath(paths: Pick<LoxmcpPaths, "socket">, env: Env = p
     }
   }
   const dir = dirname(paths.socket);
-  const v = inspectDir(dir, true);
+  // The system daemon's socket directory belongs to its own user (hardened mode): only root could
+  // have made that user its owner, so it is accepted like root's.
+  const system = systemLayout(env);
+  const v = inspectDir(dir, true, () => {
+    if (dir !== system.runtime) return [];
+    const uid = uidOf(systemUserName(system));
+    return uid === undefined ? [] : [uid];
+  });
   if (v) {
     const orUnset = env.LOXMCP_SOCKET ? " or unset LOXMCP_SOCKET" : "";
     const why: Record<DirProblem, [string, string]> = {

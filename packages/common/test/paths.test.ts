@@ -20,6 +20,7 @@ import {
   UnsafeHomeError,
   UnsafeSocketDirError,
 } from "../src/paths.js";
+import { systemLayout, systemUserName } from "../src/system.js";
 
 describe("resolvePaths", () => {
   it("puts everything under LOXMCP_HOME when set", () => {
@@ -40,6 +41,104 @@ describe("resolvePaths", () => {
     ensurePrivateDir(dir);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
   });
+
+  it("the system daemon's socket dir: exactly 0750 (the group may reach the socket), whatever the umask", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "priv-")), "run");
+    ensurePrivateDir(dir, 0o750);
+    expect(statSync(dir).mode & 0o777).toBe(0o750);
+    chmodSync(dir, 0o777);
+    ensurePrivateDir(dir, 0o750);
+    expect(statSync(dir).mode & 0o777).toBe(0o750);
+  });
+});
+
+describe("resolvePaths: the system daemon (hardened mode)", () => {
+  /** A temporary LOXMCP_SYSTEM_ROOT, with what install --system would leave there. */
+  const systemRoot = (what: { unit?: string; socket?: boolean } = {}) => {
+    const root = mkdtempSync(join(tmpdir(), "sysroot-"));
+    if (what.unit !== undefined) {
+      mkdirSync(join(root, "etc", "systemd", "system"), { recursive: true });
+      writeFileSync(join(root, "etc", "systemd", "system", "loxmcpd.service"), what.unit);
+    }
+    if (what.socket) {
+      mkdirSync(join(root, "run", "loxmcp"), { recursive: true });
+      writeFileSync(join(root, "run", "loxmcp", "daemon.sock"), "");
+    }
+    return root;
+  };
+
+  it("is used when its service file exists, running or not: /etc/loxmcp, /var/lib/loxmcp, /run/loxmcp", () => {
+    const root = systemRoot({ unit: "[Service]\nUser=lxsvc\n" });
+    const p = resolvePaths({ LOXMCP_SYSTEM_ROOT: root, XDG_RUNTIME_DIR: root });
+    expect(p.system?.root).toBe(root);
+    expect(p.config).toBe(join(root, "etc", "loxmcp"));
+    expect(p.state).toBe(join(root, "var", "lib", "loxmcp"));
+    expect(p.log).toBe(join(root, "var", "log", "loxmcp"));
+    expect(p.socket).toBe(join(root, "run", "loxmcp", "daemon.sock"));
+    expect(p.system?.adminSocket).toBe(join(root, "run", "loxmcp", "admin.sock"));
+    expect(systemUserName(systemLayout({ LOXMCP_SYSTEM_ROOT: root }))).toBe("lxsvc");
+  });
+
+  it("is used when only its socket exists, and when LOXMCP_SYSTEM=1 (the daemon its unit starts)", () => {
+    const root = systemRoot({ socket: true });
+    expect(resolvePaths({ LOXMCP_SYSTEM_ROOT: root }).system).toBeDefined();
+    const empty = systemRoot();
+    expect(resolvePaths({ LOXMCP_SYSTEM_ROOT: empty }).system).toBeUndefined();
+    expect(resolvePaths({ LOXMCP_SYSTEM_ROOT: empty, LOXMCP_SYSTEM: "1" }).socket).toBe(
+      join(empty, "run", "loxmcp", "daemon.sock"),
+    );
+    expect(systemUserName(systemLayout({ LOXMCP_SYSTEM_ROOT: empty }))).toBe("loxmcp");
+  });
+
+  it("comes after LOXMCP_SOCKET and LOXMCP_HOME (DESIGN.md's lookup order)", () => {
+    const root = systemRoot({ unit: "", socket: true });
+    const mine = join(root, "mine.sock");
+    const bySocket = resolvePaths({ LOXMCP_SYSTEM_ROOT: root, LOXMCP_SOCKET: mine });
+    expect(bySocket.socket).toBe(mine);
+    expect(bySocket.system).toBeUndefined();
+    const byHome = resolvePaths({ LOXMCP_SYSTEM_ROOT: root, LOXMCP_HOME: "/x/home" });
+    expect(byHome.socket).toBe("/x/home/run/daemon.sock");
+    expect(byHome.system).toBeUndefined();
+  });
+
+  it("macOS: a LaunchDaemon and a socket directory that survives reboots", () => {
+    const l = systemLayout({}, "darwin");
+    expect(l.serviceFile).toBe("/Library/LaunchDaemons/com.loxmcp.daemon.plist");
+    expect(l.socket).toBe("/usr/local/var/run/loxmcp/daemon.sock");
+    expect(l.config).toBe("/etc/loxmcp");
+  });
+
+  it.runIf(process.getuid?.() === 0 && existsSync("/usr/bin/setpriv"))(
+    "as a third user: the system socket directory owned by the daemon's user (its unit's User=) is accepted, the same owner elsewhere is not",
+    () => {
+      const root = systemRoot({ unit: "[Service]\nUser=nobody\n" });
+      chmodSync(root, 0o755);
+      const runDir = join(root, "run", "loxmcp");
+      mkdirSync(runDir, { recursive: true });
+      for (const d of [join(root, "run"), join(root, "etc")]) chmodSync(d, 0o755);
+      chmodSync(runDir, 0o750);
+      chownSync(runDir, 65534, 65534);
+      const other = join(root, "other");
+      mkdirSync(other, { mode: 0o750 });
+      chownSync(other, 65534, 65534);
+      const paths = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "paths.js");
+      const script = `import(${JSON.stringify(paths)}).then((m) => {
+        const env = { LOXMCP_SYSTEM_ROOT: ${JSON.stringify(root)} };
+        const out = [];
+        for (const socket of [${JSON.stringify(join(runDir, "daemon.sock"))}, ${JSON.stringify(join(other, "daemon.sock"))}]) {
+          try { m.checkSocketPath({ socket }, env); out.push("ok"); } catch (e) { out.push(e.code); }
+        }
+        console.log(JSON.stringify(out));
+      })`;
+      const r = spawnSync(
+        "setpriv",
+        ["--reuid=65533", "--regid=65533", "--clear-groups", process.execPath, "-e", script],
+        { encoding: "utf8" },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual(["ok", "UNSAFE_SOCKET_DIR"]);
+    },
+  );
 });
 
 describe("checkSocketPath", () => {

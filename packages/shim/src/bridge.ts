@@ -367,7 +367,14 @@ export class Bridge {
       data.fix =
         "fix it, then use this server again (the daemon is started on the next request); `loxmcp doctor` lists every problem";
     }
-    const message = startError ? `loxmcpd cannot start: ${startError.message}` : UNREACHABLE_MESSAGE;
+    // Hardened mode with the system daemon stopped: "system daemon not running: sudo systemctl
+    // start loxmcpd" (nothing was started in its place) is what the person needs to read.
+    if (e?.detail.system) data.system = true;
+    const message = startError
+      ? `loxmcpd cannot start: ${startError.message}`
+      : e?.detail.system
+        ? e.message
+        : UNREACHABLE_MESSAGE;
     this.reply(errorResponse(id, ErrorCodes.DaemonUnreachable, message, data));
   }
 
