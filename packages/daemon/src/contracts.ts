@@ -149,6 +149,11 @@ export interface ClientIdentity {
   ruleName?: string;
   /** An MCP client connection (through a shim) or a control connection (the CLI). Fixed for life. */
   role?: "mcp" | "control";
+  /**
+   * Came in on the system daemon's admin socket (hardened mode), which only root (and the daemon's
+   * own user) can open: root's PIN and reset go this way. Never set on the ordinary socket.
+   */
+  admin?: boolean;
   version?: string;
   /** pid / ppid of the shim, as it reported them. */
   pid?: number;

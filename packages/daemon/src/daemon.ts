@@ -8,8 +8,9 @@
  */
 import { execFile } from "node:child_process";
 import { readFileSync, unlinkSync } from "node:fs";
+import { userInfo } from "node:os";
 import { join } from "node:path";
-import { ErrorCodes, ensurePrivateDir } from "@loxmcp/common";
+import { ErrorCodes, ensurePrivateDir, systemStopHint } from "@loxmcp/common";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { ConfigCheck, DaemonConfig } from "./config.js";
@@ -17,6 +18,7 @@ import { isLoopbackHost } from "./config.js";
 import { ControlError, type ToolGate, type Upstream } from "./contracts.js";
 import { PassThroughGate } from "./gate.js";
 import { secrets as defaultSecrets, type SecretRegistry } from "./log.js";
+import { type LogCursor, readLogSince, readLogTail } from "./log-read.js";
 import { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
 import { acquireInstance } from "./mux/instance.js";
 import { MuxServer } from "./mux/server.js";
@@ -147,7 +149,8 @@ export class Daemon {
     const { config } = this;
     const paths = config.paths;
     ensurePrivateDir(paths.state);
-    ensurePrivateDir(paths.runtime);
+    // hardened mode: the socket dir is 0750 so that the daemon's group (the person) reaches it
+    ensurePrivateDir(paths.runtime, paths.system ? 0o750 : 0o700);
 
     let inst: Awaited<ReturnType<typeof acquireInstance>>;
     try {
@@ -221,6 +224,9 @@ export class Daemon {
     this.mux = new MuxServer({
       socketPath: paths.socket,
       runtimeDir: paths.runtime,
+      ...(paths.system
+        ? { runtimeDirMode: 0o750, socketMode: 0o660, adminSocketPath: paths.system.adminSocket }
+        : {}),
       logger,
       deps: {
         upstream,
@@ -244,6 +250,22 @@ export class Daemon {
 
   private registerCoreControls(): void {
     this.controls.register("loxmcp/status", () => this.status());
+    // Which daemon this is: hardened mode (the system daemon, its own user) or per-user.
+    this.addStatusExtension(() =>
+      this.config.paths.system
+        ? { mode: "system", systemUser: userName(), adminSocket: this.config.paths.system.adminSocket }
+        : { mode: "user" },
+    );
+    // The log through the daemon: in hardened mode the person cannot read the file itself.
+    this.controls.register("loxmcp/logs", (params) => {
+      const c = params.cursor as Partial<LogCursor> | undefined;
+      if (c && typeof c.ino === "number" && typeof c.pos === "number" && c.pos >= 0) {
+        return readLogSince(this.config.paths.logFile, { ino: c.ino, pos: c.pos });
+      }
+      const n = typeof params.lines === "number" && params.lines >= 0 ? params.lines : 50;
+      const min = typeof params.minLevel === "number" ? params.minLevel : 0;
+      return readLogTail(this.config.paths.logFile, n, min);
+    });
     this.controls.register("loxmcp/relogin", async (params, ctx) => {
       // The person fixed the password (`loxmcp init`, the password file or command, config.json)
       // and runs relogin, as every hint says: read the credentials again first. An invalid
@@ -269,6 +291,16 @@ export class Daemon {
       return st;
     });
     this.controls.register("loxmcp/shutdown", (_params, ctx) => {
+      // The system daemon is stopped by its service manager (root), not by whoever can reach the
+      // socket: in hardened mode that includes every agent running as the person.
+      const system = this.config.paths.system;
+      if (system && ctx.client.admin !== true) {
+        throw new ControlError(
+          ErrorCodes.InvalidRequest,
+          `the system daemon (hardened mode) is stopped by root: ${systemStopHint(system.platform)}`,
+          { reason: "root-required" },
+        );
+      }
       this.logger.info({ by: ctx.client.name }, "shutdown requested over the socket");
       setImmediate(() => {
         if (this.opts.onShutdownRequested) this.opts.onShutdownRequested();
@@ -406,6 +438,14 @@ function removeOwnBrokenLock(stateDir: string, err: unknown): void {
     if (content === "" || content === String(process.pid)) unlinkSync(lock);
   } catch {
     // not there
+  }
+}
+
+function userName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? "?");
   }
 }
 

@@ -105,6 +105,11 @@ function checkConfigMain(insecureTls: boolean, json: boolean): never {
 async function main(argv: string[]): Promise<void> {
   // One-shot upstream check (`loxmcp login-check`): no socket, no lock, prints a summary, exits.
   if (argv.includes("--probe")) {
+    if (resolvePaths(process.env).system && process.getuid?.() === 0) {
+      // root would leave root-owned database files the system daemon could not write
+      process.stderr.write("loxmcpd: --probe does not run as root in hardened mode: see `loxmcp status`\n");
+      process.exit(EX_CONFIG);
+    }
     const [{ probeMain }, { createUpstreamSession }] = await Promise.all([
       import("./probe.js"),
       import("./wiring.js"),
@@ -149,6 +154,14 @@ async function main(argv: string[]): Promise<void> {
     throw err;
   }
   if (typeof config.password === "string") secrets.add(config.password);
+  if (config.paths.system && process.getuid?.() === 0) {
+    // Root would create the state, log and socket as root's: the person could not connect, and
+    // the point of hardened mode — an account of its own — would be gone. Write nothing.
+    process.stderr.write(
+      "loxmcpd: the system daemon (LOXMCP_SYSTEM=1) runs as its own user, never as root: start it with `sudo systemctl start loxmcpd` (its unit sets User=), or by hand with `sudo -u loxmcp env LOXMCP_SYSTEM=1 loxmcpd`\n",
+    );
+    process.exit(EX_CONFIG);
+  }
 
   // Fast path for racing starters: a live daemon already answers on the socket.
   const live = await probeSocket(config.paths.socket);

@@ -2,7 +2,9 @@
  * The Unix-socket server. The socket lives in a private runtime dir (0700, checked with lstat)
  * and is itself 0600 (created under umask 0177, then chmod'ed). Node exposes no SO_PEERCRED, so
  * peers of another uid are kept out by these modes only (tested), as with ssh-agent on
- * platforms without peer credentials.
+ * platforms without peer credentials. The system daemon (hardened mode) opens its socket to its
+ * group (dir 0750, socket 0660) and adds an admin socket (0600) that only root and its own user
+ * can open: connections from there are marked `admin`.
  *
  * Framing: newline-delimited JSON-RPC, max 4 MiB per frame. An oversize frame gets one
  * JSON-RPC error and closes THAT connection; a malformed line gets a parse error and the
@@ -34,6 +36,14 @@ const PAUSE_ABOVE_BYTES = 256 * 1024;
 export interface MuxServerOptions {
   socketPath: string;
   runtimeDir: string;
+  /**
+   * Hardened mode (the system daemon): the runtime dir is 0750 and the socket 0660, so the
+   * daemon's group (the person) may connect; the admin socket (0600) is root's way in. Default:
+   * 0700 / 0600 and no admin socket.
+   */
+  runtimeDirMode?: number;
+  socketMode?: number;
+  adminSocketPath?: string;
   deps: SessionDeps;
   logger: Logger;
   maxFrameBytes?: number;
@@ -42,6 +52,7 @@ export interface MuxServerOptions {
 
 export class MuxServer {
   private server: Server | undefined;
+  private adminServer: Server | undefined;
   private readonly sessions = new Map<string, { session: ClientSession; socket: Socket }>();
   private nextConn = 1;
   /** Open HTTP connections of the person's page (counted with the socket's connections). */
@@ -99,14 +110,25 @@ export class MuxServer {
   }
 
   async listen(): Promise<void> {
-    ensurePrivateDir(this.opts.runtimeDir);
-    const server = createServer((socket) => this.accept(socket));
-    this.server = server;
-    const oldMask = process.umask(0o177);
+    ensurePrivateDir(this.opts.runtimeDir, this.opts.runtimeDirMode ?? 0o700);
+    this.server = await this.listenOn(this.opts.socketPath, this.opts.socketMode ?? 0o600, false);
+    if (this.opts.adminSocketPath) {
+      this.adminServer = await this.listenOn(this.opts.adminSocketPath, 0o600, true);
+    }
+    this.listening = true;
+    this.opts.deps.upstream.on("notification", this.onNotification);
+    this.opts.deps.upstream.on("toolsChanged", this.onToolsChanged);
+    this.log.info({ socket: this.opts.socketPath }, "listening");
+  }
+
+  /** Listens on `path`, created under a umask that never lets it be wider than `mode`, then chmod'ed. */
+  private async listenOn(path: string, mode: number, admin: boolean): Promise<Server> {
+    const server = createServer((socket) => this.accept(socket, admin));
+    const oldMask = process.umask(0o777 & ~mode);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
-        server.listen(this.opts.socketPath, () => {
+        server.listen(path, () => {
           server.off("error", reject);
           resolve();
         });
@@ -114,12 +136,9 @@ export class MuxServer {
     } finally {
       process.umask(oldMask);
     }
-    chmodSync(this.opts.socketPath, 0o600);
+    chmodSync(path, mode);
     server.on("error", (err) => this.log.error({ err }, "socket server error"));
-    this.listening = true;
-    this.opts.deps.upstream.on("notification", this.onNotification);
-    this.opts.deps.upstream.on("toolsChanged", this.onToolsChanged);
-    this.log.info({ socket: this.opts.socketPath }, "listening");
+    return server;
   }
 
   /** Connected MCP clients (for status). */
@@ -153,7 +172,7 @@ export class MuxServer {
     }
   }
 
-  private accept(socket: Socket): void {
+  private accept(socket: Socket, admin = false): void {
     const connId = `c${this.nextConn++}`;
     const counters = this.opts.deps.counters;
     const lim = this.limits;
@@ -221,6 +240,7 @@ export class MuxServer {
     };
     const session = new ClientSession(connId, write, {
       ...this.opts.deps,
+      ...(admin ? { admin: true } : {}),
       shuttingDown: () => this.shuttingDown,
       maxInFlight: lim.maxInFlightPerConnection,
       upstreamSlots: this.upstreamSlots,
@@ -306,6 +326,7 @@ export class MuxServer {
     if (!this.server || !this.listening) return;
     this.listening = false;
     this.server.close();
+    this.adminServer?.close();
     this.opts.deps.upstream.off("notification", this.onNotification);
     this.opts.deps.upstream.off("toolsChanged", this.onToolsChanged);
   }
@@ -340,10 +361,12 @@ export class MuxServer {
     }
     await Promise.all(flushes);
     this.sessions.clear();
-    try {
-      unlinkSync(this.opts.socketPath);
-    } catch {
-      // already gone
+    for (const path of [this.opts.socketPath, this.opts.adminSocketPath]) {
+      try {
+        if (path) unlinkSync(path);
+      } catch {
+        // already gone
+      }
     }
   }
 }

@@ -110,6 +110,8 @@ export interface SessionDeps {
   admitMcp?: () => boolean;
   /** Closes this connection with one error (the limit of MCP clients was reached). */
   refuse?: (message: string) => void;
+  /** The connection came in on the admin socket (hardened mode: only root and the daemon's user can open it). */
+  admin?: boolean;
 }
 
 export type ConnectionRole = "mcp" | "control" | "refused";
@@ -192,6 +194,7 @@ export class ClientSession {
       this.hello?.name || this.clientInfo?.name || (this.role === "control" ? "loxmcp-cli" : "unknown");
     const id: ClientIdentity = { connId: this.connId, name, connectedAt: this.connectedAt };
     if (this.role === "mcp" || this.role === "control") id.role = this.role;
+    if (this.deps.admin === true) id.admin = true;
     if (this.role === "mcp" && this.hello?.name) id.ruleName = this.hello.name;
     if (this.clientInfo?.version !== undefined) id.version = this.clientInfo.version;
     if (this.hello?.pid !== undefined) id.pid = this.hello.pid;

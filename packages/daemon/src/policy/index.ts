@@ -107,6 +107,8 @@ export interface PolicyGateDeps {
   logger: Logger;
   config: PolicyConfigInput;
   now?: () => number;
+  /** Hardened mode (the system daemon): PIN changes come from root's admin socket only. */
+  hardened?: boolean;
 }
 
 export interface PolicyStatus {
@@ -255,6 +257,7 @@ class PolicyEngine implements PolicyGate {
           this.now(),
         ),
       this.now,
+      deps.hardened === true,
     );
     this.trust = new ToolTrust(new TrustedToolStore(deps.db), this.now);
     try {
@@ -1262,9 +1265,14 @@ class PolicyEngine implements PolicyGate {
         const r = await this.person.setPin({ ...params, newPin: null }, ctx);
         return { ...r, ...this.person.status() };
       }
+      if (action === "reset") {
+        // hardened mode: root sets a new PIN without the forgotten one (person.ts refuses otherwise)
+        const r = await this.person.setPin({ ...params, newPin: params.newPin, reset: true }, ctx);
+        return { ...r, ...this.person.status() };
+      }
       throw new ControlError(
         JSONRPC_INVALID_PARAMS,
-        `unknown pin action "${String(action)}": use status, set or remove`,
+        `unknown pin action "${String(action)}": use status, set, reset or remove`,
       );
     });
 

@@ -46,6 +46,11 @@ export class PersonAuth {
     private readonly store: PinStore,
     private readonly audit: PersonAudit,
     private readonly now: () => number = Date.now,
+    /**
+     * Hardened mode (the system daemon): the PIN is set, changed, reset and removed by root only,
+     * through the admin socket (`ctx.client.admin`), which the person's account cannot open.
+     */
+    private readonly hardened = false,
   ) {}
 
   isSet(): boolean {
@@ -103,6 +108,13 @@ export class PersonAuth {
     params: Record<string, unknown>,
     ctx: ControlContext,
   ): Promise<{ set: boolean; changed: boolean }> {
+    if (this.hardened) return this.rootSetPinNow(params, ctx);
+    if (params.reset === true) {
+      throw new ControlError(
+        ErrorCodes.InvalidParams,
+        "`loxmcp pin reset` is for hardened mode (the system daemon, where root resets a forgotten PIN); this daemon runs as you: change the PIN with `loxmcp pin set`, see docs/policy.md for a forgotten one",
+      );
+    }
     const rec = this.store.get();
     const next = params.newPin;
     if (rec.hash === null) {
@@ -127,6 +139,44 @@ export class PersonAuth {
     if (problem) throw new ControlError(ErrorCodes.InvalidParams, problem, { reason: "weak-pin" });
     this.store.setHash(await hashPin(next as string), this.now());
     this.audit(ctx, "pin set", "allowed", rec.hash === null ? "approval PIN set" : "approval PIN changed");
+    return { set: true, changed: true };
+  }
+
+  /**
+   * Hardened mode: root sets, changes, resets (a forgotten PIN: no current PIN needed) or removes
+   * the PIN over the admin socket; anyone else — every process of the person's account, which can
+   * reach the ordinary socket — is refused, whatever PIN it knows.
+   */
+  private async rootSetPinNow(
+    params: Record<string, unknown>,
+    ctx: ControlContext,
+  ): Promise<{ set: boolean; changed: boolean }> {
+    const next = params.newPin;
+    const what = next === null ? "pin remove" : params.reset === true ? "pin reset" : "pin set";
+    if (ctx.client.admin !== true) {
+      this.audit(ctx, what, "denied", "hardened mode: only root changes the approval PIN");
+      throw new ControlError(
+        ErrorCodes.PersonRequired,
+        `the system daemon (hardened mode) takes PIN changes from root only: run \`sudo loxmcp ${what}\`; nothing was changed`,
+        { reason: "root-required" },
+      );
+    }
+    const rec = this.store.get();
+    if (next === null) {
+      if (rec.hash === null) return { set: false, changed: false };
+      this.store.setHash(null, this.now());
+      this.audit(ctx, what, "allowed", "approval PIN removed by root");
+      return { set: false, changed: true };
+    }
+    const problem = pinProblem(next);
+    if (problem) throw new ControlError(ErrorCodes.InvalidParams, problem, { reason: "weak-pin" });
+    this.store.setHash(await hashPin(next as string), this.now());
+    this.audit(
+      ctx,
+      what,
+      "allowed",
+      `approval PIN ${rec.hash === null ? "set" : params.reset === true ? "reset" : "changed"} by root`,
+    );
     return { set: true, changed: true };
   }
 

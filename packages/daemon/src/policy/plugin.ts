@@ -14,6 +14,7 @@ export function policyPlugin(daemon: Daemon): void {
     db: daemon.db,
     logger: daemon.logger,
     config: policyConfigFromSection(daemon.config.policy as PolicySectionInput),
+    hardened: daemon.config.paths.system !== undefined,
   });
   daemon.setGate(gate);
   gate.register(daemon.controls);
