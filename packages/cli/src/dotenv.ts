@@ -6,6 +6,7 @@ import {
   chmodSync,
   closeSync,
   existsSync,
+  fchownSync,
   fsyncSync,
   openSync,
   readFileSync,
@@ -64,15 +65,18 @@ export function readDotenv(file: string): Record<string, string> {
 
 /**
  * Sets/removes keys in the .env, keeping every other line (comments, other keys) as it was.
- * Written atomically with mode 0600 in a 0700 directory.
+ * Written atomically with mode 0600 in a 0700 directory. With `owner` (hardened mode, as root:
+ * /etc/loxmcp/.env belongs to the system daemon's user): the directory is left as it is and the
+ * file is given to that user before it takes the old one's place.
  */
 export function updateDotenv(
   file: string,
   dir: string,
   set: Record<string, string>,
   remove: string[] = [],
+  owner?: { uid: number; gid: number },
 ): void {
-  ensurePrivateDir(dir);
+  if (!owner) ensurePrivateDir(dir);
   const old = existsSync(file) ? readFileSync(file, "utf8").split(/\r?\n/) : [];
   const pending = new Map(Object.entries(set));
   const lines: string[] = [];
@@ -95,6 +99,7 @@ export function updateDotenv(
   try {
     writeSync(fd, `${lines.join("\n")}\n`);
     fsyncSync(fd);
+    if (owner) fchownSync(fd, owner.uid, owner.gid);
   } finally {
     closeSync(fd);
   }

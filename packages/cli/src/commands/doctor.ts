@@ -6,14 +6,24 @@
  * the .env to see which keys are set. Values are never printed.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { checkSerial, dirWritableProblem, resolveDaemonCommand, splitConnectUrl } from "@loxmcp/common";
+import {
+  checkSerial,
+  dirWritableProblem,
+  resolveDaemonCommand,
+  SYSTEM_USER,
+  type SystemLayout,
+  splitConnectUrl,
+  systemStartHint,
+  systemUserName,
+} from "@loxmcp/common";
 import { type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { envFilePath, readDotenv } from "../dotenv.js";
 import { formatDuration, isRecord } from "../format.js";
+import { passwdEntry } from "../service/system.js";
 import { clientConfigFile, findShimEntries } from "./client-config.js";
-import { platformFor } from "./service.js";
+import { platformFor, systemServiceFor } from "./service.js";
 import { fetchStatus, hintFor, START_ERROR_HINT } from "./status.js";
 
 export type CheckLevel = "ok" | "info" | "warn" | "problem" | "skip";
@@ -373,6 +383,141 @@ function pinCheck(ctx: CommandContext, status: Awaited<ReturnType<typeof fetchSt
   };
 }
 
+const isRoot = () => typeof process.getuid === "function" && process.getuid() === 0;
+
+/** Can this process open `file` for reading? "yes", "no" (refused), or "missing". */
+function readable(file: string): "yes" | "no" | "missing" {
+  try {
+    closeSync(openSync(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0)));
+    return "yes";
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "no";
+  }
+}
+
+/**
+ * Hardened mode: the system daemon's files are its own. Checks that the person's account cannot
+ * read the credentials, the policy or the tokens, that the socket's directory is the daemon's
+ * (0750), and that this account is in the daemon's group (or the socket is out of reach).
+ */
+function systemChecks(layout: SystemLayout): Check[] {
+  const out: Check[] = [];
+  const user = systemUserName(layout);
+  const entry = passwdEntry(user);
+  if (!entry) {
+    out.push({
+      id: "system.user",
+      level: "problem",
+      message: `the system daemon's user ${user} does not exist`,
+      fix: "`sudo loxmcp service install --system`",
+    });
+  }
+  const secrets: Array<[string, string, string]> = [
+    ["system.env", "credentials", `${layout.config}/.env`],
+    ["system.config", "policy", `${layout.config}/config.json`],
+    ["system.db", "database (tokens)", `${layout.state}/loxmcp.db`],
+  ];
+  for (const [id, what, file] of secrets) {
+    if (isRoot()) {
+      const st = modeOf(file);
+      if (!st) {
+        out.push({
+          id,
+          level: id === "system.env" ? "problem" : "info",
+          message: `${what} ${file} does not exist`,
+          ...(id === "system.env" ? { fix: "`sudo loxmcp init --system`" } : {}),
+        });
+      } else if (st.isLink || (st.mode & 0o077) !== 0 || (entry && st.uid !== entry.uid)) {
+        out.push({
+          id,
+          level: "problem",
+          message: `${what} ${file} is ${st.isLink ? "a symlink" : `mode ${octal(st.mode)}, uid ${st.uid}`}: only ${user} may read it`,
+          fix: `chown ${user}:${user} ${file} && chmod 600 ${file}`,
+        });
+      } else {
+        out.push({ id, level: "ok", message: `${what} ${file} (${octal(st.mode)}, ${user} only)` });
+      }
+      continue;
+    }
+    const r = readable(file);
+    out.push(
+      r === "yes"
+        ? {
+            id,
+            level: "problem",
+            message: `your account can read the system daemon's ${what} ${file}: so can any agent running as you`,
+            fix: `sudo chown ${user}:${user} ${file} && sudo chmod 600 ${file}`,
+          }
+        : { id, level: "ok", message: `${what} ${file}: not readable by your account` },
+    );
+  }
+  const rt = modeOf(layout.runtime);
+  if (!rt) {
+    out.push({
+      id: "system.runtime",
+      level: "info",
+      message: `socket directory ${layout.runtime} does not exist (created when the system daemon starts)`,
+    });
+  } else if (
+    rt.isLink ||
+    !rt.isDir ||
+    (rt.mode & 0o027) !== 0 ||
+    (entry && rt.uid !== entry.uid && rt.uid !== 0)
+  ) {
+    out.push({
+      id: "system.runtime",
+      level: "problem",
+      message: `socket directory ${layout.runtime} is ${rt.isLink ? "a symlink" : `mode ${octal(rt.mode)}, uid ${rt.uid}`}: it must be ${user}'s, 0750`,
+      fix: `sudo chown ${user}:${user} ${layout.runtime} && sudo chmod 750 ${layout.runtime}`,
+    });
+  } else {
+    out.push({
+      id: "system.runtime",
+      level: "ok",
+      message: `socket directory ${layout.runtime} (${octal(rt.mode)})`,
+    });
+  }
+  if (!isRoot() && entry && typeof process.getgroups === "function") {
+    const st = lstatSafe(layout.runtime);
+    const gid = st?.gid ?? entry.gid;
+    out.push(
+      process.getgroups().includes(gid) || process.getgid?.() === gid
+        ? { id: "system.group", level: "ok", message: `you are in the system daemon's group (gid ${gid})` }
+        : {
+            id: "system.group",
+            level: "problem",
+            message: `you are not in the system daemon's group (gid ${gid}): the socket is out of your reach`,
+            fix: `sudo usermod -a -G ${user} "$USER", then log in again`,
+          },
+    );
+  }
+  return out;
+}
+
+function lstatSafe(p: string): { gid: number } | undefined {
+  try {
+    return lstatSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Per-user mode with a shell client configured: its agent can read the password and tokens. */
+function hardeningCheck(
+  ctx: CommandContext,
+  status: Awaited<ReturnType<typeof fetchStatus>> | undefined,
+): Check | undefined {
+  if (ctx.paths.system) return undefined;
+  const shells = shellClientsConfigured(ctx, status);
+  if (shells.length === 0) return undefined;
+  return {
+    id: "hardened",
+    level: "warn",
+    message: `a client that runs shell commands is configured (${shells.join(", ")}) and the daemon runs as you (not hardened): its agent can read the password and the tokens and reach the Miniserver directly, edit the policy or remove the PIN`,
+    fix: "run the daemon as its own user: `sudo loxmcp service install --system --migrate` (docs/hardened.md)",
+  };
+}
+
 /**
  * The database: can the daemon write it (disk full, read-only, I/O error refuse every command),
  * and was a corrupt file set aside (`loxmcp.db.corrupt-<time>`, kept for inspection)?
@@ -539,6 +684,41 @@ function daemonConfigChecks(ctx: CommandContext, checks: Check[]): string | unde
 export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   const checks: Check[] = [nodeCheck()];
   const p = ctx.paths;
+  if (p.system) {
+    checks.push({
+      id: "mode",
+      level: "ok",
+      message: `hardened mode: the system daemon runs as ${systemUserName(p.system)}, socket ${p.socket}`,
+    });
+    checks.push(...systemChecks(p.system));
+  } else {
+    checks.push({
+      id: "mode",
+      level: "info",
+      message: `per-user mode: the daemon runs as you${ctx.env.LOXMCP_HOME ? ` (LOXMCP_HOME=${ctx.env.LOXMCP_HOME})` : ""}`,
+    });
+    perUserFileChecks(ctx, checks);
+  }
+  const connect =
+    p.system && !isRoot()
+      ? systemConfigSkipped(checks, p.system)
+      : (daemonConfigChecks(ctx, checks) ?? configChecks(ctx, checks));
+  return await daemonAndRest(ctx, checks, connect);
+}
+
+/** Hardened mode, not root: the configuration is not ours to read; root's doctor checks it. */
+function systemConfigSkipped(checks: Check[], layout: SystemLayout): string {
+  checks.push({
+    id: "config",
+    level: "skip",
+    message: `configuration in ${layout.config} not checked: only root and ${systemUserName(layout) || SYSTEM_USER} may read it (\`sudo loxmcp doctor\` checks it)`,
+  });
+  return "https://connect.loxonecloud.com";
+}
+
+/** Per-user mode: config/state/log/runtime directories and files are ours, private. */
+function perUserFileChecks(ctx: CommandContext, checks: Check[]): void {
+  const p = ctx.paths;
   const later = (id: string, what: string, path: string): Check => ({
     id,
     level: "info",
@@ -585,9 +765,9 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
     checkMode(checks, `file.db${suffix}`, "database", p.db + suffix, 0o600, undefined);
   checkMode(checks, "file.log", "log file", p.logFile, 0o600, undefined, "warn");
   if (existsSync(p.socket)) checkMode(checks, "socket", "socket", p.socket, 0o600, undefined);
+}
 
-  const connect = daemonConfigChecks(ctx, checks) ?? configChecks(ctx, checks);
-
+async function daemonAndRest(ctx: CommandContext, checks: Check[], connect: string): Promise<Check[]> {
   let status: Awaited<ReturnType<typeof fetchStatus>> | undefined;
   try {
     const s = await fetchStatus(ctx, 3_000);
@@ -608,9 +788,14 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
     } else if (s.state === "down") {
       checks.push({
         id: "daemon",
-        level: "warn",
-        message: "daemon not running (MCP clients start it on demand)",
-        fix: "`loxmcp start` or `loxmcp service install`",
+        // hardened mode: nobody but its service manager starts the system daemon
+        level: ctx.paths.system ? "problem" : "warn",
+        message: ctx.paths.system
+          ? "system daemon not running: MCP clients get an error until it runs"
+          : "daemon not running (MCP clients start it on demand)",
+        fix: ctx.paths.system
+          ? `\`${systemStartHint(ctx.paths.system.platform)}\` (clients never start a per-user daemon in its place)`
+          : "`loxmcp start` or `loxmcp service install`",
       });
     } else {
       const level: CheckLevel = s.state === "auth_failed" || s.state === "degraded" ? "problem" : "warn";
@@ -631,7 +816,7 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   }
 
   try {
-    const svc = platformFor(ctx);
+    const svc = ctx.paths.system ? systemServiceFor(ctx, {}) : platformFor(ctx);
     const st = svc.state();
     if (!st.installed) {
       checks.push({
@@ -645,7 +830,9 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
         id: "service",
         level: "warn",
         message: `${svc.kind} service installed but not running (${st.detail})`,
-        fix: "`loxmcp service start`, then `loxmcp logs -n 50` if it stops again",
+        fix: ctx.paths.system
+          ? `\`${systemStartHint(ctx.paths.system.platform)}\`, then \`loxmcp logs -n 50\` if it stops again`
+          : "`loxmcp service start`, then `loxmcp logs -n 50` if it stops again",
       });
     } else {
       checks.push({ id: "service", level: "ok", message: `${svc.kind} service: ${st.detail}` });
@@ -658,6 +845,8 @@ export async function runChecks(ctx: CommandContext): Promise<Check[]> {
   checks.push(...clientConfigChecks(ctx));
   checks.push(...clientEnvChecks(ctx));
   checks.push(pinCheck(ctx, status));
+  const hardening = hardeningCheck(ctx, status);
+  if (hardening) checks.push(hardening);
   checks.push(await clockCheck(connect));
   return checks.map((c) => (c.fix === "" ? { id: c.id, level: c.level, message: c.message } : c));
 }

@@ -3,16 +3,66 @@
  * LOXONE_PASSWORD or LOXONE_PASSWORD_COMMAND. Interactive by default; fully scriptable with
  * `--serial --user --password-stdin | --password-command CMD`. The password is never echoed.
  */
-import { checkSerial, connectOrStartDaemon, splitConnectUrl, startTimeoutFromEnv } from "@loxmcp/common";
+import { existsSync } from "node:fs";
+import {
+  checkSerial,
+  connectOrStartDaemon,
+  splitConnectUrl,
+  startTimeoutFromEnv,
+  systemLayout,
+  systemStartHint,
+  systemUserName,
+} from "@loxmcp/common";
 import { CliError, type CommandContext, type CommandSpec, optBool, optString } from "../command.js";
 import { envFilePath, readDotenv, updateDotenv } from "../dotenv.js";
 import { pinState } from "../person.js";
 import { ask, readAllStdin } from "../prompt.js";
+import { passwdEntry } from "../service/system.js";
 import { setPin } from "./pin.js";
 import { fetchStatus } from "./status.js";
 
 const PIN_WHY =
   "no approval PIN is set yet: without one, any program running as you at a terminal can approve an AI's security actions (unlock, disarm) and an AI client's own confirmation counts. Set one with `loxmcp pin set`";
+
+/**
+ * Where `init` writes: the caller's config dir, or — hardened mode, `--system`, as root — the
+ * system daemon's /etc/loxmcp, the file given to the daemon's user (0600), which the person's
+ * account cannot read. In hardened mode without --system it refuses: the system daemon would
+ * never read a per-user .env.
+ */
+function initTarget(
+  ctx: CommandContext,
+  system: boolean,
+): { dir: string; owner?: { uid: number; gid: number }; user?: string } {
+  if (!system && !ctx.paths.system) return { dir: ctx.paths.config };
+  const layout = ctx.paths.system ?? systemLayout(ctx.env);
+  if (!system) {
+    throw new CliError(
+      "USE_SYSTEM",
+      `the daemon runs in hardened mode and reads its credentials from ${layout.config}, not yours: \`sudo loxmcp init --system\``,
+    );
+  }
+  if (typeof process.getuid === "function" && process.getuid() !== 0) {
+    throw new CliError(
+      "ROOT_REQUIRED",
+      `init --system writes the system daemon's credentials to ${layout.config}, which only root may: \`sudo loxmcp init --system\``,
+    );
+  }
+  if (!existsSync(layout.config)) {
+    throw new CliError(
+      "NOT_INSTALLED",
+      `${layout.config} does not exist: install the system daemon first (\`sudo loxmcp service install --system\`)`,
+    );
+  }
+  const user = systemUserName(layout);
+  const e = passwdEntry(user);
+  if (!e)
+    throw new CliError(
+      "NO_SUCH_USER",
+      `the system daemon's user ${user} does not exist: \`sudo loxmcp service install --system\``,
+    );
+  return { dir: layout.config, owner: { uid: e.uid, gid: e.gid }, user };
+}
 
 /** Offers to set the approval PIN now (the daemon keeps it, so it is started when needed). */
 async function offerPin(ctx: CommandContext): Promise<void> {
@@ -113,6 +163,11 @@ export const initCommand: CommandSpec = {
         "Miniserver serial number (12 hex characters, e.g. 504F94A00001; 50:4F:94:A0:00:01 works too)",
     },
     { flags: "--user <user>", description: "Loxone user name for the MCP login" },
+    {
+      flags: "--system",
+      description:
+        "hardened mode, as root: write the system daemon's credentials (/etc/loxmcp/.env, 0600, its user's) instead of yours",
+    },
     { flags: "--password-stdin", description: "read the password from stdin (for scripts)" },
     {
       flags: "--password-command <cmd>",
@@ -134,7 +189,8 @@ Examples:
 At the password prompt, Enter keeps the stored password (or password command) and ! asks for a
 command that prints the password instead.`,
   async run(ctx, { opts }) {
-    const file = envFilePath(ctx.paths.config);
+    const target = initTarget(ctx, optBool(opts, "system"));
+    const file = envFilePath(target.dir);
     const current = readDotenv(file);
     const interactive = Boolean(ctx.stdin.isTTY) && !optBool(opts, "passwordStdin");
     const need = (what: string) =>
@@ -212,19 +268,27 @@ command that prints the password instead.`,
       set.LOXONE_PASSWORD = password ?? "";
       remove = ["LOXONE_PASSWORD_COMMAND"];
     }
-    updateDotenv(file, ctx.paths.config, set, remove);
+    updateDotenv(file, target.dir, set, remove, target.owner);
     const keys = Object.keys(set).join(", ");
-    ctx.out(`wrote ${file} (mode 0600): ${keys}${keep ? " (the stored password is kept)" : ""}`);
+    ctx.out(
+      `wrote ${file} (mode 0600${target.user ? `, owned by ${target.user}` : ""}): ${keys}${keep ? " (the stored password is kept)" : ""}`,
+    );
     const running = await fetchStatus(ctx).catch(() => undefined);
     if (running && running.state !== "down") {
       ctx.out(
         "the running daemon still uses the old settings: `loxmcp relogin` makes it read the new credentials and log in with them (a changed serial or connect URL needs `loxmcp stop && loxmcp start`)",
       );
     }
-    if (interactive) await offerPin(ctx);
+    if (target.owner) {
+      if (!running || running.state === "down")
+        ctx.out(`start the system daemon with these credentials: \`${systemStartHint()}\``);
+      ctx.out("approval PIN: `sudo loxmcp pin set` (in hardened mode only root sets it)");
+    } else if (interactive) await offerPin(ctx);
     else ctx.out(PIN_WHY);
     ctx.out(
-      "next: `loxmcp login-check` tests the login, then `loxmcp client-config claude-desktop` (or claude-code, cursor, vscode, windsurf)",
+      target.owner
+        ? "next: `loxmcp status` shows whether the system daemon logs in; MCP client configs need no LOXMCP_HOME (`loxmcp client-config claude-code` …)"
+        : "next: `loxmcp login-check` tests the login, then `loxmcp client-config claude-desktop` (or claude-code, cursor, vscode, windsurf)",
     );
     return 0;
   },

@@ -34,6 +34,14 @@ export const loginCheckCommand: CommandSpec = {
     "\nExit status: 0 login and tools/list worked (and the call, if asked), 1 something failed " +
     "(the summary says what and what to do), 78 the configuration is incomplete.",
   async run(ctx, { opts }) {
+    if (ctx.paths.system) {
+      // The probe opens the daemon's database and log: as anyone but the daemon's own user it
+      // could not, or (root) would leave files the daemon then cannot write.
+      throw new CliError(
+        "HARDENED",
+        "in hardened mode the system daemon logs in by itself: `loxmcp status` shows whether that works (`loxmcp logs -n 50` why not), `sudo loxmcp doctor` checks its configuration",
+      );
+    }
     const args = ["--probe"];
     const url = optString(opts, "url");
     const call = optString(opts, "call");

@@ -14,7 +14,7 @@ import {
   optString,
   parseCount,
 } from "../command.js";
-import { delay } from "../daemon-client.js";
+import { callDaemon, DaemonNotRunningError, delay } from "../daemon-client.js";
 import { formatLocalTime, isRecord, SECRET_KEY, useColor } from "../format.js";
 
 export const LEVELS: Record<string, number> = {
@@ -338,9 +338,69 @@ async function follow(
   }
 }
 
+/**
+ * Hardened mode: the log file belongs to the system daemon's user, so the daemon reads it
+ * (`loxmcp/logs`): the last lines, then — following — what was written since its cursor.
+ */
+async function logsThroughDaemon(
+  ctx: CommandContext,
+  n: number,
+  min: number,
+  keep: (l: LogLine) => boolean,
+  emit: (l: LogLine) => void,
+  followMode: boolean,
+): Promise<number> {
+  type Chunk = { lines?: unknown; cursor?: unknown; more?: unknown };
+  const show = (r: Chunk) => {
+    for (const raw of Array.isArray(r.lines) ? r.lines : []) {
+      if (typeof raw !== "string") continue;
+      const l = parseLogLine(raw);
+      if (keep(l)) emit(l);
+    }
+  };
+  const first = (await callDaemon(ctx.paths.socket, "loxmcp/logs", { lines: n, minLevel: min })) as Chunk;
+  show(first);
+  if (!followMode) return 0;
+  let cursor = first.cursor ?? null;
+  const stop = { stopped: false };
+  const onSignal = () => {
+    stop.stopped = true;
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let away = false;
+  try {
+    while (!stop.stopped) {
+      let more = false;
+      try {
+        const r = (await callDaemon(
+          ctx.paths.socket,
+          "loxmcp/logs",
+          cursor ? { cursor } : { lines: 0 },
+        )) as Chunk;
+        if (away) ctx.err("the daemon is back");
+        away = false;
+        show(r);
+        cursor = r.cursor ?? cursor;
+        more = r.more === true;
+      } catch (err) {
+        if (!(err instanceof DaemonNotRunningError)) throw err;
+        if (!away) ctx.err(`the daemon is not running; waiting for it (${ctx.paths.socket})…`);
+        away = true;
+      }
+      if (!more) await delay(away ? 1_000 : 300);
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  return 0;
+}
+
 export const logsCommand: CommandSpec = {
   name: "logs",
-  description: "show the daemon log as readable lines (pino JSON pretty-printed); -f follows",
+  description:
+    "show the daemon log as readable lines (pino JSON pretty-printed); -f follows (hardened mode: read through the daemon)",
   options: [
     { flags: "-f, --follow", description: "keep printing new lines (handles rotation and truncation)" },
     {
@@ -366,6 +426,7 @@ export const logsCommand: CommandSpec = {
     const color = !json && useColor(ctx.stdoutIsTTY, ctx.env);
     const emit = (l: LogLine) => ctx.out(json ? l.raw : prettyLine(l, color));
     const followMode = optBool(opts, "follow");
+    if (ctx.paths.system) return logsThroughDaemon(ctx, n, min, keep, emit, followMode);
     const log = openLog(file);
     if (log) {
       try {

@@ -4,6 +4,10 @@
  * a security action. The first PIN can only be set at a terminal; once one exists, --pin-stdin
  * reads the PINs from standard input, one per line (old, new, new). Stored by the daemon only as
  * a salted scrypt hash.
+ *
+ * Hardened mode (the system daemon): only root sets, resets (a forgotten PIN) or removes the PIN,
+ * over the admin socket that the person's account cannot open; no current PIN is asked, and
+ * --pin-stdin reads the new PIN twice. The daemon refuses those changes on the ordinary socket.
  */
 import { CliError, type CommandContext, type CommandSpec, optBool } from "../command.js";
 import { callDaemon } from "../daemon-client.js";
@@ -73,8 +77,71 @@ async function readPins(
   return out;
 }
 
+/**
+ * Hardened mode: the admin socket, when this is root; a refusal naming the sudo command otherwise.
+ * undefined for a per-user daemon.
+ */
+function rootChannel(ctx: CommandContext, what: string): string | undefined {
+  const system = ctx.paths.system;
+  if (!system) return undefined;
+  if (typeof process.getuid === "function" && process.getuid() !== 0) {
+    throw new CliError(
+      "ROOT_REQUIRED",
+      `the system daemon (hardened mode) takes PIN changes from root only: run \`sudo loxmcp pin ${what}\`; nothing was changed`,
+    );
+  }
+  return system.adminSocket;
+}
+
+/** Root, hardened mode: the new PIN twice (terminal, or two lines with --pin-stdin). */
+async function readNewPinAsRoot(ctx: CommandContext, opts: Record<string, unknown>): Promise<string> {
+  let a: string;
+  let b: string;
+  if (optBool(opts, "pinStdin")) {
+    const lines = await readStdinLines(ctx);
+    if (lines.length < 2)
+      throw new CliError(
+        "USAGE",
+        "--pin-stdin (as root, hardened mode) needs two lines: the new PIN, the new PIN again",
+        2,
+      );
+    [a, b] = [lines[0] ?? "", lines[1] ?? ""];
+  } else {
+    if (!atTerminal(ctx)) {
+      throw new CliError("TERMINAL_REQUIRED", "no terminal: pass the new PIN twice with --pin-stdin", 2);
+    }
+    a = await ask(ctx, `New approval PIN, ${MIN}+ digits or a passphrase (not shown): `, true);
+    checkNewPin(a);
+    b = await ask(ctx, "New approval PIN again: ", true);
+  }
+  if (a !== b) throw new CliError("PIN_MISMATCH", "the two PINs differ; nothing was changed", 2);
+  checkNewPin(a);
+  return a;
+}
+
+/** Root, hardened mode: set (or reset) the PIN over the admin socket. */
+async function setPinAsRoot(
+  ctx: CommandContext,
+  opts: Record<string, unknown>,
+  admin: string,
+  action: "set" | "reset",
+): Promise<void> {
+  const st = await pinState(ctx);
+  const next = await readNewPinAsRoot(ctx, opts);
+  await callDaemon(admin, "loxmcp/pin", { action, newPin: next }, { timeoutMs: 30_000 });
+  ctx.out(
+    action === "reset"
+      ? "approval PIN reset: the old one no longer works, wrong-PIN counter and lockout cleared"
+      : st.set
+        ? "approval PIN changed"
+        : "approval PIN set: approve, resume and `loxmcp tools accept` now ask for it",
+  );
+}
+
 /** Sets or changes the PIN (used by `pin set` and by `init`). */
 export async function setPin(ctx: CommandContext, opts: Record<string, unknown>): Promise<void> {
+  const admin = rootChannel(ctx, "set");
+  if (admin) return setPinAsRoot(ctx, opts, admin, "set");
   const st = await pinState(ctx);
   if (st.lockedForSec !== undefined) {
     throw new CliError(
@@ -104,14 +171,38 @@ const set: CommandSpec = {
   },
 };
 
-const remove: CommandSpec = {
-  name: "remove",
-  description: "remove the approval PIN (needs the current PIN)",
+const reset: CommandSpec = {
+  name: "reset",
+  description:
+    "hardened mode, as root: set a new approval PIN without the forgotten one (clears the lockout)",
   options: [PIN_STDIN_OPTION],
   async run(ctx, { opts }) {
+    const admin = rootChannel(ctx, "reset");
+    if (!admin) {
+      throw new CliError(
+        "NOT_HARDENED",
+        "`loxmcp pin reset` is for hardened mode (root resets a forgotten PIN of the system daemon); this daemon runs as you: change the PIN with `loxmcp pin set` (a forgotten one: docs/policy.md)",
+      );
+    }
+    await setPinAsRoot(ctx, opts, admin, "reset");
+    return 0;
+  },
+};
+
+const remove: CommandSpec = {
+  name: "remove",
+  description: "remove the approval PIN (needs the current PIN; hardened mode: root only)",
+  options: [PIN_STDIN_OPTION],
+  async run(ctx, { opts }) {
+    const admin = rootChannel(ctx, "remove");
     const st = await pinState(ctx);
     if (!st.set) {
       ctx.out("no approval PIN is set");
+      return 0;
+    }
+    if (admin) {
+      await callDaemon(admin, "loxmcp/pin", { action: "remove" }, { timeoutMs: 30_000 });
+      ctx.out("approval PIN removed: approving now needs an interactive terminal");
       return 0;
     }
     const { old } = await readPins(ctx, opts, st, false);
@@ -146,13 +237,15 @@ const status: CommandSpec = {
 
 export const pinCommand: CommandSpec = {
   name: "pin",
-  description: "the person's approval PIN: set, remove, status",
-  subcommands: [set, remove, status],
+  description: "the person's approval PIN: set, reset, remove, status",
+  subcommands: [set, reset, remove, status],
   helpAfter: `
 With a PIN set, approve, resume and \`loxmcp tools accept\` need it (wherever they come from),
 and an MCP client's own confirmation (elicitation) no longer approves a security action.
 Use at least ${MIN} digits or a passphrase. Wrong PINs are counted; after 5 in a row attempts
-are refused for 1 minute, doubling up to 15 minutes.`,
+are refused for 1 minute, doubling up to 15 minutes.
+Hardened mode (the system daemon): \`sudo loxmcp pin set\` / \`sudo loxmcp pin reset\` (a forgotten
+PIN) / \`sudo loxmcp pin remove\`; the person's account cannot change it.`,
   async run(ctx, input) {
     return status.run?.(ctx, input);
   },

@@ -1,6 +1,6 @@
 /** `loxmcp status [--json] [--wait S]`: the daemon's state from `loxmcp/status`; exit 0 only when ready. */
 
-import { dirWritableProblem, readStartError } from "@loxmcp/common";
+import { dirWritableProblem, readStartError, systemStartHint } from "@loxmcp/common";
 import {
   CliError,
   type CommandContext,
@@ -34,13 +34,15 @@ export interface DaemonStatus {
   [k: string]: unknown;
 }
 
-/** What to do next, per state (one line). */
-export function hintFor(state: string): string | undefined {
+/** What to do next, per state (one line); `mode` "system": the system daemon (hardened mode). */
+export function hintFor(state: string, mode?: unknown): string | undefined {
   switch (state) {
     case "ready":
       return undefined;
     case "down":
-      return "start it with `loxmcp start` (or `loxmcp service start`), or run any MCP client's shim";
+      return mode === "system"
+        ? `start the system daemon: \`${systemStartHint()}\` (clients never start a per-user daemon in its place)`
+        : "start it with `loxmcp start` (or `loxmcp service start`), or run any MCP client's shim";
     case "auth_failed":
       return "check LOXONE_USER/LOXONE_PASSWORD (`loxmcp init`) then run `loxmcp relogin`";
     case "degraded":
@@ -81,6 +83,13 @@ export function downStatus(ctx: CommandContext): DaemonStatus {
     socket: ctx.paths.socket,
     home: ctx.env.LOXMCP_HOME ?? null,
   };
+  if (ctx.paths.system) {
+    // Hardened mode: the system daemon's files are not ours to read or judge.
+    s.mode = "system";
+    s.reason = `system daemon not running: ${systemStartHint(ctx.paths.system.platform)}`;
+    return s;
+  }
+  s.mode = "user";
   // Not running because its last start failed (a configuration error …): say why, in its words.
   const failed = readStartError(ctx.paths);
   if (failed) {
@@ -114,6 +123,13 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
   if (up !== undefined) head.push(`up ${formatDuration(up)}`);
   lines.push(`loxmcpd: ${s.state}${head.length ? `  (${head.join(", ")})` : ""}`);
   const row = (k: string, v: string) => lines.push(`  ${k.padEnd(18)}${v}`);
+  if (s.mode === "system")
+    row(
+      "mode",
+      `hardened: the system daemon${typeof s.systemUser === "string" ? `, running as ${s.systemUser}` : ""} (your account cannot read its credentials, tokens or policy)`,
+    );
+  else if (s.mode === "user")
+    row("mode", "per-user: the daemon runs as you (`sudo loxmcp service install --system` hardens it)");
   if (s.reason && s.state !== "ready") row("reason", s.reason);
   if (s.state === "down") {
     const failed = isRecord(s.startError) ? s.startError : undefined;
@@ -205,7 +221,7 @@ export function renderStatus(s: DaemonStatus, now = Date.now()): string[] {
       "approval PIN",
       pin.set === true
         ? `set${locked !== undefined ? ` (attempts locked for ${formatDuration(locked)} after ${String(pin.failures)} wrong PINs)` : ""}`
-        : "not set: approving needs a terminal; set one with `loxmcp pin set`",
+        : `not set: approving needs a terminal; set one with \`${s.mode === "system" ? "sudo " : ""}loxmcp pin set\``,
     );
   }
   if (Array.isArray(pol.toolChanges) && pol.toolChanges.length > 0) {
@@ -316,7 +332,7 @@ export const statusCommand: CommandSpec = {
       ctx.out(JSON.stringify(s));
     } else {
       for (const l of renderStatus(s)) ctx.out(l);
-      const hint = s.state === "down" && s.startError ? START_ERROR_HINT : hintFor(s.state);
+      const hint = s.state === "down" && s.startError ? START_ERROR_HINT : hintFor(s.state, s.mode);
       if (hint) ctx.out(`hint: ${hint}`);
       const other = versionHint(s);
       if (other) ctx.out(`hint: ${other}`);
