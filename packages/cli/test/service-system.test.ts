@@ -248,6 +248,28 @@ describe("the system daemon installed but not running (any user)", () => {
   });
 });
 
+describe("doctor: which mode, and a shell client without hardening", () => {
+  it("per-user mode is named; with Claude Code configured it warns and names `service install --system`", async () => {
+    type Doc = { checks: Array<{ id: string; level: string; message: string; fix?: string }> };
+    const before = JSON.parse((await sb.run(["doctor", "--json"])).stdout) as Doc;
+    expect(before.checks.find((c) => c.id === "mode")).toMatchObject({ level: "info" });
+    expect(before.checks.find((c) => c.id === "mode")?.message).toContain("per-user mode");
+    expect(before.checks.find((c) => c.id === "hardened")).toBeUndefined();
+    mkdirSync(sb.home, { recursive: true });
+    writeFileSync(
+      join(sb.home, ".claude.json"),
+      JSON.stringify({
+        mcpServers: { loxone: { command: "node", args: ["/x/loxmcp-shim", "--name", "claude-code"] } },
+      }),
+    );
+    const after = JSON.parse((await sb.run(["doctor", "--json"])).stdout) as Doc;
+    const warn = after.checks.find((c) => c.id === "hardened");
+    expect(warn).toMatchObject({ level: "warn" });
+    expect(warn?.message).toContain("not hardened");
+    expect(warn?.fix).toContain("sudo loxmcp service install --system --migrate");
+  });
+});
+
 describe("service --system refusals", () => {
   it("--migrate, --purge, --root, --user and --daemon-user only go with --system (usage, exit 2)", async () => {
     for (const extra of [
