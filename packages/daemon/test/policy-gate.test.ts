@@ -472,6 +472,23 @@ describe("policy gate", () => {
     expect(g.status().pin).toMatchObject({ failures: 0 });
   });
 
+  it("a PIN attempt that cannot be counted (database not writable) is not checked, right or wrong", async () => {
+    const g = await makeGate({ mode: "confirm" });
+    await control("loxmcp/pin", { action: "set", newPin: "walnut-7731", interactive: true });
+    await control("loxmcp/stop-all");
+    db.pragma("query_only = ON"); // every write now fails with SQLITE_READONLY
+    try {
+      for (const pin of ["wrong-1", "walnut-7731", "wrong-2", "walnut-7731"]) {
+        await expect(control("loxmcp/resume", { pin })).rejects.toThrow(/could not be recorded.*not checked/);
+      }
+      expect(g.status().emergencyStop?.active).toBe(true);
+    } finally {
+      db.pragma("query_only = OFF");
+    }
+    expect((await control("loxmcp/resume", { pin: "walnut-7731" })).wasActive).toBe(true);
+    expect(g.status().pin.failures).toBe(0);
+  });
+
   it("with a PIN set, the client's own elicitation does not approve a T3 action", async () => {
     const g = await makeGate();
     await control("loxmcp/pin", { action: "set", newPin: "482917", interactive: true });

@@ -41,6 +41,8 @@ export type PersonAudit = (
 export class PersonAuth {
   /** PIN checks run one at a time: parallel guesses must each be counted (and hit the lockout). */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The count and lockout this process has seen (memory, in case the database cannot be written). */
+  private seen = { failures: 0, lockedUntil: 0 };
 
   constructor(
     private readonly store: PinStore,
@@ -131,12 +133,14 @@ export class PersonAuth {
     }
     if (next === null) {
       if (rec.hash === null) return { set: false, changed: false };
+      this.seen = { failures: 0, lockedUntil: 0 };
       this.store.setHash(null, this.now());
       this.audit(ctx, "pin remove", "allowed", "approval PIN removed");
       return { set: false, changed: true };
     }
     const problem = pinProblem(next);
     if (problem) throw new ControlError(ErrorCodes.InvalidParams, problem, { reason: "weak-pin" });
+    this.seen = { failures: 0, lockedUntil: 0 };
     this.store.setHash(await hashPin(next as string), this.now());
     this.audit(ctx, "pin set", "allowed", rec.hash === null ? "approval PIN set" : "approval PIN changed");
     return { set: true, changed: true };
@@ -164,12 +168,14 @@ export class PersonAuth {
     const rec = this.store.get();
     if (next === null) {
       if (rec.hash === null) return { set: false, changed: false };
+      this.seen = { failures: 0, lockedUntil: 0 };
       this.store.setHash(null, this.now());
       this.audit(ctx, what, "allowed", "approval PIN removed by root");
       return { set: false, changed: true };
     }
     const problem = pinProblem(next);
     if (problem) throw new ControlError(ErrorCodes.InvalidParams, problem, { reason: "weak-pin" });
+    this.seen = { failures: 0, lockedUntil: 0 };
     this.store.setHash(await hashPin(next as string), this.now());
     this.audit(
       ctx,
@@ -181,7 +187,13 @@ export class PersonAuth {
   }
 
   private async checkPin(hash: string, pin: unknown, ctx: ControlContext, what: string): Promise<void> {
-    const rec = this.store.get();
+    const stored = this.store.get();
+    // The stricter of the database and memory: a database that cannot be written (or was rewritten
+    // behind our back) never resets the count this process has seen.
+    const rec = {
+      failures: Math.max(stored.failures, this.seen.failures),
+      lockedUntil: Math.max(stored.lockedUntil, this.seen.lockedUntil),
+    };
     const now = this.now();
     if (rec.lockedUntil > now) {
       const secs = Math.ceil((rec.lockedUntil - now) / 1000);
@@ -199,16 +211,33 @@ export class PersonAuth {
         { reason: "pin-required" },
       );
     }
-    if (await verifyPin(pin, hash)) {
-      if (rec.failures > 0) this.store.clearFailures();
-      return;
-    }
+    // Count the attempt as wrong BEFORE checking it; only the right PIN clears the count. An
+    // attempt that cannot be counted is not checked (no guessing while the disk is full).
     const failures = rec.failures + 1;
     const lockMs =
       failures >= PIN_FREE_FAILURES
         ? Math.min(LOCK_MAX_MS, LOCK_BASE_MS * 2 ** (failures - PIN_FREE_FAILURES))
         : 0;
-    this.store.recordFailure(failures, lockMs > 0 ? now + lockMs : 0, now);
+    this.seen = { failures, lockedUntil: lockMs > 0 ? now + lockMs : 0 };
+    try {
+      this.store.recordFailure(failures, this.seen.lockedUntil, now);
+    } catch (err) {
+      this.audit(ctx, what, "denied", "the PIN attempt could not be recorded; it was not checked");
+      throw new ControlError(
+        ErrorCodes.PersonRequired,
+        `${what} refused: the attempt could not be recorded in the database (${(err as Error).message}), so the PIN was not checked; see \`loxmcp status\``,
+        { reason: "pin-unrecorded" },
+      );
+    }
+    if (await verifyPin(pin, hash)) {
+      this.seen = { failures: 0, lockedUntil: 0 };
+      try {
+        this.store.clearFailures();
+      } catch {
+        // The database still counts this attempt: fail closed (a later lockout is possible).
+      }
+      return;
+    }
     this.audit(ctx, what, "denied", `wrong PIN (${failures} in a row)`);
     const more =
       lockMs > 0
