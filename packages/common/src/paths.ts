@@ -118,6 +118,15 @@ export function ensurePrivateDir(dir: string, mode = 0o700): void {
   if (typeof process.getuid === "function" && st.uid !== process.getuid()) {
     throw new UnsafeDirectoryError(dir, `it is owned by uid ${st.uid}, not by us`);
   }
+  // Writable by others (beyond what `mode` allows): files may have been planted in it while it was
+  // open, and they would be trusted (config, policy). Refuse it rather than quietly chmod it.
+  const foreignWrite = st.mode & 0o022 & ~mode;
+  if (foreignWrite !== 0) {
+    throw new UnsafeDirectoryError(
+      dir,
+      `it is writable by ${foreignWrite & 0o002 ? "all users" : "its group"} (mode ${(st.mode & 0o7777).toString(8)}), so files in it may have been planted; check what is inside, then chmod ${mode.toString(8)} ${dir}`,
+    );
+  }
   if ((st.mode & 0o077) !== (mode & 0o077)) chmodSync(dir, mode);
 }
 

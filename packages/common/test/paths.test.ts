@@ -46,9 +46,15 @@ describe("resolvePaths", () => {
     const dir = join(mkdtempSync(join(tmpdir(), "priv-")), "run");
     ensurePrivateDir(dir, 0o750);
     expect(statSync(dir).mode & 0o777).toBe(0o750);
-    chmodSync(dir, 0o777);
+    chmodSync(dir, 0o755); // readable by others: tightened
     ensurePrivateDir(dir, 0o750);
     expect(statSync(dir).mode & 0o777).toBe(0o750);
+    // Writable by others: files may have been planted while it was open, so it is refused, not fixed.
+    chmodSync(dir, 0o777);
+    expect(() => ensurePrivateDir(dir, 0o750)).toThrow(/writable by all users \(mode 777\).*chmod 750/);
+    chmodSync(dir, 0o770);
+    expect(() => ensurePrivateDir(dir, 0o700)).toThrow(/writable by its group/);
+    expect(statSync(dir).mode & 0o777).toBe(0o770);
   });
 });
 

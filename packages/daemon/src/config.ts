@@ -226,6 +226,26 @@ export function checkConfig(opts: LoadConfigOptions = {}): ConfigCheck {
   const jsonFile = join(paths.config, "config.json");
   const sources: string[] = [];
   const warnings: string[] = [];
+  /** .env and config.json decide credentials and the safety policy: only we (or root) may write them. */
+  const checkTrusted = (f: string, key: string) => {
+    try {
+      const st = statSync(f);
+      const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
+      if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
+        problems.push({
+          key,
+          message: `${f} is owned by uid ${st.uid}, not by us: it decides the credentials and the safety policy, so it is not used; remove it or chown it`,
+        });
+      } else if ((st.mode & 0o022) !== 0) {
+        problems.push({
+          key,
+          message: `${f} is writable by other users (mode ${(st.mode & 0o777).toString(8)}): anyone could change the credentials or the safety policy; check it, then chmod 600 ${f}`,
+        });
+      }
+    } catch {
+      // unreadable: reported where it is read
+    }
+  };
   const checkPrivate = (file: string) => {
     try {
       if ((statSync(file).mode & 0o077) !== 0) {
@@ -241,6 +261,7 @@ export function checkConfig(opts: LoadConfigOptions = {}): ConfigCheck {
     try {
       dotenv = parseDotenv(readFileSync(envFile, "utf8"));
       sources.push(envFile);
+      checkTrusted(envFile, ".env");
       checkPrivate(envFile);
     } catch (err) {
       problems.push({
@@ -256,6 +277,7 @@ export function checkConfig(opts: LoadConfigOptions = {}): ConfigCheck {
     problems.push(...read.problems);
     file = read.file;
     if (read.parsed) sources.push(jsonFile);
+    checkTrusted(jsonFile, "config.json");
     if (file.password !== undefined) checkPrivate(jsonFile);
   }
 

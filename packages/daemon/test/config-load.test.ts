@@ -40,6 +40,24 @@ function expectConfigError(fn: () => unknown, key: string, text?: RegExp): Confi
 }
 
 describe("loadConfig", () => {
+  it("refuses a config.json or .env that other users can write (it decides credentials and policy)", () => {
+    const h = home();
+    const dir = configDir(h);
+    const env = { LOXMCP_HOME: h.home, LOXONE_SERIAL: SERIAL, LOXONE_USER: "u", LOXONE_PASSWORD: "p" };
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ policy: { mode: "full" } }));
+    chmodSync(join(dir, "config.json"), 0o666);
+    expectConfigError(
+      () => loadConfig({ env }),
+      "config.json",
+      /writable by other users \(mode 666\).*chmod 600/,
+    );
+    chmodSync(join(dir, "config.json"), 0o644);
+    expect(loadConfig({ env }).policy.mode).toBe("full");
+    writeFileSync(join(dir, ".env"), "LOXONE_USER=x\n");
+    chmodSync(join(dir, ".env"), 0o620);
+    expectConfigError(() => loadConfig({ env }), ".env", /writable by other users/);
+  });
+
   it("takes environment over .env over config.json", () => {
     const h = home();
     const dir = configDir(h);

@@ -17,6 +17,7 @@ interface Pending {
   summary: string;
   approved: boolean;
   expiresAt: number;
+  arguments?: string;
 }
 
 function secondsLeft(p: Pending): number {
@@ -36,6 +37,7 @@ function safe(p: Pending): Pending {
     client: printable(String(p.client)),
     tool: printable(String(p.tool)),
     summary: printable(String(p.summary)),
+    ...(typeof p.arguments === "string" ? { arguments: printable(p.arguments) } : {}),
   };
 }
 
@@ -92,6 +94,9 @@ works only at an interactive terminal. \`loxmcp deny CODE\` drops a held action.
     // What will happen, before any PIN is asked for.
     ctx.err(`${held.client} asks to ${held.summary}`);
     ctx.err(`(tool ${held.tool}, code ${code}, ${secondsLeft(held)} s left)`);
+    // A call without a checkable target: every argument it will be sent with, nothing hidden.
+    if (typeof held.arguments === "string")
+      ctx.err(`arguments, exactly as they will be sent: ${held.arguments}`);
     const proof = await personProof(ctx, opts, "approve", `Approve this for ${held.client}?`);
     const r = await callDaemon(ctx.paths.socket, "loxmcp/approve", { code, ...proof });
     const approved = (isRecord(r) && isRecord(r.approved) ? r.approved : undefined) as Pending | undefined;

@@ -32,6 +32,8 @@ import { ClientSession, type SessionDeps } from "./session.js";
 
 /** Unread answers above this pause reading from that client until it catches up. */
 const PAUSE_ABOVE_BYTES = 256 * 1024;
+/** A control connection with nothing in flight and no traffic for this long is closed. */
+const IDLE_CONTROL_MS = 5_000;
 
 export interface MuxServerOptions {
   socketPath: string;
@@ -53,7 +55,11 @@ export interface MuxServerOptions {
 export class MuxServer {
   private server: Server | undefined;
   private adminServer: Server | undefined;
-  private readonly sessions = new Map<string, { session: ClientSession; socket: Socket }>();
+  private readonly sessions = new Map<
+    string,
+    { session: ClientSession; socket: Socket; lastActive: number }
+  >();
+  private idleSweep: NodeJS.Timeout | undefined;
   private nextConn = 1;
   /** Open HTTP connections of the person's page (counted with the socket's connections). */
   private pageConns = 0;
@@ -116,6 +122,22 @@ export class MuxServer {
       this.adminServer = await this.listenOn(this.opts.adminSocketPath, 0o600, true);
     }
     this.listening = true;
+    // Control connections are one request each (the CLI): one that idles holds a slot the person's
+    // `stop-all` or `status` may need, so it is closed.
+    this.idleSweep = setInterval(() => {
+      const now = Date.now();
+      for (const e of this.sessions.values()) {
+        if (
+          e.session.role === "control" &&
+          e.session.inFlightCount === 0 &&
+          now - e.lastActive > IDLE_CONTROL_MS
+        ) {
+          e.session.onClosed();
+          e.socket.destroy();
+        }
+      }
+    }, 1_000);
+    this.idleSweep.unref();
     this.opts.deps.upstream.on("notification", this.onNotification);
     this.opts.deps.upstream.on("toolsChanged", this.onToolsChanged);
     this.log.info({ socket: this.opts.socketPath }, "listening");
@@ -256,7 +278,8 @@ export class MuxServer {
         setTimeout(() => socket.destroy(), 1_000).unref();
       },
     });
-    this.sessions.set(connId, { session, socket });
+    const entry = { session, socket, lastActive: Date.now() };
+    this.sessions.set(connId, entry);
     this.log.debug({ conn: connId }, "connection opened");
     const idle = setTimeout(() => {
       if (session.role === undefined) drop("closed a connection that said nothing (limits.idleHandshakeMs)");
@@ -286,6 +309,7 @@ export class MuxServer {
       }
     };
     socket.on("data", (chunk: Buffer) => {
+      entry.lastActive = Date.now();
       if (closing) return;
       const { lines, oversized } = decoder.push(chunk);
       backlog = backlog.length > 0 ? backlog.concat(lines) : lines;
@@ -322,6 +346,7 @@ export class MuxServer {
 
   /** Stops accepting new connections and new MCP requests (requests in flight go on). */
   stopAccepting(): void {
+    if (this.idleSweep) clearInterval(this.idleSweep);
     this.shuttingDown = true;
     if (!this.server || !this.listening) return;
     this.listening = false;

@@ -64,6 +64,8 @@ export interface ApprovalDetails {
   tier?: string;
   /** Why it needs the person, e.g. "security system mode change". */
   why?: string;
+  /** For a call without a checkable target: every argument, exactly as it will be sent (canonical JSON). */
+  arguments?: string;
 }
 
 export interface PendingApproval extends ApprovalDetails {
@@ -198,7 +200,7 @@ export class ApprovalBook {
 
 function publicEntry(e: Entry): PendingApproval {
   const details: ApprovalDetails = {};
-  for (const k of ["device", "room", "type", "command", "tier", "why"] as const) {
+  for (const k of ["device", "room", "type", "command", "tier", "why", "arguments"] as const) {
     const v = e[k];
     if (v !== undefined) details[k] = v;
   }

@@ -72,6 +72,8 @@ const MOTOR_TYPES = /^(Jalousie|Gate|Window|AutomaticJalousie|CentralJalousie|Ce
 const JSONRPC_INVALID_PARAMS = -32602;
 const DAY_MS = 86_400_000;
 const AUDIT_FLUSH_MS = 50;
+/** A held call without a checkable target is shown to the person with ALL its arguments, up to this. */
+const MAX_SHOWN_ARGS = 4000;
 const AUDIT_BATCH = 200;
 /** While the database refuses writes, queued audit changes are retried this often… */
 const AUDIT_RETRY_MS = 1_000;
@@ -862,10 +864,22 @@ class PolicyEngine implements PolicyGate {
         draft.decision = "confirmed";
         draft.reason = "confirmed via elicitation";
       } else {
-        const key = ApprovalBook.key(ctx.client.name, call.name, canonicalJson(args));
-        const verdict = this.approvals.check(key, ctx.client.name, call.name, `${what} — ${cls.reason}`, {
+        // Bound to the shim's --name (the person wrote it), never to a name the client chose: a
+        // client without --name holds (and may consume) only its own connection's approvals.
+        const holder = ctx.client.ruleName ?? `unnamed:${ctx.client.connId}`;
+        const shown =
+          ctx.client.ruleName ?? `unnamed client (calls itself "${ctx.client.name.slice(0, 64)}")`;
+        const canonical = canonicalJson(args);
+        if (!target && canonical.length > MAX_SHOWN_ARGS) {
+          throw new PolicyDenied(
+            "UNSAFE_INPUT",
+            `not sent: ${call.name} needs the person's approval, but its arguments (${canonical.length} characters) are too long to show them in full; send less`,
+          );
+        }
+        const key = ApprovalBook.key(holder, call.name, canonical);
+        const verdict = this.approvals.check(key, shown, call.name, `${what} — ${cls.reason}`, {
           ...(control ? { device: control.name, room: control.room, type: control.type } : {}),
-          ...(target ? { command: target.command } : {}),
+          ...(target ? { command: target.command } : { arguments: canonical }),
           tier: cls.tier,
           why: cls.reason,
         });
@@ -1289,14 +1303,15 @@ class PolicyEngine implements PolicyGate {
       let list: { tools: Array<Record<string, unknown>> };
       try {
         list = await this.upstream.listTools();
-        await this.getCatalog();
       } catch (err) {
         throw new ControlError(
           ErrorCodes.UpstreamUnavailable,
           `the Miniserver's tool list is not available (${(err as Error).message}); try again once \`loxmcp status\` is ready`,
         );
       }
-      const changes = this.trust.changes();
+      // The diff, its digest and what `accept` stores all come from this one list: the person
+      // accepts exactly what was reviewed, even if the Miniserver's list changes meanwhile.
+      const changes = this.trust.review(list.tools).changes;
       const digest = this.trust.digest();
       if (action === "diff") return { changes, digest, tools: list.tools.length };
       if (changes.length === 0) return { accepted: 0, changes: [] };
