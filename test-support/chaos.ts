@@ -9,10 +9,10 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { HouseSnapshot, SimulatorOptions, SimulatorStats } from "@loxmcp/simulator";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
-import type { HouseSnapshot, SimulatorOptions, SimulatorStats } from "../packages/simulator/src/types.js";
 import { type DaemonProcess, spawnDaemon } from "./daemon.js";
 import { makeHome, type TempHome } from "./home.js";
 import { type SimHandle, withSimulator } from "./sim.js";

@@ -6,12 +6,12 @@
  * is ever executed (simulator execution log).
  */
 
+import type { HouseControl } from "@loxmcp/simulator";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CallToolResultSchema } from "@modelcontextprotocol/sdk/types.js";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ChaosRig, startChaosRig } from "../../../test-support/chaos.js";
-import type { HouseControl } from "../../simulator/src/types.js";
 
 /** Does `command` match one of the control's patterns (`{n}` = a number)? */
 function commandValid(c: HouseControl, command: unknown): boolean {

@@ -9,13 +9,13 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
-import { connectSimUpstream, type SimUpstream } from "../../../test-support/sim-upstream.js";
 import { waitFor } from "../../../test-support/wait.js";
 import type { CallContext, CallToolResult, ForwardCall } from "../src/contracts.js";
 import { createPolicyGate, type PolicyGate } from "../src/policy/index.js";
 import { AuditStore } from "../src/store/audit.js";
 import { type Database, openDatabase } from "../src/store/db.js";
 import { healthOf } from "../src/store/health.js";
+import { connectSimUpstream, type SimUpstream } from "./sim-upstream.js";
 
 let home: TempHome;
 let db: Database;

@@ -5,14 +5,13 @@
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { HouseControl } from "@loxmcp/simulator";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
-import { simAccessToken } from "../../../test-support/sim-upstream.js";
-import type { HouseControl } from "../../simulator/src/types.js";
 import { ConfigError, loadConfig } from "../src/config.js";
 import type { CallToolResult } from "../src/contracts.js";
 import { buildCatalog, classifyWrite, extractTarget } from "../src/policy/classify.js";
@@ -25,6 +24,7 @@ import { type PolicySectionInput, policyConfigFromSection } from "../src/policy/
 import { diffControls, fetchStructure } from "../src/policy/structure.js";
 import { DEFAULT_POLICY_CONFIG, PolicyDenied, type SnapshotControl } from "../src/policy/types.js";
 import { resolveControl, sanitizeArgs, validateCommand } from "../src/policy/validate.js";
+import { simAccessToken } from "./sim-upstream.js";
 
 let s: SimHandle;
 let house: HouseControl[];

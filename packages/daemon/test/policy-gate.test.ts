@@ -6,7 +6,6 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
-import { connectSimUpstream, type SimUpstream } from "../../../test-support/sim-upstream.js";
 import type {
   CallContext,
   CallToolResult,
@@ -17,6 +16,7 @@ import type {
 } from "../src/contracts.js";
 import { createPolicyGate, type PolicyConfigInput, type PolicyGate } from "../src/policy/index.js";
 import { type Database, openDatabase } from "../src/store/db.js";
+import { connectSimUpstream, type SimUpstream } from "./sim-upstream.js";
 
 /** Loose JSON from control-method results. */
 // biome-ignore lint/suspicious/noExplicitAny: test assertions on JSON results

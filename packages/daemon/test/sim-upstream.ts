@@ -8,6 +8,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
+import type { Simulator } from "@loxmcp/simulator";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { z } from "zod";
@@ -18,9 +19,8 @@ import type {
   UpstreamRequestOptions,
   UpstreamState,
   UpstreamStatus,
-} from "../packages/daemon/src/contracts.js";
-import { UpstreamError } from "../packages/daemon/src/contracts.js";
-import type { Simulator } from "../packages/simulator/src/types.js";
+} from "../src/contracts.js";
+import { UpstreamError } from "../src/contracts.js";
 
 const REDIRECT = "http://127.0.0.1:9/callback";
 const AnyResult = z.object({}).passthrough();
