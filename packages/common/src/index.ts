@@ -1,6 +1,7 @@
 export * from "./daemon-spawn.js";
 export * from "./framing.js";
 export * from "./jsonrpc.js";
+export * from "./loopback.js";
 export * from "./paths.js";
 export * from "./private-file.js";
 export * from "./serial.js";

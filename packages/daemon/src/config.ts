@@ -9,10 +9,16 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { isIP } from "node:net";
 import { join } from "node:path";
 import { parseEnv } from "node:util";
-import { checkSerial, type Env, type LoxmcpPaths, resolvePaths, splitConnectUrl } from "@loxmcp/common";
+import {
+  checkSerial,
+  type Env,
+  isLoopbackHost,
+  type LoxmcpPaths,
+  resolvePaths,
+  splitConnectUrl,
+} from "@loxmcp/common";
 import { z } from "zod";
 import { policySettingsShape } from "./policy/settings.js";
 
@@ -694,14 +700,6 @@ function checkUrl(key: string, value: string, fixHint: string): string {
     );
   }
   throw new ConfigError(key, `${key} ${show(value)} must be an https:// URL — ${fixHint}`);
-}
-
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  if (h === "localhost" || h.endsWith(".localhost")) return true;
-  if (isIP(h) === 4) return h.startsWith("127.");
-  if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1";
-  return false;
 }
 
 /** Parses a .env file: KEY=VALUE, quotes, comments, `export ` prefixes. */

@@ -11,6 +11,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import {
   checkSerial,
   dirWritableProblem,
+  isLoopbackHost,
   resolveDaemonCommand,
   SYSTEM_USER,
   type SystemLayout,
@@ -191,7 +192,7 @@ function configChecks(ctx: CommandContext, checks: Check[]): string {
   const connect = get("LOXONE_CONNECT_URL") ?? "https://connect.loxonecloud.com";
   try {
     const u = new URL(connect);
-    const loopback = /^(127\.|localhost$|\[::1\]$)/.test(u.hostname);
+    const loopback = isLoopbackHost(u.hostname);
     if (u.protocol === "http:" && !loopback) {
       checks.push({
         id: "config.connect",

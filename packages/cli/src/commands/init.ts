@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import {
   checkSerial,
   connectOrStartDaemon,
+  isLoopbackHost,
   splitConnectUrl,
   startTimeoutFromEnv,
   systemLayout,
@@ -107,10 +108,7 @@ function connectUrlOption(raw: string | undefined): { base: string; serial?: str
   } catch {
     throw new CliError("BAD_URL", `--connect-url ${raw} is not a URL`, 2);
   }
-  if (
-    u.protocol !== "https:" &&
-    !(u.protocol === "http:" && /^(127\.|localhost$|\[::1\]$)/.test(u.hostname))
-  ) {
+  if (u.protocol !== "https:" && !(u.protocol === "http:" && isLoopbackHost(u.hostname))) {
     throw new CliError(
       "BAD_URL",
       "--connect-url must be https:// (plain http:// only for a loopback simulator)",

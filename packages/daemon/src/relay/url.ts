@@ -1,5 +1,7 @@
 /** URL rules shared by the resolver and the upstream: TLS everywhere except loopback. */
 
+import { isLoopbackHost } from "@loxmcp/common";
+
 export class InsecureUrlError extends Error {
   readonly code = "INSECURE_URL";
   constructor(what: string, url: string) {
@@ -16,14 +18,6 @@ export class InvalidUrlError extends Error {
     super(`${what} ${JSON.stringify(safeUrl(url))} is not a valid http(s) URL; fix it in the configuration`);
     this.name = "InvalidUrlError";
   }
-}
-
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  if (h === "localhost" || h.endsWith(".localhost") || h === "::1") return true;
-  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
-  if (!m) return false;
-  return m.slice(1).every((o) => Number(o) <= 255);
 }
 
 /** Parses `url` and refuses anything but https, or http to a loopback host. */
