@@ -20,12 +20,14 @@ import {
   splitConnectUrl,
 } from "@loxmcp/common";
 import { z } from "zod";
-import { policySettingsShape } from "./policy/settings.js";
+import { type PolicySection, type PolicySectionInput, PolicySectionSchema } from "./policy/settings.js";
+import { POLICY_MODES, type PolicyMode } from "./policy/types.js";
+
+// The policy section and its modes are owned by policy/; re-exported here for the public API.
+export { POLICY_MODES, type PolicyMode, type PolicySection, PolicySectionSchema };
 
 export const EX_CONFIG = 78;
 export const DEFAULT_CONNECT_URL = "https://connect.loxonecloud.com";
-export const POLICY_MODES = ["read-only", "confirm", "full"] as const;
-export type PolicyMode = (typeof POLICY_MODES)[number];
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -65,16 +67,6 @@ export function configErrorOf(problems: ConfigProblem[]): ConfigError {
       : `; ${rest.length} more problem${rest.length === 1 ? "" : "s"}: ${rest.map((p) => p.key).join(", ")} (\`loxmcp doctor\` lists them all)`;
   return new ConfigError(first.key, `${first.message}${more}`, problems);
 }
-
-/** The `policy` section of config.json. Passthrough: the policy engine owns the rest of it. */
-export const PolicySectionSchema = z
-  .object({
-    mode: z.enum(POLICY_MODES).optional(),
-    clients: z.record(z.string(), z.enum(POLICY_MODES)).optional(),
-    ...policySettingsShape,
-  })
-  .passthrough();
-export type PolicySection = z.infer<typeof PolicySectionSchema>;
 
 /** config.json (camelCase keys; every key optional, the environment overrides it). */
 export const ConfigFileSchema = z
@@ -143,7 +135,7 @@ export interface DaemonConfig {
   upstreamUrl?: string;
   logLevel: LogLevel;
   debug: boolean;
-  policy: PolicySection & { mode: PolicyMode };
+  policy: PolicySectionInput;
   pingIntervalMs: number;
   idleCheckMs: number;
   requestTimeoutMs: number;

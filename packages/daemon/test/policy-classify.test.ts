@@ -20,7 +20,7 @@ import { resolvePolicyConfig } from "../src/policy/index.js";
 import { RateLimiter } from "../src/policy/ratelimit.js";
 import { readBackMismatch } from "../src/policy/readback.js";
 import { redactArgs } from "../src/policy/redact.js";
-import { type PolicySectionInput, policyConfigFromSection } from "../src/policy/settings.js";
+import { policyConfigFromSection } from "../src/policy/settings.js";
 import { diffControls, fetchStructure } from "../src/policy/structure.js";
 import { DEFAULT_POLICY_CONFIG, PolicyDenied, type SnapshotControl } from "../src/policy/types.js";
 import { resolveControl, sanitizeArgs, validateCommand } from "../src/policy/validate.js";
@@ -286,7 +286,7 @@ describe("policy configuration", () => {
       snapshotRefreshMin: 5,
       auditRetentionDays: 30,
     });
-    const engine = resolvePolicyConfig(policyConfigFromSection(cfg.policy as PolicySectionInput));
+    const engine = resolvePolicyConfig(policyConfigFromSection(cfg.policy));
     expect(engine).toMatchObject({
       mode: "full",
       clients: { cursor: "read-only" },

@@ -5,7 +5,7 @@
  */
 import type { Daemon } from "../daemon.js";
 import { createPolicyGate } from "./index.js";
-import { type PolicySectionInput, policyConfigFromSection } from "./settings.js";
+import { policyConfigFromSection } from "./settings.js";
 import { describeChange } from "./tooltrust.js";
 
 export function policyPlugin(daemon: Daemon): void {
@@ -13,7 +13,7 @@ export function policyPlugin(daemon: Daemon): void {
     upstream: daemon.upstream,
     db: daemon.db,
     logger: daemon.logger,
-    config: policyConfigFromSection(daemon.config.policy as PolicySectionInput),
+    config: policyConfigFromSection(daemon.config.policy),
     hardened: daemon.config.paths.system !== undefined,
   });
   daemon.setGate(gate);

@@ -1,11 +1,11 @@
 /**
- * The `policy` section of config.json beyond `mode` and `clients` (validated at load time by
- * config.ts, which spreads `policySettingsShape` into its schema), and its mapping to the
- * engine's configuration.
+ * The `policy` section of config.json: its schema (validated at load time by config.ts, which
+ * nests `PolicySectionSchema` into the file's schema), its type (inferred from the schema, never
+ * copied by hand), and its mapping to the engine's configuration.
  */
 import { z } from "zod";
 import type { PolicyConfigInput } from "./index.js";
-import type { PolicyMode } from "./types.js";
+import { POLICY_MODES, type PolicyMode } from "./types.js";
 
 const num = (min: number, max: number) => z.number().min(min).max(max).optional();
 
@@ -30,32 +30,18 @@ export const policySettingsShape = {
   auditRetentionDays: num(1, 3650),
 };
 
-export interface PolicySectionInput {
-  mode: PolicyMode;
-  clients?: Record<string, PolicyMode> | undefined;
-  t4?: string[] | undefined;
-  rateLimits?:
-    | {
-        motorPerMinute?: number | undefined;
-        reversalCooldownMs?: number | undefined;
-        globalPerMinute?: number | undefined;
-      }
-    | undefined;
-  temperature?:
-    | {
-        min?: number | undefined;
-        max?: number | undefined;
-        hardMin?: number | undefined;
-        hardMax?: number | undefined;
-      }
-    | undefined;
-  volume?: { max?: number | undefined; jump?: number | undefined } | undefined;
-  approvalTtlSec?: number | undefined;
-  snapshotRefreshMin?: number | undefined;
-  snapshotMaxAgeMin?: number | undefined;
-  auditRetentionDays?: number | undefined;
-  [k: string]: unknown;
-}
+/** The `policy` section of config.json. Passthrough: unknown keys are warned about, not refused. */
+export const PolicySectionSchema = z
+  .object({
+    mode: z.enum(POLICY_MODES).optional(),
+    clients: z.record(z.string(), z.enum(POLICY_MODES)).optional(),
+    ...policySettingsShape,
+  })
+  .passthrough();
+export type PolicySection = z.infer<typeof PolicySectionSchema>;
+
+/** The section after loading: the mode is always decided (LOXMCP_POLICY, config.json or the default). */
+export type PolicySectionInput = PolicySection & { mode: PolicyMode };
 
 function defined<T extends object>(o: T | undefined): { [K in keyof T]?: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as {

@@ -4,9 +4,9 @@ import type { StoredControl } from "../store/snapshots.js";
 /** T1 comfort, T2 motion (crush/pinch), T3 security/bulk (needs a person), T4 never via AI. */
 export type Tier = "T1" | "T2" | "T3" | "T4";
 
-export type PolicyMode = "read-only" | "confirm" | "full";
-
-export const POLICY_MODES: readonly PolicyMode[] = ["read-only", "confirm", "full"];
+/** The policy modes, most restrictive first (config.json's policy.mode, LOXMCP_POLICY, per client). */
+export const POLICY_MODES = ["read-only", "confirm", "full"] as const;
+export type PolicyMode = (typeof POLICY_MODES)[number];
 
 /** One control as the structure snapshot knows it (the store's row type). */
 export type SnapshotControl = StoredControl;
