@@ -1,6 +1,7 @@
 /**
  * Reading and writing the `.env` in the config dir (KEY=value lines, dotenv syntax as Node's
- * `util.parseEnv` / `process.loadEnvFile` understand it).
+ * `util.parseEnv` / `process.loadEnvFile` understand it), parsed exactly as the daemon parses it
+ * (`parseDotenv` from @loxmcp/common).
  */
 import {
   chmodSync,
@@ -14,33 +15,11 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import * as util from "node:util";
-import { ensurePrivateDir } from "@loxmcp/common";
+import { ensurePrivateDir, parseDotenv } from "@loxmcp/common";
 import { CliError } from "./command.js";
 
 export function envFilePath(configDir: string): string {
   return join(configDir, ".env");
-}
-
-/** Parses dotenv text (Node's parser when available, else a small compatible one). */
-export function parseDotenv(text: string): Record<string, string> {
-  const nodeParse = (util as unknown as { parseEnv?: (s: string) => Record<string, string> }).parseEnv;
-  if (typeof nodeParse === "function") return { ...nodeParse(text) };
-  const out: Record<string, string> = {};
-  for (const raw of text.split(/\r?\n/)) {
-    const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$/.exec(raw);
-    if (!m?.[1]) continue;
-    let v = (m[2] ?? "").trim();
-    const q = v[0];
-    if ((q === "'" || q === '"' || q === "`") && v.lastIndexOf(q) > 0) {
-      v = v.slice(1, v.lastIndexOf(q));
-      if (q === '"') v = v.replace(/\\n/g, "\n");
-    } else {
-      v = v.replace(/\s+#.*$/, "").trim();
-    }
-    out[m[1]] = v;
-  }
-  return out;
 }
 
 /** One value in dotenv syntax that round-trips through Node's parser exactly. */

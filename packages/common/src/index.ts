@@ -1,4 +1,5 @@
 export * from "./daemon-spawn.js";
+export * from "./dotenv.js";
 export * from "./framing.js";
 export * from "./jsonrpc.js";
 export * from "./loopback.js";

@@ -10,12 +10,12 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { parseEnv } from "node:util";
 import {
   checkSerial,
   type Env,
   isLoopbackHost,
   type LoxmcpPaths,
+  parseDotenv,
   resolvePaths,
   splitConnectUrl,
 } from "@loxmcp/common";
@@ -692,16 +692,6 @@ function checkUrl(key: string, value: string, fixHint: string): string {
     );
   }
   throw new ConfigError(key, `${key} ${show(value)} must be an https:// URL — ${fixHint}`);
-}
-
-/** Parses a .env file: KEY=VALUE, quotes, comments, `export ` prefixes. */
-export function parseDotenv(text: string): Record<string, string> {
-  const cleaned = text
-    .split(/\r?\n/)
-    .map((l) => l.replace(/^\s*export\s+/, ""))
-    .join("\n");
-  const out = parseEnv(cleaned) as Record<string, string>;
-  return { ...out };
 }
 
 /**

@@ -1,9 +1,10 @@
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseDotenv } from "@loxmcp/common";
 import { afterEach, describe, expect, it } from "vitest";
 import { spawnDaemon } from "../../../test-support/daemon.js";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
-import { ConfigError, loadConfig, parseDotenv } from "../src/config.js";
+import { ConfigError, loadConfig } from "../src/config.js";
 
 const SERIAL = "504F94A00001";
 let homes: TempHome[] = [];
