@@ -69,7 +69,6 @@ export { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode
 export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
 const ESTOP_KEY = "emergencyStop";
 const MOTOR_TYPES = /^(Jalousie|Gate|Window|AutomaticJalousie|CentralJalousie|CentralGate)$/i;
-const JSONRPC_INVALID_PARAMS = -32602;
 const DAY_MS = 86_400_000;
 const AUDIT_FLUSH_MS = 50;
 /** A held call without a checkable target is shown to the person with ALL its arguments, up to this. */
@@ -1219,7 +1218,7 @@ class PolicyEngine implements PolicyGate {
           t0,
         );
         throw new ControlError(
-          JSONRPC_INVALID_PARAMS,
+          ErrorCodes.InvalidParams,
           `no pending approval with code ${code} (wrong or expired); list them with \`loxmcp approve --list\``,
         );
       }
@@ -1240,7 +1239,7 @@ class PolicyEngine implements PolicyGate {
         t0,
       );
       if (!entry) {
-        throw new ControlError(JSONRPC_INVALID_PARAMS, `code ${code} expired before it was approved`);
+        throw new ControlError(ErrorCodes.InvalidParams, `code ${code} expired before it was approved`);
       }
       return { approved: entry };
     });
@@ -1261,7 +1260,7 @@ class PolicyEngine implements PolicyGate {
       );
       if (!entry) {
         throw new ControlError(
-          JSONRPC_INVALID_PARAMS,
+          ErrorCodes.InvalidParams,
           `no pending approval with code ${code} (wrong or expired); list them with \`loxmcp approve --list\``,
         );
       }
@@ -1285,7 +1284,7 @@ class PolicyEngine implements PolicyGate {
         return { ...r, ...this.person.status() };
       }
       throw new ControlError(
-        JSONRPC_INVALID_PARAMS,
+        ErrorCodes.InvalidParams,
         `unknown pin action "${String(action)}": use status, set, reset or remove`,
       );
     });
@@ -1294,7 +1293,7 @@ class PolicyEngine implements PolicyGate {
       const action = params.action ?? "diff";
       if (action !== "diff" && action !== "accept") {
         throw new ControlError(
-          JSONRPC_INVALID_PARAMS,
+          ErrorCodes.InvalidParams,
           `unknown tools action "${String(action)}": use diff or accept`,
         );
       }
@@ -1317,7 +1316,7 @@ class PolicyEngine implements PolicyGate {
       if (changes.length === 0) return { accepted: 0, changes: [] };
       if (typeof params.digest === "string" && params.digest !== digest) {
         throw new ControlError(
-          JSONRPC_INVALID_PARAMS,
+          ErrorCodes.InvalidParams,
           "the tool list changed again since you looked at it: nothing was accepted; run `loxmcp tools diff` and decide again",
         );
       }
@@ -1395,7 +1394,7 @@ class PolicyEngine implements PolicyGate {
       if (params.limit !== undefined) {
         const n = Number(params.limit);
         if (!Number.isFinite(n) || n < 1)
-          throw new ControlError(JSONRPC_INVALID_PARAMS, "limit must be a positive number");
+          throw new ControlError(ErrorCodes.InvalidParams, "limit must be a positive number");
         q.limit = n;
       }
       this.flushAudit();
@@ -1412,7 +1411,7 @@ class PolicyEngine implements PolicyGate {
           result = await this.refreshStructure();
         } catch (err) {
           throw new ControlError(
-            -32001,
+            ErrorCodes.UpstreamUnavailable,
             `structure refresh failed: ${(err as Error).message}; check \`loxmcp status\``,
           );
         }
@@ -1427,7 +1426,7 @@ class PolicyEngine implements PolicyGate {
         const s = this.snapshot;
         if (!s)
           throw new ControlError(
-            -32001,
+            ErrorCodes.UpstreamUnavailable,
             "no structure snapshot yet; run `loxmcp structure refresh` once the daemon is ready",
           );
         const room = typeof params.room === "string" ? params.room.toLowerCase() : undefined;
@@ -1448,7 +1447,7 @@ class PolicyEngine implements PolicyGate {
         return out;
       }
       throw new ControlError(
-        JSONRPC_INVALID_PARAMS,
+        ErrorCodes.InvalidParams,
         `unknown structure action "${String(action)}": use refresh, show or diff`,
       );
     });
@@ -1460,7 +1459,7 @@ class PolicyEngine implements PolicyGate {
 function codeParam(v: unknown, what: string): string {
   if (typeof v !== "string" || !/^[A-Za-z0-9]{4,12}$/.test(v.trim())) {
     throw new ControlError(
-      JSONRPC_INVALID_PARAMS,
+      ErrorCodes.InvalidParams,
       `${what} needs the 6-character code of the held action, e.g. \`loxmcp ${what} K7Q2XM\` (\`loxmcp approve --list\` shows them)`,
     );
   }
@@ -1578,7 +1577,7 @@ export function parseSince(v: unknown, now: number): number | undefined {
     if (Number.isFinite(t)) return t;
   }
   throw new ControlError(
-    JSONRPC_INVALID_PARAMS,
+    ErrorCodes.InvalidParams,
     `since "${String(v)}" is not a date, epoch ms or duration like 2h / 7d`,
   );
 }
