@@ -35,7 +35,7 @@ export {
   RelayUnavailableError,
   type ResolverOptions,
 } from "./relay/resolver.js";
-export { createUpstream, UpstreamSession, type UpstreamSessionOptions } from "./relay/upstream.js";
+export { UpstreamSession, type UpstreamSessionOptions } from "./relay/upstream.js";
 export { requireSecureUrl, safeUrl } from "./relay/url.js";
 export { openDatabase, StoreError } from "./store/db.js";
 export { type Migration, migrations } from "./store/migrations.js";

@@ -456,8 +456,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   ): Promise<unknown> {
     const timeoutMs = opts.timeoutMs ?? this.opts.requestTimeoutMs;
     const deadline = Date.now() + timeoutMs;
-    let authRetried = false;
-    let stepUpTried = false;
+    const budget: AuthBudget = { auth: 1, stepUp: 1 };
     let resends = 0;
     for (let attempt = 1; ; attempt++) {
       if (opts.signal?.aborted) throw cancelled(method, false);
@@ -480,27 +479,14 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       } catch (err) {
         const verdict = this.judge(conn, ctx, err);
         if (verdict.kind === "final") throw verdict.error;
-        if (verdict.kind === "auth") {
-          if (authRetried) {
-            throw new UpstreamError(
-              "AUTH_FAILED",
-              `the relay rejected the ${method} request as unauthorized even after a token refresh; it did not run. Try \`loxmcp relogin\``,
-            );
-          }
-          authRetried = true;
-          await this.reauthorize(conn, ctx, false, deadline);
-          continue;
-        }
-        if (verdict.kind === "stepup") {
-          if (stepUpTried) {
-            throw new UpstreamError(
-              "AUTH_FAILED",
-              `the server still refuses ${method} for insufficient scope after a new authorization; it did not run`,
-            );
-          }
-          stepUpTried = true;
-          await this.reauthorize(conn, ctx, true, deadline);
-          continue;
+        if (verdict.kind === "auth" || verdict.kind === "stepup") {
+          if (await this.retryAuth(conn, ctx, verdict.kind, budget, deadline)) continue;
+          throw new UpstreamError(
+            "AUTH_FAILED",
+            verdict.kind === "auth"
+              ? `the relay rejected the ${method} request as unauthorized even after a token refresh; it did not run. Try \`loxmcp relogin\``
+              : `the server still refuses ${method} for insufficient scope after a new authorization; it did not run`,
+          );
         }
         // Connection-level trouble. The session is being recovered (judge() started it).
         if (ctx.mayHaveRun) {
@@ -578,15 +564,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     }
   }
 
-  private judge(
-    conn: Conn,
-    ctx: RequestCtx,
-    err: unknown,
-  ):
-    | { kind: "final"; error: UpstreamError }
-    | { kind: "auth" }
-    | { kind: "stepup" }
-    | { kind: "recover"; reason: string } {
+  private judge(conn: Conn, ctx: RequestCtx, err: unknown): Verdict {
     const method = ctx.method;
     if (ctx.abortReason === "caller") return { kind: "final", error: cancelled(method, ctx.mayHaveRun) };
     if (ctx.abortReason === "timeout") {
@@ -695,6 +673,28 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         : `the connection to the relay's MCP endpoint (${safeUrl(conn.entry)}) broke (${ctx.netCode ?? describe(err)})`;
     if (!conn.retired) this.dropConn(conn, "network", why);
     return { kind: "recover", reason: why };
+  }
+
+  /**
+   * The one answer to a 401 (refresh the token, or log in) or a 403 insufficient_scope (step up)
+   * met by a request on a session, each at most as often as `budget` allows. True: authorized
+   * again, resend (a 401/403 never ran); false: that kind was already answered as often as
+   * allowed. Throws what `reauthorize` throws.
+   * (Opening a session, before there is one to judge, answers its own 401/403 in `connect`.)
+   */
+  private async retryAuth(
+    conn: Conn,
+    ctx: RequestCtx,
+    kind: "auth" | "stepup",
+    budget: AuthBudget,
+    deadline?: number,
+  ): Promise<boolean> {
+    const stepUp = kind === "stepup";
+    if ((stepUp ? budget.stepUp : budget.auth) <= 0) return false;
+    if (stepUp) budget.stepUp--;
+    else budget.auth--;
+    await this.reauthorize(conn, ctx, stepUp, deadline);
+    return true;
   }
 
   /** Refresh / log in for a request; waits at most until `deadline` (the flight goes on). */
@@ -1108,7 +1108,9 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   }
 
   private async doPing(why: string): Promise<void> {
-    for (let authTries = 0; authTries < 2; authTries++) {
+    // Two pings at most; a 401 is answered after each (no step-up for a ping).
+    const budget: AuthBudget = { auth: 2, stepUp: 0 };
+    for (let attempt = 0; attempt < 2; attempt++) {
       const conn = this.conn;
       if (!conn || conn.retired) return;
       const ctx = new RequestCtx("ping", true);
@@ -1130,13 +1132,13 @@ export class UpstreamSession extends EventEmitter implements Upstream {
           return;
         }
         const verdict = this.judge(conn, ctx, err);
-        if (verdict.kind === "auth") {
+        if (verdict.kind === "auth" || verdict.kind === "stepup") {
           try {
-            await this.reauthorize(conn, ctx);
+            if (await this.retryAuth(conn, ctx, verdict.kind, budget)) continue;
           } catch {
-            return;
+            // login impossible or failed: the next interval tries again
           }
-          continue;
+          return;
         }
         if (verdict.kind === "final" && conn === this.conn && !conn.retired) {
           // A JSON-RPC error to ping still proves the session is alive.
@@ -1374,8 +1376,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     for (let page = 0; page < 50; page++) {
       // A server may let initialize through unauthenticated and ask for a token (401) or a
       // wider scope (403 insufficient_scope) only now: log in / step up once each, then resend.
-      let authTried = false;
-      let stepUpTried = false;
+      const budget: AuthBudget = { auth: 1, stepUp: 1 };
       let res: { tools?: Array<Record<string, unknown>>; nextCursor?: string };
       for (;;) {
         const ctx = new RequestCtx("tools/list", true);
@@ -1391,16 +1392,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
           break;
         } catch (err) {
           const verdict = this.judge(conn, ctx, err);
-          if (verdict.kind === "auth" && !authTried) {
-            authTried = true;
-            await this.reauthorize(conn, ctx);
-            continue;
-          }
-          if (verdict.kind === "stepup" && !stepUpTried) {
-            stepUpTried = true;
-            await this.reauthorize(conn, ctx, true);
-            continue;
-          }
+          const auth = verdict.kind === "auth" || verdict.kind === "stepup";
+          if (auth && (await this.retryAuth(conn, ctx, verdict.kind, budget))) continue;
           throw err;
         }
       }
@@ -1519,9 +1512,17 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   }
 }
 
-/** Factory for main.ts: same as `new UpstreamSession(opts, store)`. */
-export function createUpstream(opts: UpstreamSessionOptions, store: TokenStore): UpstreamSession {
-  return new UpstreamSession(opts, store);
+/** What `judge` makes of a failed request. */
+type Verdict =
+  | { kind: "final"; error: UpstreamError }
+  | { kind: "auth" }
+  | { kind: "stepup" }
+  | { kind: "recover"; reason: string };
+
+/** How often one request may still answer a 401 (refresh / log in) and a 403 insufficient_scope (step up). */
+interface AuthBudget {
+  auth: number;
+  stepUp: number;
 }
 
 class ConnectError extends Error {
