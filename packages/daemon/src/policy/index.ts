@@ -18,13 +18,14 @@ import type {
   Upstream,
 } from "../contracts.js";
 import { ControlError, UpstreamError } from "../contracts.js";
-import type { AuditEvent, AuditFinish, AuditOp, AuditQuery, AuditRow } from "../store/audit.js";
+import type { AuditEvent, AuditQuery, AuditRow } from "../store/audit.js";
 import { AuditStore, OUTCOME_SENT } from "../store/audit.js";
 import type { Database } from "../store/db.js";
 import { StorageError } from "../store/health.js";
 import { PinStore } from "../store/person.js";
 import { SnapshotStore } from "../store/snapshots.js";
 import { TrustedToolStore } from "../store/tools.js";
+import { AuditRecorder } from "./audit-log.js";
 import {
   buildCatalog,
   type Classification,
@@ -70,14 +71,8 @@ export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
 const ESTOP_KEY = "emergencyStop";
 const MOTOR_TYPES = /^(Jalousie|Gate|Window|AutomaticJalousie|CentralJalousie|CentralGate)$/i;
 const DAY_MS = 86_400_000;
-const AUDIT_FLUSH_MS = 50;
 /** A held call without a checkable target is shown to the person with ALL its arguments, up to this. */
 const MAX_SHOWN_ARGS = 4000;
-const AUDIT_BATCH = 200;
-/** While the database refuses writes, queued audit changes are retried this often… */
-const AUDIT_RETRY_MS = 1_000;
-/** …and at most this many are kept (the oldest go first; counted in the log). */
-const AUDIT_MAX_QUEUED = 5_000;
 
 export interface EmergencyStopState {
   active: boolean;
@@ -198,18 +193,8 @@ class PolicyEngine implements PolicyGate {
   private states = new Map<string, Record<string, unknown>>();
   private refreshing: Promise<{ snapshot: Snapshot; changed: boolean }> | undefined;
   private lastOnDemandRefresh = 0;
-  /**
-   * Read events (and the answers to stored writes) wait here up to AUDIT_FLUSH_MS and go to
-   * SQLite in one transaction: with synchronous=FULL every commit is an fsync (~3 ms), too slow
-   * for every read. A write is stored (with everything queued before it) BEFORE it is sent;
-   * control actions before their answer goes out. While the database refuses writes the queue is
-   * kept (bounded) and retried.
-   */
-  private auditQueue: AuditOp[] = [];
-  private auditTimer: NodeJS.Timeout | undefined;
-  private auditDropped = 0;
-  /** The last commit was refused by the database: only the retry timer (and writes) try again. */
-  private auditBlocked = false;
+  /** Batches audit events into few commits; a write's row is stored before it is sent. */
+  private readonly recorder: AuditRecorder;
   /** An emergency stop the database could not store: it holds in memory until it can. */
   private estopUnsaved: EmergencyStopState | undefined;
   /** The last emergency-stop state read, for when the database cannot be read. */
@@ -245,6 +230,7 @@ class PolicyEngine implements PolicyGate {
     this.log = deps.logger.child({ component: "policy" });
     this.now = deps.now ?? Date.now;
     this.audit = new AuditStore(deps.db);
+    this.recorder = new AuditRecorder(this.audit, this.log, () => this.stopped);
     this.snapshots = new SnapshotStore(deps.db);
     this.approvals = new ApprovalBook(this.cfg.approvalTtlMs, this.now);
     this.limiter = new RateLimiter(this.cfg.rateLimits, this.now);
@@ -315,10 +301,10 @@ class PolicyEngine implements PolicyGate {
     this.upstream.off("state", this.onState);
     this.upstream.off("toolsChanged", this.onToolsChanged);
     await this.refreshing?.catch(() => {});
-    this.flushAudit();
-    if (this.auditQueue.length > 0)
+    this.recorder.flush();
+    if (this.recorder.pending > 0)
       this.log.error(
-        { events: this.auditQueue.length },
+        { events: this.recorder.pending },
         "audit events could not be stored before stopping (the database refuses writes); they are lost",
       );
   }
@@ -548,7 +534,7 @@ class PolicyEngine implements PolicyGate {
           // of an audit row (stopping is the safe direction): then it is logged and queued.
           let auditId: number | undefined;
           try {
-            auditId = this.commitIntent(event);
+            auditId = this.recorder.commitIntent(event);
           } catch (err) {
             this.log.error(
               { device: c.name, err: (err as Error).message },
@@ -572,9 +558,9 @@ class PolicyEngine implements PolicyGate {
           const latencyMs = this.now() - t0;
           const why = report.ok ? undefined : report.answer.slice(0, 300);
           if (auditId !== undefined) {
-            this.queueFinish({ id: auditId, outcome, ...(why ? { reason: why } : {}), latencyMs });
+            this.recorder.finish({ id: auditId, outcome, ...(why ? { reason: why } : {}), latencyMs });
           } else {
-            this.queueAudit(
+            this.recorder.insert(
               { ...event, outcome, reason: joinText(event.reason, why) ?? "emergency stop", latencyMs },
               true,
             );
@@ -721,9 +707,9 @@ class PolicyEngine implements PolicyGate {
         this.recordAudit(call, ctx, draft, t0);
       } else if (!draft.finished) {
         // Stored before sending but no answer was recorded (should not happen): settle it.
-        this.queueFinish({ id: draft.auditId, outcome: draft.outcome, latencyMs: this.now() - t0 });
+        this.recorder.finish({ id: draft.auditId, outcome: draft.outcome, latencyMs: this.now() - t0 });
       } else if (draft.note) {
-        this.queueFinish({ id: draft.auditId, reason: draft.note });
+        this.recorder.finish({ id: draft.auditId, reason: draft.note });
       }
     }
   }
@@ -752,7 +738,7 @@ class PolicyEngine implements PolicyGate {
     if (reason !== undefined) draft.reason = reason;
     if (draft.auditId === undefined) return;
     draft.finished = true;
-    this.queueFinish({
+    this.recorder.finish({
       id: draft.auditId,
       outcome: draft.outcome,
       ...(why ? { reason: why.slice(0, 1000) } : {}),
@@ -920,7 +906,7 @@ class PolicyEngine implements PolicyGate {
     // Audit before act: the row is committed (synchronous=FULL) before the request leaves the
     // daemon. No row, no command.
     try {
-      draft.auditId = this.commitIntent(
+      draft.auditId = this.recorder.commitIntent(
         this.auditEvent(call, ctx, { ...draft, outcome: OUTCOME_SENT }, draft.t0 ?? this.now()),
       );
     } catch (err) {
@@ -1076,82 +1062,6 @@ class PolicyEngine implements PolicyGate {
     }
   }
 
-  private queueAudit(e: AuditEvent, now: boolean): void {
-    this.enqueue({ insert: e }, now);
-  }
-
-  /** The answer to a stored write: batched like reads (the row is already durable). */
-  private queueFinish(f: AuditFinish): void {
-    this.enqueue({ finish: f }, false);
-  }
-
-  private enqueue(op: AuditOp, now: boolean): void {
-    this.auditQueue.push(op);
-    if (this.auditQueue.length > AUDIT_MAX_QUEUED) {
-      const drop = this.auditQueue.length - AUDIT_MAX_QUEUED;
-      this.auditQueue.splice(0, drop);
-      this.auditDropped += drop;
-      if (this.auditDropped === drop || this.auditDropped % 1000 < drop)
-        this.log.error(
-          { dropped: this.auditDropped },
-          "the database has refused audit events for a long time: the oldest queued ones are dropped",
-        );
-    }
-    if ((now || this.auditQueue.length >= AUDIT_BATCH) && !this.auditBlocked) {
-      this.flushAudit();
-    } else if (!this.auditTimer) {
-      this.auditTimer = setTimeout(() => this.flushAudit(), AUDIT_FLUSH_MS);
-    }
-  }
-
-  /**
-   * Stores a write that is about to be sent (outcome "sent"), together with everything queued,
-   * in ONE commit. Returns its row id; throws StorageError when the database refuses (then
-   * nothing may be sent).
-   */
-  private commitIntent(e: AuditEvent): number {
-    if (this.auditTimer) clearTimeout(this.auditTimer);
-    this.auditTimer = undefined;
-    const batch = this.auditQueue;
-    try {
-      const id = this.audit.commit(batch, e) as number;
-      this.auditQueue = this.auditQueue.slice(batch.length);
-      this.auditBlocked = false;
-      return id;
-    } catch (err) {
-      if (err instanceof StorageError) this.auditBlocked = true;
-      if (this.auditQueue.length > 0) this.scheduleAuditRetry();
-      throw err;
-    }
-  }
-
-  private flushAudit(): void {
-    if (this.auditTimer) clearTimeout(this.auditTimer);
-    this.auditTimer = undefined;
-    const batch = this.auditQueue;
-    if (batch.length === 0) return;
-    try {
-      this.audit.commit(batch);
-      this.auditQueue = this.auditQueue.slice(batch.length);
-      this.auditBlocked = false;
-    } catch (err) {
-      if (err instanceof StorageError) {
-        // Kept and retried: the storage health says why (status, log).
-        this.auditBlocked = true;
-        this.scheduleAuditRetry();
-        return;
-      }
-      this.auditQueue = this.auditQueue.slice(batch.length);
-      this.log.error({ err: (err as Error).message, events: batch.length }, "could not write audit events");
-    }
-  }
-
-  private scheduleAuditRetry(): void {
-    if (this.auditTimer || this.stopped) return;
-    this.auditTimer = setTimeout(() => this.flushAudit(), AUDIT_RETRY_MS);
-    this.auditTimer.unref();
-  }
-
   private auditEvent(
     call: CallToolParams,
     ctx: CallContext | ControlContext,
@@ -1187,7 +1097,7 @@ class PolicyEngine implements PolicyGate {
     t0: number,
   ): void {
     try {
-      this.queueAudit(this.auditEvent(call, ctx, d, t0), d.kind !== "read");
+      this.recorder.insert(this.auditEvent(call, ctx, d, t0), d.kind !== "read");
     } catch (err) {
       this.log.error({ err: (err as Error).message, tool: call.name }, "could not write the audit event");
     }
@@ -1397,7 +1307,7 @@ class PolicyEngine implements PolicyGate {
           throw new ControlError(ErrorCodes.InvalidParams, "limit must be a positive number");
         q.limit = n;
       }
-      this.flushAudit();
+      this.recorder.flush();
       const events: AuditRow[] = this.audit.query(q);
       return { events };
     });

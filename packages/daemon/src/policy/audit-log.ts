@@ -1,0 +1,114 @@
+/**
+ * Audit batching: read events (and the answers to stored writes) wait here up to AUDIT_FLUSH_MS
+ * and go to SQLite in one transaction: with synchronous=FULL every commit is an fsync (~3 ms), too
+ * slow for every read. A write is stored (with everything queued before it) BEFORE it is sent
+ * (`commitIntent`); control actions before their answer goes out (`insert(…, true)`). While the
+ * database refuses writes the queue is kept (bounded) and retried.
+ */
+import type { Logger } from "pino";
+import type { AuditEvent, AuditFinish, AuditOp, AuditStore } from "../store/audit.js";
+import { StorageError } from "../store/health.js";
+
+const AUDIT_FLUSH_MS = 50;
+const AUDIT_BATCH = 200;
+/** While the database refuses writes, queued audit changes are retried this often… */
+const AUDIT_RETRY_MS = 1_000;
+/** …and at most this many are kept (the oldest go first; counted in the log). */
+const AUDIT_MAX_QUEUED = 5_000;
+
+export class AuditRecorder {
+  private queue: AuditOp[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private dropped = 0;
+  /** The last commit was refused by the database: only the retry timer (and writes) try again. */
+  private blocked = false;
+
+  constructor(
+    private readonly store: AuditStore,
+    private readonly log: Logger,
+    /** No retries are scheduled once the owner has stopped. */
+    private readonly stopped: () => boolean,
+  ) {}
+
+  /** Events not yet stored. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Queues an event; `now`: store it (and everything before it) right away. */
+  insert(e: AuditEvent, now: boolean): void {
+    this.enqueue({ insert: e }, now);
+  }
+
+  /** The answer to a stored write: batched like reads (the row is already durable). */
+  finish(f: AuditFinish): void {
+    this.enqueue({ finish: f }, false);
+  }
+
+  private enqueue(op: AuditOp, now: boolean): void {
+    this.queue.push(op);
+    if (this.queue.length > AUDIT_MAX_QUEUED) {
+      const drop = this.queue.length - AUDIT_MAX_QUEUED;
+      this.queue.splice(0, drop);
+      this.dropped += drop;
+      if (this.dropped === drop || this.dropped % 1000 < drop)
+        this.log.error(
+          { dropped: this.dropped },
+          "the database has refused audit events for a long time: the oldest queued ones are dropped",
+        );
+    }
+    if ((now || this.queue.length >= AUDIT_BATCH) && !this.blocked) {
+      this.flush();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), AUDIT_FLUSH_MS);
+    }
+  }
+
+  /**
+   * Stores a write that is about to be sent (outcome "sent"), together with everything queued,
+   * in ONE commit. Returns its row id; throws StorageError when the database refuses (then
+   * nothing may be sent).
+   */
+  commitIntent(e: AuditEvent): number {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.queue;
+    try {
+      const id = this.store.commit(batch, e) as number;
+      this.queue = this.queue.slice(batch.length);
+      this.blocked = false;
+      return id;
+    } catch (err) {
+      if (err instanceof StorageError) this.blocked = true;
+      if (this.queue.length > 0) this.scheduleRetry();
+      throw err;
+    }
+  }
+
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    try {
+      this.store.commit(batch);
+      this.queue = this.queue.slice(batch.length);
+      this.blocked = false;
+    } catch (err) {
+      if (err instanceof StorageError) {
+        // Kept and retried: the storage health says why (status, log).
+        this.blocked = true;
+        this.scheduleRetry();
+        return;
+      }
+      this.queue = this.queue.slice(batch.length);
+      this.log.error({ err: (err as Error).message, events: batch.length }, "could not write audit events");
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.timer || this.stopped()) return;
+    this.timer = setTimeout(() => this.flush(), AUDIT_RETRY_MS);
+    this.timer.unref();
+  }
+}
