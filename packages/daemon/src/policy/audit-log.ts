@@ -8,6 +8,7 @@
 import type { Logger } from "pino";
 import type { AuditEvent, AuditFinish, AuditOp, AuditStore } from "../store/audit.js";
 import { StorageError } from "../store/health.js";
+import type { Decision, Outcome, Tier } from "./types.js";
 
 const AUDIT_FLUSH_MS = 50;
 const AUDIT_BATCH = 200;
@@ -15,6 +16,28 @@ const AUDIT_BATCH = 200;
 const AUDIT_RETRY_MS = 1_000;
 /** …and at most this many are kept (the oldest go first; counted in the log). */
 const AUDIT_MAX_QUEUED = 5_000;
+
+/** What the engine knows of one call while deciding it; becomes an AuditEvent. */
+export interface AuditDraft {
+  kind: "read" | "write" | "control";
+  /** Epoch ms when the call arrived. */
+  t0?: number;
+  /** The write's row, stored before it was sent (audit before act). */
+  auditId?: number;
+  /** Its answer has been queued for the row. */
+  finished?: boolean;
+  /** Added to the row after the answer (the read-back). */
+  note?: string;
+  target?: string;
+  controlName?: string;
+  controlType?: string;
+  command?: string;
+  tier?: Tier;
+  decision: Decision;
+  reason?: string;
+  outcome: Outcome;
+  nfc?: boolean;
+}
 
 export class AuditRecorder {
   private queue: AuditOp[] = [];

@@ -2,7 +2,8 @@
  * The policy gate: every tools/call passes here before it goes upstream. Reads pass (audited);
  * writes are resolved to (control, command), validated against the latest structure snapshot,
  * tiered, rate-limited, confirmed by a person where needed, sent once, read back, audited.
- * Control methods for the CLI: loxmcp/approve, stop-all, resume, audit, structure.
+ * The control methods for the CLI (loxmcp/approve, stop-all, resume, audit, …) are in controls.ts;
+ * audit batching in audit-log.ts.
  */
 import { ErrorCodes } from "@loxmcp/common";
 import type { Logger } from "pino";
@@ -18,19 +19,18 @@ import type {
   Upstream,
 } from "../contracts.js";
 import { ControlError, UpstreamError } from "../contracts.js";
-import type { AuditEvent, AuditQuery, AuditRow } from "../store/audit.js";
+import type { AuditEvent } from "../store/audit.js";
 import { AuditStore, OUTCOME_SENT } from "../store/audit.js";
 import type { Database } from "../store/db.js";
 import { StorageError } from "../store/health.js";
 import { PinStore } from "../store/person.js";
 import { SnapshotStore } from "../store/snapshots.js";
 import { TrustedToolStore } from "../store/tools.js";
-import { AuditRecorder } from "./audit-log.js";
+import { type AuditDraft, AuditRecorder } from "./audit-log.js";
 import {
   buildCatalog,
   type Classification,
   canonicalJson,
-  classifyControl,
   classifyWrite,
   describeTool,
   extractTarget,
@@ -38,33 +38,31 @@ import {
   type ToolInfo,
 } from "./classify.js";
 import { ApprovalBook, confirmByElicitation, modeForClient, type PendingApproval } from "./confirm.js";
+import { displayName, registerPolicyControls } from "./controls.js";
 import { PersonAuth, type PinStatus } from "./person.js";
 import { RateLimiter } from "./ratelimit.js";
 import { readBackMismatch } from "./readback.js";
 import { redactArgs } from "./redact.js";
 import {
   type CallTool,
-  diffControls,
   extractControls,
   fetchStructure,
   resultPayloads,
-  type StructureDiff,
   structureHash,
 } from "./structure.js";
 import { describeChange, type ToolChange, ToolTrust } from "./tooltrust.js";
 import {
   DEFAULT_POLICY_CONFIG,
-  type Decision,
   type Outcome,
   type PolicyConfig,
   PolicyDenied,
   type PolicyMode,
   type Snapshot,
   type SnapshotControl,
-  type Tier,
 } from "./types.js";
-import { allowedCommands, isUuid, resolveControl, sanitizeArgs, validateCommand } from "./validate.js";
+import { isUuid, resolveControl, sanitizeArgs, validateCommand } from "./validate.js";
 
+export { parseSince } from "./controls.js";
 export { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode } from "./types.js";
 
 export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
@@ -155,57 +153,36 @@ export function createPolicyGate(deps: PolicyGateDeps): PolicyGate {
   return new PolicyEngine(deps);
 }
 
-interface AuditDraft {
-  kind: "read" | "write" | "control";
-  /** Epoch ms when the call arrived. */
-  t0?: number;
-  /** The write's row, stored before it was sent (audit before act). */
-  auditId?: number;
-  /** Its answer has been queued for the row. */
-  finished?: boolean;
-  /** Added to the row after the answer (the read-back). */
-  note?: string;
-  target?: string;
-  controlName?: string;
-  controlType?: string;
-  command?: string;
-  tier?: Tier;
-  decision: Decision;
-  reason?: string;
-  outcome: Outcome;
-  nfc?: boolean;
-}
-
 class PolicyEngine implements PolicyGate {
-  private readonly cfg: PolicyConfig;
-  private readonly upstream: Upstream;
-  private readonly log: Logger;
-  private readonly now: () => number;
-  private readonly audit: AuditStore;
-  private readonly snapshots: SnapshotStore;
-  private readonly approvals: ApprovalBook;
+  readonly cfg: PolicyConfig;
+  readonly upstream: Upstream;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly audit: AuditStore;
+  readonly snapshots: SnapshotStore;
+  readonly approvals: ApprovalBook;
   private readonly limiter: RateLimiter;
-  private catalog: ToolCatalog | undefined;
+  catalog: ToolCatalog | undefined;
   /** Names the Miniserver's tools/list offered when the catalogue was built (new tools included). */
   private offered: string[] = [];
-  private snapshot: Snapshot | undefined;
+  snapshot: Snapshot | undefined;
   private controls = new Map<string, SnapshotControl>();
   private states = new Map<string, Record<string, unknown>>();
   private refreshing: Promise<{ snapshot: Snapshot; changed: boolean }> | undefined;
   private lastOnDemandRefresh = 0;
   /** Batches audit events into few commits; a write's row is stored before it is sent. */
-  private readonly recorder: AuditRecorder;
+  readonly recorder: AuditRecorder;
   /** An emergency stop the database could not store: it holds in memory until it can. */
   private estopUnsaved: EmergencyStopState | undefined;
   /** The last emergency-stop state read, for when the database cannot be read. */
   private estopKnown: EmergencyStopState | undefined;
-  private readonly person: PersonAuth;
-  private readonly trust: ToolTrust;
+  readonly person: PersonAuth;
+  readonly trust: ToolTrust;
   /** Digest of the tool changes last logged (so a change is logged once, not on every list). */
   private loggedToolChanges = "";
   private structureError: string | undefined;
   private timers: NodeJS.Timeout[] = [];
-  private stopped = false;
+  stopped = false;
   private readonly onState = (s: { state: string }) => {
     if (s.state === "ready" && !this.stopped) this.backgroundRefresh("upstream ready");
   };
@@ -386,7 +363,7 @@ class PolicyEngine implements PolicyGate {
     return res as CallToolResult;
   };
 
-  private backgroundRefresh(why: string, quick = false): void {
+  backgroundRefresh(why: string, quick = false): void {
     this.refreshStructure({ quick }).then(
       ({ snapshot, changed }) =>
         this.log.info({ why, controls: snapshot.controls.length, changed }, "house structure checked"),
@@ -457,7 +434,7 @@ class PolicyEngine implements PolicyGate {
 
   // ------------------------------------------------------------------ emergency stop
 
-  private estop(): EmergencyStopState | undefined {
+  estop(): EmergencyStopState | undefined {
     if (this.estopUnsaved) {
       // Stored in memory only (disk full, …): write it as soon as the database takes it.
       try {
@@ -475,7 +452,7 @@ class PolicyEngine implements PolicyGate {
     return this.estopKnown;
   }
 
-  private async emergencyStop(
+  async emergencyStop(
     by: string,
     reason: string | undefined,
     send: (call: CallToolParams) => Promise<CallToolResult>,
@@ -576,7 +553,7 @@ class PolicyEngine implements PolicyGate {
     return out;
   }
 
-  private resume(by: string): { active: false; wasActive: boolean } {
+  resume(by: string): { active: false; wasActive: boolean } {
     const prev = this.estop();
     try {
       this.snapshots.deleteState(ESTOP_KEY);
@@ -1090,12 +1067,7 @@ class PolicyEngine implements PolicyGate {
     };
   }
 
-  private recordAudit(
-    call: CallToolParams,
-    ctx: CallContext | ControlContext,
-    d: AuditDraft,
-    t0: number,
-  ): void {
+  recordAudit(call: CallToolParams, ctx: CallContext | ControlContext, d: AuditDraft, t0: number): void {
     try {
       this.recorder.insert(this.auditEvent(call, ctx, d, t0), d.kind !== "read");
     } catch (err) {
@@ -1115,286 +1087,11 @@ class PolicyEngine implements PolicyGate {
   // ------------------------------------------------------------------ control methods (CLI)
 
   register(control: ControlRegistry): void {
-    control.register("loxmcp/approve", async (params, ctx) => {
-      if (params.list === true || params.code === undefined) return { pending: this.approvals.list() };
-      const code = codeParam(params.code, "approve");
-      const t0 = this.now();
-      const held = this.approvals.get(code);
-      if (!held) {
-        this.recordAudit(
-          { name: "loxmcp/approve", arguments: { code } },
-          ctx,
-          { kind: "control", decision: "denied", reason: "unknown or expired code", outcome: "error" },
-          t0,
-        );
-        throw new ControlError(
-          ErrorCodes.InvalidParams,
-          `no pending approval with code ${code} (wrong or expired); list them with \`loxmcp approve --list\``,
-        );
-      }
-      // The person's proof (PIN, or the terminal when no PIN is set); wrong PINs are audited there.
-      const proof = await this.person.authorize(params, ctx, "approve");
-      const entry = this.approvals.approve(code);
-      this.recordAudit(
-        { name: "loxmcp/approve", arguments: { code } },
-        ctx,
-        {
-          kind: "control",
-          decision: entry ? "allowed" : "denied",
-          reason: entry
-            ? `approved by the person (${proof === "pin" ? "PIN" : "terminal"}): ${entry.summary}`
-            : "the code expired while the person was asked",
-          outcome: entry ? "ok" : "error",
-        },
-        t0,
-      );
-      if (!entry) {
-        throw new ControlError(ErrorCodes.InvalidParams, `code ${code} expired before it was approved`);
-      }
-      return { approved: entry };
-    });
-
-    control.register("loxmcp/deny", (params, ctx) => {
-      const code = codeParam(params.code, "deny");
-      const entry = this.approvals.deny(code);
-      this.recordAudit(
-        { name: "loxmcp/deny", arguments: { code } },
-        ctx,
-        {
-          kind: "control",
-          decision: "allowed",
-          reason: entry ? `denied by the person: ${entry.summary}` : "unknown or expired code",
-          outcome: entry ? "ok" : "error",
-        },
-        this.now(),
-      );
-      if (!entry) {
-        throw new ControlError(
-          ErrorCodes.InvalidParams,
-          `no pending approval with code ${code} (wrong or expired); list them with \`loxmcp approve --list\``,
-        );
-      }
-      return { denied: entry };
-    });
-
-    control.register("loxmcp/pin", async (params, ctx) => {
-      const action = params.action ?? "status";
-      if (action === "status") return this.person.status();
-      if (action === "set") {
-        const r = await this.person.setPin({ ...params, newPin: params.newPin }, ctx);
-        return { ...r, ...this.person.status() };
-      }
-      if (action === "remove") {
-        const r = await this.person.setPin({ ...params, newPin: null }, ctx);
-        return { ...r, ...this.person.status() };
-      }
-      if (action === "reset") {
-        // hardened mode: root sets a new PIN without the forgotten one (person.ts refuses otherwise)
-        const r = await this.person.setPin({ ...params, newPin: params.newPin, reset: true }, ctx);
-        return { ...r, ...this.person.status() };
-      }
-      throw new ControlError(
-        ErrorCodes.InvalidParams,
-        `unknown pin action "${String(action)}": use status, set, reset or remove`,
-      );
-    });
-
-    control.register("loxmcp/tools", async (params, ctx) => {
-      const action = params.action ?? "diff";
-      if (action !== "diff" && action !== "accept") {
-        throw new ControlError(
-          ErrorCodes.InvalidParams,
-          `unknown tools action "${String(action)}": use diff or accept`,
-        );
-      }
-      // Always compare against what the Miniserver offers now.
-      this.catalog = undefined;
-      let list: { tools: Array<Record<string, unknown>> };
-      try {
-        list = await this.upstream.listTools();
-      } catch (err) {
-        throw new ControlError(
-          ErrorCodes.UpstreamUnavailable,
-          `the Miniserver's tool list is not available (${(err as Error).message}); try again once \`loxmcp status\` is ready`,
-        );
-      }
-      // The diff, its digest and what `accept` stores all come from this one list: the person
-      // accepts exactly what was reviewed, even if the Miniserver's list changes meanwhile.
-      const changes = this.trust.review(list.tools).changes;
-      const digest = this.trust.digest();
-      if (action === "diff") return { changes, digest, tools: list.tools.length };
-      if (changes.length === 0) return { accepted: 0, changes: [] };
-      if (typeof params.digest === "string" && params.digest !== digest) {
-        throw new ControlError(
-          ErrorCodes.InvalidParams,
-          "the tool list changed again since you looked at it: nothing was accepted; run `loxmcp tools diff` and decide again",
-        );
-      }
-      await this.person.authorize(params, ctx, "tools accept");
-      const accepted = this.trust.accept(list.tools);
-      this.catalog = undefined;
-      this.recordAudit(
-        { name: "loxmcp/tools-accept", arguments: {} },
-        ctx,
-        {
-          kind: "control",
-          decision: "allowed",
-          reason: `tool changes accepted by the person: ${changes.map(describeChange).join("; ")}`.slice(
-            0,
-            1000,
-          ),
-          outcome: "ok",
-        },
-        this.now(),
-      );
-      this.log.warn(
-        { changes: changes.map(describeChange) },
-        "the person accepted the tool catalogue changes",
-      );
-      if (!this.stopped && this.upstream.status().state === "ready") this.backgroundRefresh("tools accepted");
-      return { accepted, changes };
-    });
-
-    control.register("loxmcp/stop-all", async (params, ctx) => {
-      const t0 = this.now();
-      const reason = typeof params.reason === "string" ? params.reason.slice(0, 200) : undefined;
-      const send = async (c: CallToolParams) =>
-        (await this.upstream.request("tools/call", c, { retryable: false })) as CallToolResult;
-      const out = await this.emergencyStop(`${displayName(ctx)} (control socket)`, reason, send);
-      this.recordAudit(
-        { name: "loxmcp/stop-all", arguments: reason ? { reason } : {} },
-        ctx,
-        {
-          kind: "control",
-          decision: "allowed",
-          reason: "emergency stop",
-          outcome: out.stopped.every((s) => s.ok) ? "ok" : "error",
-        },
-        t0,
-      );
-      return {
-        active: true,
-        since: out.state.since,
-        stopped: out.stopped,
-        ...(out.warning ? { warning: out.warning } : {}),
-      };
-    });
-
-    control.register("loxmcp/resume", async (params, ctx) => {
-      const t0 = this.now();
-      if (!this.estop()?.active) return { active: false, wasActive: false };
-      await this.person.authorize(params, ctx, "resume");
-      const out = this.resume(displayName(ctx));
-      this.recordAudit(
-        { name: "loxmcp/resume", arguments: {} },
-        ctx,
-        { kind: "control", decision: "allowed", outcome: "ok" },
-        t0,
-      );
-      return out;
-    });
-
-    control.register("loxmcp/audit", (params) => {
-      const q: AuditQuery = {};
-      const since = parseSince(params.since, this.now());
-      if (since !== undefined) q.since = since;
-      if (typeof params.client === "string" && params.client) q.client = params.client;
-      if (params.denied === true) q.denied = true;
-      if (params.held === true) q.held = true;
-      if (params.limit !== undefined) {
-        const n = Number(params.limit);
-        if (!Number.isFinite(n) || n < 1)
-          throw new ControlError(ErrorCodes.InvalidParams, "limit must be a positive number");
-        q.limit = n;
-      }
-      this.recorder.flush();
-      const events: AuditRow[] = this.audit.query(q);
-      return { events };
-    });
-
-    control.register("loxmcp/structure", async (params) => {
-      const action = params.action ?? "show";
-      if (action === "refresh") {
-        const before = this.snapshot;
-        let result: { snapshot: Snapshot; changed: boolean };
-        try {
-          result = await this.refreshStructure();
-        } catch (err) {
-          throw new ControlError(
-            ErrorCodes.UpstreamUnavailable,
-            `structure refresh failed: ${(err as Error).message}; check \`loxmcp status\``,
-          );
-        }
-        const s = result.snapshot;
-        return {
-          changed: result.changed,
-          snapshot: meta(s),
-          ...(result.changed && before ? { diff: diffControls(before.controls, s.controls) } : {}),
-        };
-      }
-      if (action === "show") {
-        const s = this.snapshot;
-        if (!s)
-          throw new ControlError(
-            ErrorCodes.UpstreamUnavailable,
-            "no structure snapshot yet; run `loxmcp structure refresh` once the daemon is ready",
-          );
-        const room = typeof params.room === "string" ? params.room.toLowerCase() : undefined;
-        const type = typeof params.type === "string" ? params.type.toLowerCase() : undefined;
-        const controls = s.controls
-          .filter((c) => (!room || c.room.toLowerCase() === room) && (!type || c.type.toLowerCase() === type))
-          // the tier each command would get as a write, by the same classifier and T4 list
-          .map((c) => ({ ...c, ...classifyControl(c, allowedCommands(c), this.cfg) }));
-        return { snapshot: meta(s), controls };
-      }
-      if (action === "diff") {
-        const [to, from] = this.snapshots.recent(2);
-        const out: StructureDiff = {
-          ...(from ? { from: metaShort(from) } : {}),
-          ...(to ? { to: metaShort(to) } : {}),
-          ...diffControls(from?.controls ?? to?.controls ?? [], to?.controls ?? []),
-        };
-        return out;
-      }
-      throw new ControlError(
-        ErrorCodes.InvalidParams,
-        `unknown structure action "${String(action)}": use refresh, show or diff`,
-      );
-    });
+    registerPolicyControls(control, this);
   }
 }
 
 // ------------------------------------------------------------------ helpers
-
-function codeParam(v: unknown, what: string): string {
-  if (typeof v !== "string" || !/^[A-Za-z0-9]{4,12}$/.test(v.trim())) {
-    throw new ControlError(
-      ErrorCodes.InvalidParams,
-      `${what} needs the 6-character code of the held action, e.g. \`loxmcp ${what} K7Q2XM\` (\`loxmcp approve --list\` shows them)`,
-    );
-  }
-  return v.trim().toUpperCase();
-}
-
-/** The CLI says no hello: its connections are named "unknown" by the mux. */
-function displayName(ctx: ControlContext | CallContext): string {
-  const n = ctx.client.name;
-  return n === "unknown" && ctx.client.pid === undefined ? "loxmcp-cli" : n;
-}
-
-function meta(s: Snapshot) {
-  return {
-    id: s.id,
-    hash: s.hash,
-    controls: s.controls.length,
-    createdAt: s.createdAt,
-    checkedAt: s.checkedAt,
-  };
-}
-
-function metaShort(s: Snapshot) {
-  return { id: s.id, createdAt: s.createdAt, hash: s.hash };
-}
 
 function pick(c: SnapshotControl) {
   return { uuid: c.uuid, name: c.name, room: c.room, type: c.type };
@@ -1467,27 +1164,4 @@ function denial(err: PolicyDenied): CallToolResult {
     isError: true,
     _meta: { "loxmcp/policy": { code: err.code, decision: err.decision, ...(err.data ?? {}) } },
   };
-}
-
-/** `since`: epoch ms, ISO date, or a duration like 30m / 2h / 7d. */
-export function parseSince(v: unknown, now: number): number | undefined {
-  if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v === "number" && Number.isFinite(v)) return v;
-  if (typeof v === "string") {
-    const m = /^(\d+)\s*(s|m|h|d)$/i.exec(v.trim());
-    if (m) {
-      const n = Number(m[1]);
-      const unit = { s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS }[
-        (m[2] ?? "s").toLowerCase() as "s" | "m" | "h" | "d"
-      ];
-      return now - n * unit;
-    }
-    if (/^\d+$/.test(v.trim())) return Number(v);
-    const t = Date.parse(v);
-    if (Number.isFinite(t)) return t;
-  }
-  throw new ControlError(
-    ErrorCodes.InvalidParams,
-    `since "${String(v)}" is not a date, epoch ms or duration like 2h / 7d`,
-  );
 }
