@@ -19,7 +19,7 @@ import type { SnapshotStore } from "../store/snapshots.js";
 import type { AuditDraft, AuditRecorder } from "./audit-log.js";
 import { classifyControl, type ToolCatalog } from "./classify.js";
 import type { ApprovalBook } from "./confirm.js";
-import type { EmergencyStopState, StopReport } from "./index.js";
+import type { EmergencyStopState, StopReport } from "./estop.js";
 import type { PersonAuth } from "./person.js";
 import { diffControls, type StructureDiff } from "./structure.js";
 import { describeChange, type ToolTrust } from "./tooltrust.js";

@@ -1,11 +1,3 @@
-/**
- * The policy gate: every tools/call passes here before it goes upstream. Reads pass (audited);
- * writes are resolved to (control, command), validated against the latest structure snapshot,
- * tiered, rate-limited, confirmed by a person where needed, sent once, read back, audited.
- * The control methods for the CLI (loxmcp/approve, stop-all, resume, audit, …) are in controls.ts;
- * audit batching in audit-log.ts.
- */
-import { ErrorCodes } from "@loxmcp/common";
 import type { Logger } from "pino";
 import type {
   CallContext,
@@ -18,7 +10,6 @@ import type {
   ToolGate,
   Upstream,
 } from "../contracts.js";
-import { ControlError, UpstreamError } from "../contracts.js";
 import type { AuditEvent } from "../store/audit.js";
 import { AuditStore, OUTCOME_SENT } from "../store/audit.js";
 import type { Database } from "../store/db.js";
@@ -39,10 +30,12 @@ import {
 } from "./classify.js";
 import { ApprovalBook, confirmByElicitation, modeForClient, type PendingApproval } from "./confirm.js";
 import { displayName, registerPolicyControls } from "./controls.js";
+import { EmergencyStop, type EmergencyStopState, type StopReport } from "./estop.js";
 import { PersonAuth, type PinStatus } from "./person.js";
 import { RateLimiter } from "./ratelimit.js";
 import { readBackMismatch } from "./readback.js";
 import { redactArgs } from "./redact.js";
+import { errorText, joinText, resultText, sendFailureOutcome } from "./results.js";
 import {
   type CallTool,
   extractControls,
@@ -53,7 +46,6 @@ import {
 import { describeChange, type ToolChange, ToolTrust } from "./tooltrust.js";
 import {
   DEFAULT_POLICY_CONFIG,
-  type Outcome,
   type PolicyConfig,
   PolicyDenied,
   type PolicyMode,
@@ -63,31 +55,14 @@ import {
 import { isUuid, resolveControl, sanitizeArgs, validateCommand } from "./validate.js";
 
 export { parseSince } from "./controls.js";
+export type { EmergencyStopState, StopReport } from "./estop.js";
+export { resultText } from "./results.js";
 export { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode } from "./types.js";
 
 export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
-const ESTOP_KEY = "emergencyStop";
-const MOTOR_TYPES = /^(Jalousie|Gate|Window|AutomaticJalousie|CentralJalousie|CentralGate)$/i;
 const DAY_MS = 86_400_000;
 /** A held call without a checkable target is shown to the person with ALL its arguments, up to this. */
 const MAX_SHOWN_ARGS = 4000;
-
-export interface EmergencyStopState {
-  active: boolean;
-  since: number;
-  by: string;
-  reason?: string;
-}
-
-export interface StopReport {
-  uuid: string;
-  name: string;
-  room: string;
-  type: string;
-  ok: boolean;
-  /** What the Miniserver answered (or the error). */
-  answer: string;
-}
 
 export type PolicyConfigInput = Partial<Omit<PolicyConfig, "rateLimits" | "temperature" | "volume">> & {
   rateLimits?: Partial<PolicyConfig["rateLimits"]>;
@@ -172,10 +147,8 @@ class PolicyEngine implements PolicyGate {
   private lastOnDemandRefresh = 0;
   /** Batches audit events into few commits; a write's row is stored before it is sent. */
   readonly recorder: AuditRecorder;
-  /** An emergency stop the database could not store: it holds in memory until it can. */
-  private estopUnsaved: EmergencyStopState | undefined;
-  /** The last emergency-stop state read, for when the database cannot be read. */
-  private estopKnown: EmergencyStopState | undefined;
+  /** The emergency stop: its stored state, stopping every motor, lifting it. */
+  private readonly stopper: EmergencyStop;
   readonly person: PersonAuth;
   readonly trust: ToolTrust;
   /** Digest of the tool changes last logged (so a change is logged once, not on every list). */
@@ -209,6 +182,7 @@ class PolicyEngine implements PolicyGate {
     this.audit = new AuditStore(deps.db);
     this.recorder = new AuditRecorder(this.audit, this.log, () => this.stopped);
     this.snapshots = new SnapshotStore(deps.db);
+    this.stopper = new EmergencyStop(this.snapshots, this.recorder, this.log, this.now);
     this.approvals = new ApprovalBook(this.cfg.approvalTtlMs, this.now);
     this.limiter = new RateLimiter(this.cfg.rateLimits, this.now);
     this.person = new PersonAuth(
@@ -435,139 +409,19 @@ class PolicyEngine implements PolicyGate {
   // ------------------------------------------------------------------ emergency stop
 
   estop(): EmergencyStopState | undefined {
-    if (this.estopUnsaved) {
-      // Stored in memory only (disk full, …): write it as soon as the database takes it.
-      try {
-        this.snapshots.setState(ESTOP_KEY, this.estopUnsaved, this.now());
-        this.estopUnsaved = undefined;
-      } catch {
-        return this.estopUnsaved;
-      }
-    }
-    try {
-      this.estopKnown = this.snapshots.getState<EmergencyStopState>(ESTOP_KEY);
-    } catch (err) {
-      if (!(err instanceof StorageError)) throw err;
-    }
-    return this.estopKnown;
+    return this.stopper.state();
   }
 
-  async emergencyStop(
+  emergencyStop(
     by: string,
     reason: string | undefined,
     send: (call: CallToolParams) => Promise<CallToolResult>,
   ): Promise<{ state: EmergencyStopState; stopped: StopReport[]; warning?: string }> {
-    const prev = this.estop();
-    const state: EmergencyStopState = prev?.active
-      ? prev
-      : { active: true, since: this.now(), by, ...(reason ? { reason } : {}) };
-    let warning: string | undefined;
-    try {
-      this.snapshots.setState(ESTOP_KEY, state, this.now());
-    } catch (err) {
-      if (!(err instanceof StorageError)) throw err;
-      // Stopping never waits for the disk: the stop holds in memory and is stored when possible.
-      this.estopUnsaved = state;
-      warning = `the emergency stop could not be stored (${err.message}): it holds until the daemon restarts unless the database can be written again before`;
-    }
-    this.estopKnown = state;
-    this.log.warn({ by, reason }, "EMERGENCY STOP: writes blocked; stopping every blind and gate");
-    let motors: SnapshotControl[] = [];
-    let command: ToolInfo | undefined;
-    try {
-      command = (await this.getCatalog()).command;
-    } catch (err) {
-      warning = `the tool list is not available (${(err as Error).message})`;
-    }
-    if (this.snapshot) motors = this.snapshot.controls.filter((c) => MOTOR_TYPES.test(c.type));
-    else warning = joinText(warning, "no house structure known: could not enumerate blinds and gates");
-    const stopped: StopReport[] = [];
-    if (command?.uuidArg && command.commandArg) {
-      const tool = command;
-      const uuidArg = command.uuidArg;
-      const commandArg = command.commandArg;
-      let next = 0;
-      const worker = async () => {
-        while (next < motors.length) {
-          const c = motors[next++] as SnapshotControl;
-          const t0 = this.now();
-          const event: AuditEvent = {
-            ts: t0,
-            client: by,
-            tool: tool.name,
-            args: { [uuidArg]: c.uuid, [commandArg]: "stop" },
-            kind: "write",
-            target: c.uuid,
-            controlName: c.name,
-            controlType: c.type,
-            command: "stop",
-            tier: "T1",
-            decision: "allowed",
-            reason: "emergency stop",
-            outcome: OUTCOME_SENT,
-            latencyMs: 0,
-          };
-          // Audited before it is sent, like every write; but a stop is never held back for want
-          // of an audit row (stopping is the safe direction): then it is logged and queued.
-          let auditId: number | undefined;
-          try {
-            auditId = this.recorder.commitIntent(event);
-          } catch (err) {
-            this.log.error(
-              { device: c.name, err: (err as Error).message },
-              "emergency stop: the audit row could not be stored first; sending the stop anyway",
-            );
-          }
-          let report: StopReport;
-          let outcome: Outcome;
-          try {
-            const res = await send({
-              name: tool.name,
-              arguments: { [uuidArg]: c.uuid, [commandArg]: "stop" },
-            });
-            report = { ...pick(c), ok: res.isError !== true, answer: resultText(res) };
-            outcome = report.ok ? "ok" : "error";
-          } catch (err) {
-            report = { ...pick(c), ok: false, answer: errorText(err) };
-            outcome = sendFailureOutcome(err);
-          }
-          stopped.push(report);
-          const latencyMs = this.now() - t0;
-          const why = report.ok ? undefined : report.answer.slice(0, 300);
-          if (auditId !== undefined) {
-            this.recorder.finish({ id: auditId, outcome, ...(why ? { reason: why } : {}), latencyMs });
-          } else {
-            this.recorder.insert(
-              { ...event, outcome, reason: joinText(event.reason, why) ?? "emergency stop", latencyMs },
-              true,
-            );
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(4, motors.length) }, worker));
-    } else if (!warning) {
-      warning = "the relay offers no command tool: blinds and gates were not stopped";
-    }
-    const out: { state: EmergencyStopState; stopped: StopReport[]; warning?: string } = { state, stopped };
-    if (warning) out.warning = warning;
-    return out;
+    return this.stopper.stop(by, reason, send, () => this.getCatalog(), this.snapshot);
   }
 
   resume(by: string): { active: false; wasActive: boolean } {
-    const prev = this.estop();
-    try {
-      this.snapshots.deleteState(ESTOP_KEY);
-    } catch (err) {
-      if (!(err instanceof StorageError)) throw err;
-      throw new ControlError(
-        ErrorCodes.InternalError,
-        `the emergency stop was NOT lifted: the database cannot be written (${err.message}); fix that (\`loxmcp doctor\`) and run \`loxmcp resume\` again`,
-      );
-    }
-    this.estopUnsaved = undefined;
-    this.estopKnown = undefined;
-    if (prev?.active) this.log.warn({ by }, "emergency stop lifted: writes allowed again");
-    return { active: false, wasActive: prev?.active === true };
+    return this.stopper.resume(by);
   }
 
   // ------------------------------------------------------------------ the gate
@@ -1093,10 +947,6 @@ class PolicyEngine implements PolicyGate {
 
 // ------------------------------------------------------------------ helpers
 
-function pick(c: SnapshotControl) {
-  return { uuid: c.uuid, name: c.name, room: c.room, type: c.type };
-}
-
 function describeAction(c: SnapshotControl, command: string): string {
   return `send "${command}" to ${c.type} "${c.name}"${c.room ? ` in ${c.room}` : ""}`;
 }
@@ -1108,54 +958,6 @@ function briefArgs(args: Record<string, unknown>): string {
 
 function capitalize(s: string): string {
   return s.charAt(0).toUpperCase() + s.slice(1);
-}
-
-export function resultText(res: CallToolResult): string {
-  const t = (res.content ?? [])
-    .map((c) => (typeof c.text === "string" ? c.text : ""))
-    .filter(Boolean)
-    .join(" ")
-    .replace(/\s+/g, " ")
-    .trim();
-  return t.length > 600 ? `${t.slice(0, 597)}...` : t || "(no text)";
-}
-
-/**
- * What a failed send means for the outcome: the answer was lost = unknown; it never left (relay
- * unavailable, refused as unauthorized, cancelled or timed out before sending, no relay slot
- * free) = not-sent; anything else (the Miniserver's own error) = error.
- */
-function sendFailureOutcome(err: unknown): Outcome {
-  if (err instanceof UpstreamError) {
-    switch (err.code) {
-      case "OUTCOME_UNKNOWN":
-        return "unknown";
-      case "UNAVAILABLE":
-      case "AUTH_FAILED":
-        return "not-sent";
-      case "CANCELLED":
-      case "TIMEOUT":
-        return /before it was sent|could not be sent/.test(err.message) ? "not-sent" : "unknown";
-      default:
-        return "error";
-    }
-  }
-  if ((err as { code?: unknown } | null)?.code === ErrorCodes.TooBusy) return "not-sent";
-  return "error";
-}
-
-function joinText(a: string | undefined, b: string | undefined): string | undefined {
-  if (!b) return a;
-  return a ? `${a}; ${b}` : b;
-}
-
-function errorText(err: unknown): string {
-  if (err instanceof UpstreamError) {
-    return err.code === "OUTCOME_UNKNOWN"
-      ? `outcome unknown: ${err.message}`
-      : `${err.code.toLowerCase()}: ${err.message}`;
-  }
-  return err instanceof Error ? err.message : String(err);
 }
 
 function denial(err: PolicyDenied): CallToolResult {
