@@ -20,7 +20,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, "..", "packages", "daemon", "dist");
 const { loadConfig } = await import(join(dist, "config.js"));
 const { createLogger } = await import(join(dist, "log.js"));
-const { runProbe, formatProbeSummary } = await import(join(dist, "probe.js"));
+const { runProbe, formatProbeSummary } = await import(join(dist, "login-check.js"));
 const { createUpstreamSession } = await import(join(dist, "wiring.js"));
 
 const serverUrl = process.argv[2];

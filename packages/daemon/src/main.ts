@@ -111,7 +111,7 @@ async function main(argv: string[]): Promise<void> {
       process.exit(EX_CONFIG);
     }
     const [{ probeMain }, { createUpstreamSession }] = await Promise.all([
-      import("./probe.js"),
+      import("./login-check.js"),
       import("./wiring.js"),
     ]);
     process.exit(await probeMain(argv, createUpstreamSession));
