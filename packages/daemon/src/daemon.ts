@@ -235,7 +235,6 @@ export class Daemon {
         counters: this.counters,
         scrub: (t) => this.secrets.scrub(t),
         initTimeoutMs: Math.min(config.requestTimeoutMs, 30_000),
-        progressRoutes: new Map(),
         onRefused: (client, what, reason) => this.gate?.recordRefusal?.(client, what, reason),
       },
       limits: config.limits,

@@ -28,6 +28,7 @@ import type { Logger } from "pino";
 import type { ClientIdentity } from "../contracts.js";
 import { encodeAnswer, parseFrame } from "./jsonrpc-edges.js";
 import { DEFAULT_LIMITS, FairQueue, type MuxLimits } from "./limits.js";
+import { ProgressRouter } from "./progress.js";
 import { ClientSession, type SessionDeps } from "./session.js";
 
 /** Unread answers above this pause reading from that client until it catches up. */
@@ -46,7 +47,8 @@ export interface MuxServerOptions {
   runtimeDirMode?: number;
   socketMode?: number;
   adminSocketPath?: string;
-  deps: SessionDeps;
+  /** What every session gets; progress routing is the server's own. */
+  deps: Omit<SessionDeps, "progress">;
   logger: Logger;
   maxFrameBytes?: number;
   limits?: Partial<MuxLimits>;
@@ -68,6 +70,8 @@ export class MuxServer {
   private readonly log: Logger;
   readonly limits: MuxLimits;
   private readonly upstreamSlots: FairQueue;
+  /** Which session an upstream progress notification belongs to. */
+  private readonly progress = new ProgressRouter();
   private readonly onNotification = (n: { method: string; params?: unknown }) =>
     this.fanOut(n.method, n.params);
   private readonly onToolsChanged = () => this.fanOut("notifications/tools/list_changed");
@@ -176,15 +180,7 @@ export class MuxServer {
 
   /** Sends a notification to every client that speaks MCP with us. */
   fanOut(method: string, params?: unknown): void {
-    if (method === "notifications/progress") {
-      const p = params as { progressToken?: unknown } | undefined;
-      const route =
-        typeof p?.progressToken === "string" ? this.opts.deps.progressRoutes.get(p.progressToken) : undefined;
-      if (route) {
-        route.session.notify(method, { ...p, progressToken: route.token });
-        return;
-      }
-    }
+    if (method === "notifications/progress" && this.progress.deliver(params)) return;
     if (method === "notifications/cancelled") return; // cancels a server→client request: not routable
     for (const { session } of this.sessions.values()) {
       if (session.mcpActive && !session.isClosed) {
@@ -262,6 +258,7 @@ export class MuxServer {
     };
     const session = new ClientSession(connId, write, {
       ...this.opts.deps,
+      progress: this.progress,
       ...(admin ? { admin: true } : {}),
       shuttingDown: () => this.shuttingDown,
       maxInFlight: lim.maxInFlightPerConnection,

@@ -44,6 +44,7 @@ import {
 } from "../contracts.js";
 import { adaptToVersion, LOG_LEVELS } from "./jsonrpc-edges.js";
 import type { FairQueue } from "./limits.js";
+import type { ProgressRouter } from "./progress.js";
 
 /** Counters of the socket side (the upstream has its own `requests`/`errors`). */
 export interface MuxCounters {
@@ -93,11 +94,8 @@ export interface SessionDeps {
   scrub: (text: string) => string;
   /** How long `initialize` waits for the first upstream session. */
   initTimeoutMs: number;
-  /**
-   * Progress tokens of in-flight requests: the daemon-unique token sent upstream → the session
-   * that owns the request and the client's own token (restored on the way back).
-   */
-  progressRoutes: Map<string, ProgressRoute>;
+  /** Progress routing of in-flight requests (owned by the mux server). */
+  progress: ProgressRouter;
   /** True once the daemon is stopping: new MCP requests are refused (nothing is sent upstream). */
   shuttingDown?: () => boolean;
   /** Audits a refusal made for safety (control method from an MCP client, a second hello). */
@@ -144,11 +142,6 @@ interface PendingServerRequest {
   resolve(result: unknown): void;
   reject(err: Error): void;
   method: string;
-}
-
-export interface ProgressRoute {
-  session: ClientSession;
-  token: string | number;
 }
 
 export interface HelloInfo {
@@ -309,8 +302,7 @@ export class ClientSession {
     let progressToken: string | undefined;
     let forwarded = req;
     if (clientToken !== undefined && isObject(req.params) && isObject(req.params._meta)) {
-      progressToken = `lxp-${this.connId}-${typeof clientToken}-${String(clientToken)}`;
-      this.deps.progressRoutes.set(progressToken, { session: this, token: clientToken });
+      progressToken = this.deps.progress.open(this.connId, this, clientToken);
       forwarded = {
         ...req,
         params: { ...req.params, _meta: { ...req.params._meta, progressToken } },
@@ -327,9 +319,7 @@ export class ClientSession {
       this.log[level]({ method: req.method, rpcCode: error.code, error: error.message }, "request failed");
       this.finish(entry, { jsonrpc: "2.0", id: req.id, error });
     } finally {
-      if (progressToken !== undefined && this.deps.progressRoutes.get(progressToken)?.session === this) {
-        this.deps.progressRoutes.delete(progressToken);
-      }
+      if (progressToken !== undefined) this.deps.progress.close(progressToken, this);
     }
   }
 
@@ -720,9 +710,7 @@ export class ClientSession {
       );
       this.serverRequests.delete(id);
     }
-    for (const [token, r] of this.deps.progressRoutes) {
-      if (r.session === this) this.deps.progressRoutes.delete(token);
-    }
+    this.deps.progress.closeAll(this);
   }
 
   get isClosed(): boolean {
