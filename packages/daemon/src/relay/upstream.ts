@@ -46,7 +46,9 @@ import {
 } from "../contracts.js";
 import type { TokenStore } from "../store/tokens.js";
 import { AuthError } from "./auth/errors.js";
-import { type AuthChallenge, AuthManager } from "./auth/manager.js";
+import { AuthManager } from "./auth/manager.js";
+import { cancelled, describe, describeCall, stripMcpPrefix, timeoutError } from "./call-errors.js";
+import { CONNECT_ERRORS, NOT_EXECUTED, RequestCtx, watchBody } from "./delivery.js";
 import { HttpPool, isBrokenConnection } from "./http.js";
 import { networkErrorCode, RelayResolver, type ResolverOptions, retryAtOf } from "./resolver.js";
 import { requireSecureUrl, safeUrl } from "./url.js";
@@ -86,8 +88,6 @@ export interface UpstreamSessionOptions extends UpstreamOptions {
 
 const Passthrough = z.unknown();
 
-/** HTTP statuses that mean the server did not execute the request. */
-const NOT_EXECUTED = new Set([400, 401, 403, 404, 405, 406, 408, 409, 413, 415, 422, 429, 503]);
 /** Statuses after which we re-resolve the relay. */
 const RELAY_GONE = new Set([502, 503, 504]);
 /**
@@ -102,73 +102,6 @@ const NETWORK_DOWN = new Set([
   "EAI_AGAIN",
   "ENOTFOUND",
 ]);
-/** Network errors that happen before the request could be written. */
-const CONNECT_ERRORS = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EADDRNOTAVAIL",
-  "UND_ERR_CONNECT_TIMEOUT",
-  "CERT_HAS_EXPIRED",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-]);
-
-type Phase = "none" | "sent" | "refused" | "rejected" | "lost" | "accepted";
-type AbortReason = "timeout" | "caller" | "stream";
-
-/** Per-request bookkeeping, carried through the SDK by AsyncLocalStorage. */
-class RequestCtx {
-  id: string | number | undefined;
-  phase: Phase = "none";
-  status: number | undefined;
-  challenge: AuthChallenge | undefined;
-  usedToken: string | undefined;
-  netCode: string | undefined;
-  abortReason: AbortReason | undefined;
-  settled = false;
-  readonly ac = new AbortController();
-  readonly startedAt = Date.now();
-  private graceTimer: NodeJS.Timeout | undefined;
-
-  constructor(
-    readonly method: string,
-    readonly retryable: boolean,
-    readonly onServerRequest?: (req: ServerRequest) => Promise<unknown>,
-  ) {}
-
-  abort(reason: AbortReason): void {
-    if (this.settled || this.abortReason) return;
-    this.abortReason = reason;
-    this.ac.abort(new Error(`request ${reason}`));
-  }
-
-  /** The response stream ended or broke; give the SDK a moment to deliver what it already got. */
-  streamEnded(graceMs: number, broken: boolean): void {
-    if (this.settled || this.graceTimer) return;
-    if (broken) this.phase = "lost";
-    this.graceTimer = setTimeout(() => {
-      if (!this.settled) {
-        this.phase = "lost";
-        this.abort("stream");
-      }
-    }, graceMs);
-  }
-
-  settle(): void {
-    this.settled = true;
-    if (this.graceTimer) clearTimeout(this.graceTimer);
-  }
-
-  /** True when the request may have reached the server (and so may have run). */
-  get mayHaveRun(): boolean {
-    return this.phase === "sent" || this.phase === "lost" || this.phase === "accepted";
-  }
-}
 
 interface Conn {
   id: number;
@@ -1535,52 +1468,6 @@ class ConnectError extends Error {
   }
 }
 
-/** Wraps an SSE response body so that its end or failure is noticed for `ctx`. */
-function watchBody(res: Response, ctx: RequestCtx, graceMs: number): Response {
-  const reader = res.body!.getReader();
-  // SSE resumability (SEP-1699): a stream that carried an event id and then closed gracefully is
-  // resumed by the SDK with GET + Last-Event-ID after the server's `retry` (else its own backoff,
-  // 1 s then 1.5 s); the response arrives there. Give it that long before calling the request lost.
-  const sse = {
-    decoder: new TextDecoder(),
-    partial: "",
-    sawId: false,
-    retryMs: undefined as number | undefined,
-  };
-  const scan = (chunk: Uint8Array) => {
-    const lines = (sse.partial + sse.decoder.decode(chunk, { stream: true })).split(/\r\n|\r|\n/);
-    sse.partial = lines.pop() ?? "";
-    for (const line of lines) {
-      if (/^id:\s*\S/.test(line)) sse.sawId = true;
-      const retry = /^retry:\s*(\d+)\s*$/.exec(line);
-      if (retry) sse.retryMs = Number(retry[1]);
-    }
-  };
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) {
-          controller.close();
-          const resumeMs = sse.sawId ? 2 * (sse.retryMs ?? 1_250) + 2_000 : 0;
-          ctx.streamEnded(Math.max(graceMs, resumeMs), false);
-        } else {
-          scan(value);
-          controller.enqueue(value);
-        }
-      } catch (err) {
-        ctx.netCode = networkErrorCode(err) ?? "stream broken";
-        ctx.streamEnded(graceMs, true);
-        controller.error(err);
-      }
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
-  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
-}
-
 function initializeInfoOf(conn: Conn): InitializeInfo {
   const server = conn.client.getServerVersion();
   const info: InitializeInfo = {
@@ -1597,52 +1484,6 @@ function backoff(failures: number, minMs: number, maxMs: number): number {
   if (failures <= 1) return minMs * (0.5 + Math.random() / 2);
   const exp = Math.min(maxMs, minMs * 2 ** (failures - 1));
   return exp * (0.5 + Math.random() / 2);
-}
-
-function cancelled(method: string, mayHaveRun: boolean): UpstreamError {
-  return new UpstreamError(
-    "CANCELLED",
-    mayHaveRun
-      ? `${method} was cancelled after it was sent; it may or may not have run`
-      : `${method} was cancelled before it was sent`,
-  );
-}
-
-function timeoutError(method: string, ms: number, mayHaveRun: boolean, retryable: boolean): UpstreamError {
-  const sec = Math.round(ms / 100) / 10;
-  if (mayHaveRun && !retryable) {
-    // Not a broken connection: the request was sent and no answer came in time.
-    return new UpstreamError(
-      "OUTCOME_UNKNOWN",
-      `${method} timed out after ${sec} s; outcome unknown: it was sent, so it may or may not have run; not retried automatically`,
-      undefined,
-      { method, cause: "timeout", afterSec: sec },
-    );
-  }
-  return new UpstreamError(
-    "TIMEOUT",
-    mayHaveRun
-      ? `${method} got no answer within ${sec} s (it may still run upstream)`
-      : `${method} could not be sent within ${sec} s`,
-  );
-}
-
-function describeCall(method: string, params: unknown): string {
-  if (method === "tools/call" && params && typeof params === "object") {
-    const name = (params as { name?: unknown }).name;
-    if (typeof name === "string") return `the call of tool ${name}`;
-  }
-  return method;
-}
-
-function stripMcpPrefix(message: string, code: number): string {
-  const prefix = `MCP error ${code}: `;
-  return message.startsWith(prefix) ? message.slice(prefix.length) : message;
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Error) return err.message.length > 300 ? `${err.message.slice(0, 300)}…` : err.message;
-  return String(err);
 }
 
 function shortId(id: string | undefined): string | undefined {

@@ -1,0 +1,125 @@
+/**
+ * Delivery tracking: what is known of one request on its way to the relay (sent? refused before
+ * it left? answered with an HTTP error that means it never ran? lost after it may have run?),
+ * carried through the SDK by AsyncLocalStorage and filled in by the upstream's fetch wrapper and
+ * by watching the SSE response body.
+ */
+import type { ServerRequest } from "../contracts.js";
+import type { AuthChallenge } from "./auth/manager.js";
+import { networkErrorCode } from "./resolver.js";
+
+/** HTTP statuses that mean the server did not execute the request. */
+export const NOT_EXECUTED = new Set([400, 401, 403, 404, 405, 406, 408, 409, 413, 415, 422, 429, 503]);
+/** Network errors that happen before the request could be written. */
+export const CONNECT_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "CERT_HAS_EXPIRED",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+export type Phase = "none" | "sent" | "refused" | "rejected" | "lost" | "accepted";
+export type AbortReason = "timeout" | "caller" | "stream";
+
+/** Per-request bookkeeping, carried through the SDK by AsyncLocalStorage. */
+export class RequestCtx {
+  id: string | number | undefined;
+  phase: Phase = "none";
+  status: number | undefined;
+  challenge: AuthChallenge | undefined;
+  usedToken: string | undefined;
+  netCode: string | undefined;
+  abortReason: AbortReason | undefined;
+  settled = false;
+  readonly ac = new AbortController();
+  readonly startedAt = Date.now();
+  private graceTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly method: string,
+    readonly retryable: boolean,
+    readonly onServerRequest?: (req: ServerRequest) => Promise<unknown>,
+  ) {}
+
+  abort(reason: AbortReason): void {
+    if (this.settled || this.abortReason) return;
+    this.abortReason = reason;
+    this.ac.abort(new Error(`request ${reason}`));
+  }
+
+  /** The response stream ended or broke; give the SDK a moment to deliver what it already got. */
+  streamEnded(graceMs: number, broken: boolean): void {
+    if (this.settled || this.graceTimer) return;
+    if (broken) this.phase = "lost";
+    this.graceTimer = setTimeout(() => {
+      if (!this.settled) {
+        this.phase = "lost";
+        this.abort("stream");
+      }
+    }, graceMs);
+  }
+
+  settle(): void {
+    this.settled = true;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+  }
+
+  /** True when the request may have reached the server (and so may have run). */
+  get mayHaveRun(): boolean {
+    return this.phase === "sent" || this.phase === "lost" || this.phase === "accepted";
+  }
+}
+
+/** Wraps an SSE response body so that its end or failure is noticed for `ctx`. */
+export function watchBody(res: Response, ctx: RequestCtx, graceMs: number): Response {
+  const reader = res.body!.getReader();
+  // SSE resumability (SEP-1699): a stream that carried an event id and then closed gracefully is
+  // resumed by the SDK with GET + Last-Event-ID after the server's `retry` (else its own backoff,
+  // 1 s then 1.5 s); the response arrives there. Give it that long before calling the request lost.
+  const sse = {
+    decoder: new TextDecoder(),
+    partial: "",
+    sawId: false,
+    retryMs: undefined as number | undefined,
+  };
+  const scan = (chunk: Uint8Array) => {
+    const lines = (sse.partial + sse.decoder.decode(chunk, { stream: true })).split(/\r\n|\r|\n/);
+    sse.partial = lines.pop() ?? "";
+    for (const line of lines) {
+      if (/^id:\s*\S/.test(line)) sse.sawId = true;
+      const retry = /^retry:\s*(\d+)\s*$/.exec(line);
+      if (retry) sse.retryMs = Number(retry[1]);
+    }
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          controller.close();
+          const resumeMs = sse.sawId ? 2 * (sse.retryMs ?? 1_250) + 2_000 : 0;
+          ctx.streamEnded(Math.max(graceMs, resumeMs), false);
+        } else {
+          scan(value);
+          controller.enqueue(value);
+        }
+      } catch (err) {
+        ctx.netCode = networkErrorCode(err) ?? "stream broken";
+        ctx.streamEnded(graceMs, true);
+        controller.error(err);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
