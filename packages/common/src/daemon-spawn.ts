@@ -237,7 +237,8 @@ interface StartLock {
   release(): void;
 }
 
-function pidAlive(pid: number): boolean {
+/** True when a process with this pid exists (EPERM: it exists but belongs to someone else). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

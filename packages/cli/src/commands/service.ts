@@ -56,13 +56,7 @@ async function runSystem(
     ctx.out(text.replace(/\n$/, ""));
     return 0;
   }
-  if (optString(opts, "platform") && optString(opts, "platform") !== process.platform) {
-    throw new CliError(
-      "WRONG_PLATFORM",
-      `--platform ${optString(opts, "platform")} only works with --print on this ${process.platform} machine`,
-      2,
-    );
-  }
+  refuseForeignPlatform(opts);
   switch (action) {
     case "install":
     case "uninstall": {
@@ -103,6 +97,18 @@ export function platformFor(ctx: CommandContext, override?: string, sandbox = tr
     ...defaultServiceOptions(ctx.env, ctx.paths, daemonBin(ctx.env)),
     sandbox,
   });
+}
+
+/** `--platform` other than this machine's only renders files (`--print`); it never installs. */
+function refuseForeignPlatform(opts: Record<string, unknown>): void {
+  const platform = optString(opts, "platform");
+  if (platform && platform !== process.platform) {
+    throw new CliError(
+      "WRONG_PLATFORM",
+      `--platform ${platform} only works with --print on this ${process.platform} machine`,
+      2,
+    );
+  }
 }
 
 export const serviceCommand: CommandSpec = {
@@ -180,13 +186,7 @@ and /etc/systemd/system/loxmcpd.service (macOS: /Library/LaunchDaemons/com.loxmc
       ctx.out(svc.render().replace(/\n$/, ""));
       return 0;
     }
-    if (optString(opts, "platform") && optString(opts, "platform") !== process.platform) {
-      throw new CliError(
-        "WRONG_PLATFORM",
-        `--platform ${optString(opts, "platform")} only works with --print on this ${process.platform} machine`,
-        2,
-      );
-    }
+    refuseForeignPlatform(opts);
     switch (action) {
       case "install": {
         if (ctx.paths.system) {

@@ -1,17 +1,9 @@
 /** `loxmcp stop`: ask the daemon to shut down (`loxmcp/shutdown`) and wait until its socket is gone. */
 import { existsSync } from "node:fs";
+import { pidAlive } from "@loxmcp/common";
 import { CliError, type CommandContext, type CommandSpec, optNumber, parseSeconds } from "../command.js";
 import { callDaemon, DaemonNotRunningError, isDaemonListening, pollUntil } from "../daemon-client.js";
 import { fetchStatus } from "./status.js";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Stops the daemon; resolves with its pid, or null when it was not running. */
 export async function stopDaemon(ctx: CommandContext, timeoutMs: number): Promise<number | null> {
@@ -28,7 +20,7 @@ export async function stopDaemon(ctx: CommandContext, timeoutMs: number): Promis
     async () => !existsSync(ctx.paths.socket) || !(await isDaemonListening(ctx.paths.socket)),
     timeoutMs,
   );
-  const exited = gone && (pid === null || (await pollUntil(() => !alive(pid), timeoutMs)));
+  const exited = gone && (pid === null || (await pollUntil(() => !pidAlive(pid), timeoutMs)));
   if (!exited) {
     throw new CliError(
       "STOP_TIMEOUT",

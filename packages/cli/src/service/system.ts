@@ -27,6 +27,7 @@ import { dirname, join } from "node:path";
 import {
   DAEMON_NODE_FLAGS,
   type Env,
+  pidAlive,
   SYSTEM_LAUNCHD_LABEL,
   SYSTEM_UNIT,
   type SystemLayout,
@@ -797,15 +798,6 @@ function readLock(file: string): number | undefined {
     return Number.isInteger(v) && v > 0 ? v : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -7,7 +7,7 @@
 import { closeSync, existsSync, lstatSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { encodeFrame, LineDecoder, type LoxmcpPaths } from "@loxmcp/common";
+import { encodeFrame, LineDecoder, type LoxmcpPaths, pidAlive } from "@loxmcp/common";
 
 export class InstanceError extends Error {
   readonly code = "INSTANCE_CONFLICT";
@@ -66,15 +66,6 @@ export function probeSocket(socketPath: string, timeoutMs = 2_000): Promise<Sock
       if (connected) done({ kind: "live" });
     });
   });
-}
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** On Linux, tells whether a live pid is a loxmcpd (pid reuse after a reboot). Elsewhere: assume yes. */
