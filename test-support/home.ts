@@ -13,6 +13,8 @@ export function makeHome(prefix = "/tmp/lx-"): TempHome {
   return {
     home,
     cleanup() {
+      // LOXMCP_TEST_KEEP_HOME=1 keeps it (daemon log, database) to read after a failure.
+      if (process.env.LOXMCP_TEST_KEEP_HOME === "1") return;
       rmSync(home, { recursive: true, force: true });
     },
   };

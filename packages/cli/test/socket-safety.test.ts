@@ -40,6 +40,7 @@ class FakeDaemon {
             s.write(`${JSON.stringify({ jsonrpc: "2.0", id: m.id, result })}\n`);
           if (m.id === undefined) continue;
           if (m.method === "loxmcp/status") answer({ pid: 4242, state: "ready", clients: [] });
+          if (m.method === "ping") answer({}); // the shim's readiness ping, as the daemon answers it
           if (m.method === "initialize") {
             answer({
               protocolVersion: "2025-06-18",

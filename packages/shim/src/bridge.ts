@@ -9,10 +9,11 @@
  * - What the shim re-encodes itself (the client's answers to daemon→client requests, the
  *   replayed initialize) is measured after encoding and never sent over MAX_FRAME_BYTES: the
  *   daemon would drop the whole connection for it.
- * - Right after each connect: `loxmcp/hello`, then (on a reconnect) the client's original
- *   `initialize` under a shim-internal id (response swallowed) and `notifications/initialized`,
- *   then anything queued; after the replayed initialize answers, `notifications/tools/list_changed`
- *   goes to the client.
+ * - Right after each connect: `loxmcp/hello` and a readiness `ping` under a shim-internal id.
+ *   Only once the daemon answers it (so it reads this connection; a dying daemon's listener can
+ *   still accept) come, on a reconnect, the client's original `initialize` under a shim-internal
+ *   id (response swallowed) and `notifications/initialized`, then anything queued; after the
+ *   replayed initialize answers, `notifications/tools/list_changed` goes to the client.
  * - Connection lost: every request in flight gets an explicit error (never resent), daemon→client
  *   requests are cancelled towards the client, and the bridge reconnects with jittered backoff.
  *   A daemon is (re)started on demand: at start-up, and when a client message needs to go out.
@@ -112,6 +113,16 @@ export class Bridge {
   private initSent = false;
   private initializedSent = false;
   private replayId: string | undefined;
+  /**
+   * The current connection is only used once the daemon has answered our readiness ping on it:
+   * a connect can succeed on the listener of a daemon that is dying (kill -9 closes its accepted
+   * connections before its listening socket), and a request written there would be lost without
+   * an answer. Until then client messages wait in the queue, so nothing is sent to a daemon that
+   * never read it, and on a reconnect they go to the next one (they were never sent: no resend).
+   */
+  private ready = false;
+  private readyId: string | undefined;
+  private reconnected = false;
   private wake: (() => void) | undefined;
   private lastStartError: DaemonUnreachableError | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -316,13 +327,14 @@ export class Bridge {
 
   /** Forwards a client message now, or queues it until the daemon is reachable. */
   private send(line: string, m: Record<string, unknown>): void {
-    if (this.sock) {
+    if (this.sock && this.ready) {
       this.forward(line, m);
       return;
     }
     const timer = setTimeout(() => this.expireQueued(q), this.opts.reconnectTimeoutMs);
     const q: Queued = { line, msg: m, timer };
     this.queue.push(q);
+    if (this.sock) return; // waiting for the readiness answer on this connection
     this.wake?.();
     void this.connectLoop();
   }
@@ -488,8 +500,10 @@ export class Bridge {
 
   private attach(socket: Socket): void {
     const reconnect = this.everConnected;
+    this.reconnected = reconnect;
     this.gen++;
     this.sock = socket;
+    this.ready = false;
     this.everConnected = true;
     const decoder = new LineDecoder(MAX_DAEMON_FRAME_BYTES);
     socket.on("data", (chunk: Buffer) => {
@@ -514,6 +528,15 @@ export class Bridge {
         },
       }),
     );
+    // A ping answered without the upstream, even before initialize: proof the daemon reads us.
+    this.readyId = `loxmcp-shim-ready-${this.gen}`;
+    this.writeSock(JSON.stringify({ jsonrpc: "2.0", id: this.readyId, method: "ping" }));
+  }
+
+  /** The daemon answered the readiness ping: replay the session, then send what waited. */
+  private onReady(): void {
+    this.readyId = undefined;
+    this.ready = true;
     if (this.initLine && this.initSent) {
       // Its size was checked with the longest replay id when the client sent it (fitsAsReplay).
       this.replayId = `loxmcp-shim-replay-${this.gen}`;
@@ -525,12 +548,31 @@ export class Bridge {
       clearTimeout(q.timer);
       this.forward(q.line, q.msg);
     }
-    if (reconnect) this.opts.log.warn("reconnected to the loxmcp daemon");
+    if (this.reconnected) this.opts.log.warn("reconnected to the loxmcp daemon");
+  }
+
+  /**
+   * Before it read our readiness ping the daemon refused this connection (too many connections,
+   * an error with a null id): nothing waiting was sent, so each waiting request gets that refusal.
+   */
+  private onRefusedBeforeReady(m: JsonRpcResponse): void {
+    const err = "error" in m ? (m.error as { code?: unknown; message?: unknown }) : undefined;
+    const code = typeof err?.code === "number" ? err.code : ErrorCodes.TooBusy;
+    const message =
+      typeof err?.message === "string" ? err.message : "the loxmcp daemon refused the connection";
+    this.opts.log.warn(`the loxmcp daemon refused the connection: ${message}`);
+    for (const q of this.queue.splice(0)) {
+      clearTimeout(q.timer);
+      if (isRequest(q.msg)) this.reply(errorResponse(q.msg.id, code, `${message} (nothing was sent)`));
+    }
+    this.checkDrained();
   }
 
   private onDisconnect(socket: Socket): void {
     if (this.sock !== socket) return;
     this.sock = undefined;
+    this.ready = false;
+    this.readyId = undefined;
     this.replayId = undefined;
     for (const id of this.inflight.values()) {
       this.reply(errorResponse(id, ErrorCodes.RequestAborted, ABORTED_MESSAGE));
@@ -564,6 +606,11 @@ export class Bridge {
       return;
     }
     if (isResponse(m)) {
+      if (!this.ready) {
+        if (this.readyId !== undefined && m.id === this.readyId) this.onReady();
+        else if (m.id === null) this.onRefusedBeforeReady(m);
+        return;
+      }
       if (this.replayId !== undefined && m.id === this.replayId) {
         this.replayId = undefined;
         if (this.initializedSent) {

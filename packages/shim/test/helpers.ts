@@ -100,6 +100,8 @@ export class FrameListener {
   readonly peers: SocketPeer[] = [];
   private readonly server: Server;
   onFrame: ((peer: SocketPeer, msg: Msg) => void) | undefined;
+  /** false: a listener that accepts but never answers (a dying or hung daemon). */
+  answerReadyPing = true;
 
   private constructor(readonly path: string) {
     this.server = createServer((socket) => {
@@ -122,6 +124,13 @@ export class FrameListener {
           peer.rawLines.push(line);
           const msg = JSON.parse(line) as Msg;
           peer.frames.push(msg);
+          // Like the real daemon: the shim's readiness ping is answered at once (see bridge.ts).
+          if (
+            this.answerReadyPing &&
+            msg.method === "ping" &&
+            String(msg.id).startsWith("loxmcp-shim-ready-")
+          )
+            peer.send({ jsonrpc: "2.0", id: msg.id, result: {} });
           this.onFrame?.(peer, msg);
           nl = buf.indexOf("\n");
         }

@@ -146,7 +146,7 @@ describe("the shim forwards only MCP from its client", () => {
       ErrorCodes.MethodNotFound,
     );
     const frames = listener.allFrames();
-    expect(frames.map((f) => f.method)).toEqual(["loxmcp/hello", "tools/list"]);
+    expect(frames.map((f) => f.method)).toEqual(["loxmcp/hello", "ping", "tools/list"]);
     expect(frames[0]?.params).toMatchObject({ kind: "shim", name: "bare", pid: s.child.pid });
   });
 

@@ -127,7 +127,9 @@ describe("bridge over a real socket", () => {
       '{ "jsonrpc":"2.0", "id":"a-1", "method":"initialize", "params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}} }';
     s.sendRaw(`${raw}\n`);
     await s.waitMessage((m) => m.id === "a-1", "initialize response");
-    expect(l.peers[0]!.rawLines[1]).toBe(raw);
+    // hello, the shim's readiness ping (answered by the daemon), then the client's line.
+    expect(l.peers[0]!.frames[1]).toEqual({ jsonrpc: "2.0", id: "loxmcp-shim-ready-1", method: "ping" });
+    expect(l.peers[0]!.rawLines[2]).toBe(raw);
     expect(s.stderr()).toBe(""); // quiet by default
   });
 
@@ -138,7 +140,7 @@ describe("bridge over a real socket", () => {
     const s = shim(["--socket", custom]);
     s.send(INIT);
     await s.waitMessage((m) => m.id === 0 && "result" in m, "initialize via the custom socket");
-    expect(listener.allFrames().map((f) => f.method)).toEqual(["loxmcp/hello", "initialize"]);
+    expect(listener.allFrames().map((f) => f.method)).toEqual(["loxmcp/hello", "ping", "initialize"]);
     expect((listener.allFrames()[0]!.params as { name: unknown }).name).toBeNull(); // no --name
   });
 
@@ -169,8 +171,8 @@ describe("bridge over a real socket", () => {
     ]);
     expect((errors[1]!.error as { message: string }).message).toContain("larger than");
     for (const m of s.messages) expect(isJsonRpcLine(m)).toBe(true);
-    // Nothing invalid reached the daemon: hello, initialize, tools/list.
-    expect(l.allFrames().map((f) => f.method)).toEqual(["loxmcp/hello", "initialize", "tools/list"]);
+    // Nothing invalid reached the daemon: hello, readiness ping, initialize, tools/list.
+    expect(l.allFrames().map((f) => f.method)).toEqual(["loxmcp/hello", "ping", "initialize", "tools/list"]);
     expect(s.child.exitCode).toBeNull();
   });
 
@@ -199,7 +201,7 @@ describe("bridge over a real socket", () => {
     s.send(INIT);
     await s.waitMessage((m) => m.id === 0, "initialize response");
     s.send({ jsonrpc: "2.0", method: "notifications/initialized" });
-    await waitFor(() => l.peers[0]!.frames.length === 3, { what: "initialized forwarded" });
+    await waitFor(() => l.peers[0]!.frames.length === 4, { what: "initialized forwarded" });
 
     // The "daemon" dies while a tools/call is in flight.
     s.send({
@@ -214,16 +216,18 @@ describe("bridge over a real socket", () => {
     const aborted = await s.waitMessage((m) => m.id === 7, "in-flight error");
     expect(aborted.error).toEqual({ code: ErrorCodes.RequestAborted, message: ABORTED_MESSAGE });
 
-    // It reconnects by itself (the socket is still listening): hello, replayed initialize, initialized.
+    // It reconnects by itself (the socket is still listening): hello, readiness ping, replayed
+    // initialize, initialized.
     await s.waitMessage((m) => m.method === "notifications/tools/list_changed", "tools/list_changed");
     const second = l.peers[1]!;
     expect(second.frames.map((f) => f.method)).toEqual([
       "loxmcp/hello",
+      "ping",
       "initialize",
       "notifications/initialized",
     ]);
-    expect(second.frames[1]!.id).toEqual(expect.stringMatching(/^loxmcp-shim-replay-/));
-    expect(second.frames[1]!.params).toEqual(INIT.params);
+    expect(second.frames[2]!.id).toEqual(expect.stringMatching(/^loxmcp-shim-replay-/));
+    expect(second.frames[2]!.params).toEqual(INIT.params);
     // The replayed initialize's answer is swallowed: the client saw exactly one initialize response.
     expect(s.messages.filter((m) => m.id === 0 || String(m.id).startsWith("loxmcp-shim"))).toHaveLength(1);
 
@@ -232,6 +236,50 @@ describe("bridge over a real socket", () => {
     // The tools/call went to the daemon exactly once.
     expect(l.allFrames().filter((f) => f.method === "tools/call")).toHaveLength(1);
     expect(s.child.exitCode).toBeNull();
+  });
+
+  it("sends nothing on a connection the daemon never read (a dying daemon's listener still accepts): the call waits and goes to the next daemon once", async () => {
+    const l = await listen();
+    answerBasics(l);
+    const basics = l.onFrame;
+    l.onFrame = (peer, msg) => {
+      basics?.(peer, msg);
+      if (msg.method === "tools/call") peer.send({ jsonrpc: "2.0", id: msg.id, result: { content: [] } });
+    };
+    const s = shim();
+    s.send(INIT);
+    await s.waitMessage((m) => m.id === 0, "initialize response");
+    s.send({ jsonrpc: "2.0", method: "notifications/initialized" });
+    await waitFor(() => l.peers[0]!.frames.length === 4, { what: "initialized forwarded" });
+
+    // The next connection is accepted but never read (kill -9 closes a daemon's accepted
+    // connections before its listening socket): the shim must not hand it the client's call.
+    l.answerReadyPing = false;
+    l.peers[0]!.socket.destroy();
+    await waitFor(() => l.peers[1]?.frames.some((f) => f.method === "ping"), { what: "the unanswered ping" });
+    s.send({
+      jsonrpc: "2.0",
+      id: 9,
+      method: "tools/call",
+      params: { name: "control_command", arguments: {} },
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(l.peers[1]!.frames.map((f) => f.method)).toEqual(["loxmcp/hello", "ping"]);
+    expect(s.messages.some((m) => m.id === 9)).toBe(false);
+
+    // That connection dies unread; the next daemon answers: the call goes there, once, and works.
+    l.answerReadyPing = true;
+    l.peers[1]!.socket.destroy();
+    const answer = await s.waitMessage((m) => m.id === 9, "the tools/call answer");
+    expect(answer.error).toBeUndefined();
+    expect(l.allFrames().filter((f) => f.method === "tools/call")).toHaveLength(1);
+    expect(l.peers[2]!.frames.map((f) => f.method)).toEqual([
+      "loxmcp/hello",
+      "ping",
+      "initialize",
+      "notifications/initialized",
+      "tools/call",
+    ]);
   });
 
   it("routes daemon→client requests with their own ids and back", async () => {
