@@ -20,7 +20,6 @@ import {
   isNotification,
   isRequest,
   isResponse,
-  type JsonRpcErrorObject,
   type JsonRpcId,
   type JsonRpcRequest,
   type JsonRpcResponse,
@@ -45,6 +44,7 @@ import {
 import { adaptToVersion, LOG_LEVELS } from "./jsonrpc-edges.js";
 import type { FairQueue } from "./limits.js";
 import type { ProgressRouter } from "./progress.js";
+import { interruptedError, toRpcError } from "./rpc-errors.js";
 
 /** Counters of the socket side (the upstream has its own `requests`/`errors`). */
 export interface MuxCounters {
@@ -312,7 +312,11 @@ export class ClientSession {
       const result = await this.dispatch(forwarded, entry.controller.signal);
       this.finish(entry, { jsonrpc: "2.0", id: req.id, result });
     } catch (err) {
-      const error = this.toRpcError(err, req);
+      const error = toRpcError(err, req, {
+        scrub: this.deps.scrub,
+        onInternal: (e) =>
+          this.log.error({ err: e, method: req.method }, "internal error while handling a request"),
+      });
       this.deps.counters.clientErrors++;
       if (error.code === ErrorCodes.OutcomeUnknown) this.deps.counters.outcomeUnknown++;
       const level = error.code === ErrorCodes.MethodNotFound ? "debug" : "warn";
@@ -689,11 +693,7 @@ export class ClientSession {
   abortAll(message: string): void {
     for (const entry of [...this.inflight.values()]) {
       entry.controller.abort(new UpstreamError("CANCELLED", message));
-      const text =
-        entry.tool === undefined
-          ? message
-          : `${message}. tools/call ${entry.tool} was interrupted and may or may not have run — check the device before retrying`;
-      this.finish(entry, errorResponse(entry.id, ErrorCodes.RequestAborted, text));
+      this.finish(entry, { jsonrpc: "2.0", id: entry.id, error: interruptedError(message, entry.tool) });
     }
   }
 
@@ -715,54 +715,6 @@ export class ClientSession {
 
   get isClosed(): boolean {
     return this.closed;
-  }
-
-  // ------------------------------------------------------------------ errors
-
-  private toRpcError(err: unknown, req: JsonRpcRequest): JsonRpcErrorObject {
-    const what =
-      req.method === "tools/call" && isObject(req.params)
-        ? `tools/call ${String(req.params.name)}`
-        : req.method;
-    const scrub = this.deps.scrub;
-    const mk = (code: number, message: string, data?: unknown): JsonRpcErrorObject =>
-      data === undefined ? { code, message: scrub(message) } : { code, message: scrub(message), data };
-    if (err instanceof UpstreamError) {
-      switch (err.code) {
-        case "OUTCOME_UNKNOWN": {
-          const d = isObject(err.data) ? err.data : {};
-          if (d.cause === "timeout") {
-            const after = typeof d.afterSec === "number" ? ` after ${d.afterSec} s` : "";
-            return mk(
-              ErrorCodes.OutcomeUnknown,
-              `${what} timed out; outcome unknown: it was sent but no answer came${after}, so it may or may not have run — check the device before retrying`,
-            );
-          }
-          return mk(
-            ErrorCodes.OutcomeUnknown,
-            `outcome unknown for ${what}: the Loxone connection broke after the request was sent, so it may or may not have run — check the device before retrying (${err.message})`,
-          );
-        }
-        case "UNAVAILABLE":
-          return mk(
-            ErrorCodes.UpstreamUnavailable,
-            `Loxone is not reachable right now, nothing was sent: ${err.message}`,
-          );
-        case "AUTH_FAILED":
-          return mk(ErrorCodes.AuthFailed, `Loxone login failed: ${err.message}`);
-        case "TIMEOUT":
-          return mk(ErrorCodes.UpstreamUnavailable, `${what} timed out: ${err.message}`);
-        case "CANCELLED":
-          return mk(ErrorCodes.RequestAborted, `${what} was cancelled: ${err.message}`);
-        case "REMOTE_ERROR":
-          return mk(err.rpcCode ?? ErrorCodes.InternalError, err.message, err.data);
-      }
-    }
-    if (err instanceof ControlError) return mk(err.code, err.message, err.data);
-    if (err instanceof McpError) return mk(err.code, err.message.replace(/^MCP error -?\d+: /, ""), err.data);
-    const message = err instanceof Error ? err.message : String(err);
-    this.log.error({ err, method: req.method }, "internal error while handling a request");
-    return mk(ErrorCodes.InternalError, `internal error in loxmcpd while handling ${what}: ${message}`);
   }
 }
 
