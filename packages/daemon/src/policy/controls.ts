@@ -23,10 +23,8 @@ import type { EmergencyStopState, StopReport } from "./estop.js";
 import type { PersonAuth } from "./person.js";
 import { diffControls, type StructureDiff } from "./structure.js";
 import { describeChange, type ToolTrust } from "./tooltrust.js";
-import type { PolicyConfig, Snapshot } from "./types.js";
+import { DAY_MS, type PolicyConfig, type Snapshot } from "./types.js";
 import { allowedCommands } from "./validate.js";
-
-const DAY_MS = 86_400_000;
 
 /** What the control methods use of the engine (PolicyEngine in policy/index.ts implements it). */
 export interface PolicyControlHost {

@@ -36,6 +36,7 @@ import { RateLimiter } from "./ratelimit.js";
 import { readBackMismatch } from "./readback.js";
 import { redactArgs } from "./redact.js";
 import { errorText, joinText, resultText, sendFailureOutcome } from "./results.js";
+import { type PolicyConfigInput, resolvePolicyConfig } from "./settings.js";
 import {
   type CallTool,
   extractControls,
@@ -45,7 +46,7 @@ import {
 } from "./structure.js";
 import { describeChange, type ToolChange, ToolTrust } from "./tooltrust.js";
 import {
-  DEFAULT_POLICY_CONFIG,
+  DAY_MS,
   type PolicyConfig,
   PolicyDenied,
   type PolicyMode,
@@ -57,18 +58,12 @@ import { isUuid, resolveControl, sanitizeArgs, validateCommand } from "./validat
 export { parseSince } from "./controls.js";
 export type { EmergencyStopState, StopReport } from "./estop.js";
 export { resultText } from "./results.js";
+export { type PolicyConfigInput, resolvePolicyConfig } from "./settings.js";
 export { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode } from "./types.js";
 
 export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
-const DAY_MS = 86_400_000;
 /** A held call without a checkable target is shown to the person with ALL its arguments, up to this. */
 const MAX_SHOWN_ARGS = 4000;
-
-export type PolicyConfigInput = Partial<Omit<PolicyConfig, "rateLimits" | "temperature" | "volume">> & {
-  rateLimits?: Partial<PolicyConfig["rateLimits"]>;
-  temperature?: Partial<PolicyConfig["temperature"]>;
-  volume?: Partial<PolicyConfig["volume"]>;
-};
 
 export interface PolicyGateDeps {
   upstream: Upstream;
@@ -105,23 +100,6 @@ export interface PolicyGate extends ToolGate {
   pendingApprovals(): PendingApproval[];
   /** Re-reads the house structure now (single flight). */
   refreshStructure(opts?: { quick?: boolean }): Promise<{ snapshot: Snapshot; changed: boolean }>;
-}
-
-export function resolvePolicyConfig(input: PolicyConfigInput): PolicyConfig {
-  const d = DEFAULT_POLICY_CONFIG;
-  return {
-    ...d,
-    ...stripUndefined(input),
-    clients: { ...(input.clients ?? {}) },
-    t4: [...(input.t4 ?? [])],
-    rateLimits: { ...d.rateLimits, ...stripUndefined(input.rateLimits ?? {}) },
-    temperature: { ...d.temperature, ...stripUndefined(input.temperature ?? {}) },
-    volume: { ...d.volume, ...stripUndefined(input.volume ?? {}) },
-  } as PolicyConfig;
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export function createPolicyGate(deps: PolicyGateDeps): PolicyGate {

@@ -1,29 +1,46 @@
 /**
- * The `policy` section of config.json: its schema (validated at load time by config.ts, which
- * nests `PolicySectionSchema` into the file's schema), its type (inferred from the schema, never
- * copied by hand), and its mapping to the engine's configuration.
+ * The policy's settings: the `policy` section of config.json — its schema (validated at load time
+ * by config.ts, which nests `PolicySectionSchema` into the file's schema) and its type (inferred
+ * from the schema, never copied by hand) — its mapping to the engine's configuration (units in
+ * ms), and the merge of that with the defaults.
  */
 import { z } from "zod";
-import type { PolicyConfigInput } from "./index.js";
-import { POLICY_MODES, type PolicyMode } from "./types.js";
+import { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode } from "./types.js";
+
+/** Rate limits; each one optional in config.json (the default fills it in). */
+export const RateLimitsSchema = z.object({
+  /** Commands per minute per motor (Jalousie, Gate). */
+  motorPerMinute: z.number().min(1).max(600),
+  /** Minimum ms between opposite directions on one motor (FullUp ↔ FullDown, open ↔ close). */
+  reversalCooldownMs: z.number().min(0).max(600_000),
+  /** Writes per minute over all clients. */
+  globalPerMinute: z.number().min(1).max(10_000),
+  /**
+   * Moving more than this many different motors within a minute is a bulk movement (UCA-B2:
+   * all blinds closed at once): the next one is T3 (needs a person in confirm mode).
+   */
+  motorBurst: z.number().min(1).max(1000),
+});
+
+/** The safe temperature band; outside it needs a person's confirmation (in every mode). */
+export const TemperatureSchema = z.object({
+  min: z.number().min(-20).max(60),
+  max: z.number().min(-20).max(60),
+  hardMin: z.number().min(-20).max(60),
+  hardMax: z.number().min(-20).max(60),
+});
+
+/** Volume above `max` or a jump larger than `jump` counts as T3. */
+export const VolumeSchema = z.object({ max: z.number().min(0).max(100), jump: z.number().min(0).max(100) });
 
 const num = (min: number, max: number) => z.number().min(min).max(max).optional();
 
 export const policySettingsShape = {
   /** Never-via-AI list: `Type`, `Type:command`, `uuid`, `uuid:command` (added to the built-in list). */
   t4: z.array(z.string().min(1).max(200)).max(500).optional(),
-  rateLimits: z
-    .object({
-      motorPerMinute: num(1, 600),
-      reversalCooldownMs: num(0, 600_000),
-      globalPerMinute: num(1, 10_000),
-      motorBurst: num(1, 1000),
-    })
-    .optional(),
-  temperature: z
-    .object({ min: num(-20, 60), max: num(-20, 60), hardMin: num(-20, 60), hardMax: num(-20, 60) })
-    .optional(),
-  volume: z.object({ max: num(0, 100), jump: num(0, 100) }).optional(),
+  rateLimits: RateLimitsSchema.partial().optional(),
+  temperature: TemperatureSchema.partial().optional(),
+  volume: VolumeSchema.partial().optional(),
   approvalTtlSec: num(10, 3600),
   snapshotRefreshMin: num(1, 1440),
   snapshotMaxAgeMin: num(1, 7 * 1440),
@@ -42,6 +59,13 @@ export type PolicySection = z.infer<typeof PolicySectionSchema>;
 
 /** The section after loading: the mode is always decided (LOXMCP_POLICY, config.json or the default). */
 export type PolicySectionInput = PolicySection & { mode: PolicyMode };
+
+/** The engine's configuration as given (tests, the section): anything left out takes the default. */
+export type PolicyConfigInput = Partial<Omit<PolicyConfig, "rateLimits" | "temperature" | "volume">> & {
+  rateLimits?: Partial<PolicyConfig["rateLimits"]>;
+  temperature?: Partial<PolicyConfig["temperature"]>;
+  volume?: Partial<PolicyConfig["volume"]>;
+};
 
 function defined<T extends object>(o: T | undefined): { [K in keyof T]?: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as {
@@ -62,4 +86,18 @@ export function policyConfigFromSection(p: PolicySectionInput): PolicyConfigInpu
   if (p.snapshotMaxAgeMin !== undefined) out.snapshotMaxAgeMs = p.snapshotMaxAgeMin * 60_000;
   if (p.auditRetentionDays !== undefined) out.auditRetentionDays = p.auditRetentionDays;
   return out;
+}
+
+/** The engine's configuration: the input over the defaults (undefined leaves the default). */
+export function resolvePolicyConfig(input: PolicyConfigInput): PolicyConfig {
+  const d = DEFAULT_POLICY_CONFIG;
+  return {
+    ...d,
+    ...defined(input),
+    clients: { ...(input.clients ?? {}) },
+    t4: [...(input.t4 ?? [])],
+    rateLimits: { ...d.rateLimits, ...defined(input.rateLimits) },
+    temperature: { ...d.temperature, ...defined(input.temperature) },
+    volume: { ...d.volume, ...defined(input.volume) },
+  };
 }

@@ -1,8 +1,13 @@
 /** Shared types of the safety policy (policy/ decides; it never talks SQL itself). */
+import type { z } from "zod";
 import type { StoredControl } from "../store/snapshots.js";
+import type { RateLimitsSchema, TemperatureSchema, VolumeSchema } from "./settings.js";
 
 /** T1 comfort, T2 motion (crush/pinch), T3 security/bulk (needs a person), T4 never via AI. */
 export type Tier = "T1" | "T2" | "T3" | "T4";
+
+/** One day in ms (audit retention and pruning, `loxmcp audit --since 7d`). */
+export const DAY_MS = 86_400_000;
 
 /** The policy modes, most restrictive first (config.json's policy.mode, LOXMCP_POLICY, per client). */
 export const POLICY_MODES = ["read-only", "confirm", "full"] as const;
@@ -19,20 +24,13 @@ export interface Snapshot {
   controls: SnapshotControl[];
 }
 
-export interface RateLimitConfig {
-  /** Commands per minute per motor (Jalousie, Gate). */
-  motorPerMinute: number;
-  /** Minimum ms between opposite directions on one motor (FullUp ↔ FullDown, open ↔ close). */
-  reversalCooldownMs: number;
-  /** Writes per minute over all clients. */
-  globalPerMinute: number;
-  /**
-   * Moving more than this many different motors within a minute is a bulk movement (UCA-B2:
-   * all blinds closed at once): the next one is T3 (needs a person in confirm mode).
-   */
-  motorBurst: number;
-}
+/** Rate limits (the shape of config.json's `policy.rateLimits`, every field set). */
+export type RateLimitConfig = z.infer<typeof RateLimitsSchema>;
 
+/**
+ * The engine's configuration: config.json's `policy` section (settings.ts) with every default
+ * filled in and its times in ms.
+ */
 export interface PolicyConfig {
   mode: PolicyMode;
   /** Per-client mode by client name (case-insensitive; exact match first, then the longest prefix). */
@@ -43,10 +41,8 @@ export interface PolicyConfig {
    */
   t4: string[];
   rateLimits: RateLimitConfig;
-  /** Safe temperature band; outside it needs a person's confirmation (in every mode). */
-  temperature: { min: number; max: number; hardMin: number; hardMax: number };
-  /** Volume above this or a jump larger than `volumeJump` counts as T3. */
-  volume: { max: number; jump: number };
+  temperature: z.infer<typeof TemperatureSchema>;
+  volume: z.infer<typeof VolumeSchema>;
   /** Two-phase approval code lifetime. */
   approvalTtlMs: number;
   /** Structure refresh period. */
