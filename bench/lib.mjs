@@ -323,10 +323,18 @@ export function summarize(samples) {
   };
 }
 
-/** A goal line for the summary table. `kind`: "lower" (value < target), "higher" (≥), "equal". */
+/**
+ * A goal line for the summary table. `kind`: "lower" (value < target), "atMost" (≤), "higher" (≥),
+ * "equal".
+ */
 export function goal(name, value, target, unit, kind = "lower") {
-  const ok = { lower: (v) => v < target, higher: (v) => v >= target, equal: (v) => v === target }[kind];
-  const sign = { lower: "<", higher: "≥", equal: "=" }[kind];
+  const ok = {
+    lower: (v) => v < target,
+    atMost: (v) => v <= target,
+    higher: (v) => v >= target,
+    equal: (v) => v === target,
+  }[kind];
+  const sign = { lower: "<", atMost: "≤", higher: "≥", equal: "=" }[kind];
   const met = Number.isFinite(value) ? ok(value) : false;
   return { goal: name, value: round(value, 3), target: `${sign} ${target}`, unit, met };
 }

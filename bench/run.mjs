@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const only = process.argv.slice(2);
-const ORDER = ["start", "overhead", "fanin", "memory", "abuse"];
+const ORDER = ["start", "overhead", "peer", "fanin", "memory", "abuse"];
 const rank = (f) => {
   const i = ORDER.findIndex((o) => f.startsWith(o));
   return i === -1 ? ORDER.length : i;
