@@ -70,7 +70,8 @@ writeFileSync(join(here, "results", outName), `${JSON.stringify(out, null, 2)}\n
 console.log(JSON.stringify(out));
 for (const r of results) {
   console.log(`\n${r.name ?? r.file}${r.error ? `  — FAILED: ${r.error.split("\n")[0]}` : ""}`);
-  if (Array.isArray(r.rows)) console.table(r.rows);
+  // `columns` (optional) fixes the table's columns and their order when rows differ in keys.
+  if (Array.isArray(r.rows)) console.table(r.rows, Array.isArray(r.columns) ? r.columns : undefined);
 }
 if (goals.length > 0) {
   console.log("\nGoals (reported, never asserted)");
