@@ -74,8 +74,13 @@ export class RequestCtx {
 
   /** True when the request may have reached the server (and so may have run). */
   get mayHaveRun(): boolean {
-    return this.phase === "sent" || this.phase === "lost" || this.phase === "accepted";
+    return mayHaveRun(this.phase);
   }
+}
+
+/** True when a request that got as far as `phase` may have reached the server (and so may have run). */
+export function mayHaveRun(phase: Phase): boolean {
+  return phase === "sent" || phase === "lost" || phase === "accepted";
 }
 
 /** Wraps an SSE response body so that its end or failure is noticed for `ctx`. */

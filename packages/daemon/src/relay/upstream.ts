@@ -47,9 +47,16 @@ import {
 import type { TokenStore } from "../store/tokens.js";
 import { AuthError } from "./auth/errors.js";
 import { AuthManager } from "./auth/manager.js";
-import { cancelled, describe, describeCall, stripMcpPrefix, timeoutError } from "./call-errors.js";
+import { cancelled, describe, timeoutError } from "./call-errors.js";
 import { CONNECT_ERRORS, NOT_EXECUTED, RequestCtx, watchBody } from "./delivery.js";
-import { HttpPool, isBrokenConnection } from "./http.js";
+import {
+  ConnectError,
+  classifyFailure,
+  classifyInitFailure,
+  type Decision,
+  type Failure,
+} from "./failures.js";
+import { HttpPool } from "./http.js";
 import { networkErrorCode, RelayResolver, type ResolverOptions, retryAtOf } from "./resolver.js";
 import { requireSecureUrl, safeUrl } from "./url.js";
 import { type Wake, type WakeClock, WakeDetector } from "./wake.js";
@@ -87,21 +94,6 @@ export interface UpstreamSessionOptions extends UpstreamOptions {
 }
 
 const Passthrough = z.unknown();
-
-/** Statuses after which we re-resolve the relay. */
-const RELAY_GONE = new Set([502, 503, 504]);
-/**
- * Connect errors that mean this machine has no network (yet), not that the relay is gone: right
- * after a wake they are waited out instead of asking connect for another relay.
- */
-const NETWORK_DOWN = new Set([
-  "ENETUNREACH",
-  "ENETDOWN",
-  "EHOSTUNREACH",
-  "EADDRNOTAVAIL",
-  "EAI_AGAIN",
-  "ENOTFOUND",
-]);
 
 interface Conn {
   id: number;
@@ -410,27 +402,23 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         result = await this.send(conn, ctx, method, params, remaining, opts.signal);
         return result;
       } catch (err) {
-        const verdict = this.judge(conn, ctx, err);
-        if (verdict.kind === "final") throw verdict.error;
-        if (verdict.kind === "auth" || verdict.kind === "stepup") {
-          if (await this.retryAuth(conn, ctx, verdict.kind, budget, deadline)) continue;
+        const d = this.judge(conn, ctx, err, { purpose: "request", params });
+        if (d.outcome === "auth_failed") throw this.authFailedError();
+        if (d.outcome === "reauth" || d.outcome === "step_up") {
+          if (await this.retryAuth(conn, ctx, d.outcome, budget, deadline)) continue;
           throw new UpstreamError(
             "AUTH_FAILED",
-            verdict.kind === "auth"
+            d.outcome === "reauth"
               ? `the relay rejected the ${method} request as unauthorized even after a token refresh; it did not run. Try \`loxmcp relogin\``
               : `the server still refuses ${method} for insufficient scope after a new authorization; it did not run`,
           );
         }
+        if (d.outcome !== "resend_read" && d.outcome !== "not_delivered") {
+          if ("error" in d) throw d.error;
+          throw new UpstreamError("UNAVAILABLE", `${method} failed; it was not sent`); // (wake-only outcomes)
+        }
         // Connection-level trouble. The session is being recovered (judge() started it).
-        if (ctx.mayHaveRun) {
-          if (!opts.retryable) {
-            throw new UpstreamError(
-              "OUTCOME_UNKNOWN",
-              `the connection to the Loxone relay failed while ${describeCall(method, params)} was in flight: outcome unknown: it may or may not have run; not retried automatically. Check the device state before trying again`,
-              undefined,
-              { method, cause: "connection" },
-            );
-          }
+        if (d.outcome === "resend_read") {
           if (++resends > 3) {
             throw new UpstreamError(
               "UNAVAILABLE",
@@ -438,12 +426,12 @@ export class UpstreamSession extends EventEmitter implements Upstream {
             );
           }
           this.log.warn(
-            { method, attempt, reason: verdict.reason },
+            { method, attempt, reason: d.reason },
             "connection lost while a read was in flight; resending it after recovery",
           );
         } else {
           this.log.info(
-            { method, attempt, reason: verdict.reason },
+            { method, attempt, reason: d.reason },
             "request was not delivered; resending after recovery",
           );
         }
@@ -497,115 +485,27 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     }
   }
 
-  private judge(conn: Conn, ctx: RequestCtx, err: unknown): Verdict {
-    const method = ctx.method;
-    if (ctx.abortReason === "caller") return { kind: "final", error: cancelled(method, ctx.mayHaveRun) };
-    if (ctx.abortReason === "timeout") {
-      const ms = Date.now() - ctx.startedAt;
-      return { kind: "final", error: timeoutError(method, ms, ctx.mayHaveRun, ctx.retryable) };
-    }
-    if (err instanceof AuthError) {
-      // Getting a token failed before anything was sent.
-      if (this.auth.failedReason) {
-        this.enterAuthFailed(this.auth.failedReason);
-        return { kind: "final", error: this.authFailedError() };
-      }
-      return {
-        kind: "final",
-        error: new UpstreamError("UNAVAILABLE", `${err.message}; ${method} was not sent`),
-      };
-    }
-    // A JSON-RPC error answered by the server: pass it through.
-    if (err instanceof McpError && ctx.phase === "accepted" && !ctx.abortReason) {
-      return {
-        kind: "final",
-        error: new UpstreamError("REMOTE_ERROR", stripMcpPrefix(err.message, err.code), err.code, err.data),
-      };
-    }
-    if (ctx.phase === "rejected") {
-      const status = ctx.status ?? 0;
-      if (status === 401) return { kind: "auth" };
-      if (status === 403 && ctx.challenge?.error === "insufficient_scope") return { kind: "stepup" };
-      if (status === 429) {
-        // The relay asks us to slow down: the session is fine, re-resolving would only spend
-        // connect's own rate limit. Nothing ran; the caller may try again later.
-        return {
-          kind: "final",
-          error: new UpstreamError(
-            "UNAVAILABLE",
-            `the Loxone relay is rate limiting requests (HTTP 429); ${method} was not sent, try again in a moment`,
-          ),
-        };
-      }
-      if (status === 404) {
-        this.dropConn(
-          conn,
-          "session",
-          `the relay forgot our MCP session (HTTP 404 from ${safeUrl(conn.entry)})`,
-        );
-        return { kind: "recover", reason: "session expired (404)" };
-      }
-      if (
-        status === 400 ||
-        status === 403 ||
-        status === 405 ||
-        status === 406 ||
-        status === 415 ||
-        status === 422
-      ) {
-        const why = status === 403 ? "forbidden" : "refused as malformed";
-        return {
-          kind: "final",
-          error: new UpstreamError(
-            "REMOTE_ERROR",
-            `the relay ${why} ${method} (HTTP ${status}); it did not run`,
-            status,
-          ),
-        };
-      }
-      this.dropConn(
-        conn,
-        "network",
-        `the relay's MCP endpoint (${safeUrl(conn.entry)}) answered HTTP ${status}`,
-      );
-      return { kind: "recover", reason: `HTTP ${status}` };
-    }
-    if (ctx.phase === "refused") {
-      this.dropConn(
-        conn,
-        "network",
-        `cannot connect to the relay's MCP endpoint (${safeUrl(conn.entry)}) (${ctx.netCode ?? "network error"})`,
-      );
-      return { kind: "recover", reason: ctx.netCode ?? "connection refused" };
-    }
-    if (ctx.phase === "none") {
-      // Never reached fetch: the SDK refused (closed client) or the session was replaced.
-      if (this.conn === conn && !conn.retired) {
-        this.dropConn(conn, "network", `could not send: ${describe(err)}`);
-      }
-      return { kind: "recover", reason: describe(err) };
-    }
-    if (ctx.phase === "lost" && ctx.status === undefined && isBrokenConnection(ctx.netCode)) {
-      // The connection broke before any answer: most often a pooled keep-alive connection the relay
-      // had closed. That says nothing about the relay or the session, so never re-resolve for it:
-      // drop the pooled connections and check the session on a new one (a resent read does that;
-      // a write is not resent, so a ping does). A relay that is really gone then refuses the new
-      // connection, and that is what recovery acts on.
-      this.http.reset();
-      if (!ctx.retryable && this.conn === conn && !conn.retired) void this.healthCheck("connection");
-      return {
-        kind: "recover",
-        reason: `the connection to the relay's MCP endpoint (${safeUrl(conn.entry)}) broke before any answer (${ctx.netCode})`,
-      };
-    }
-    // sent / accepted / lost: it may have run.
-    const status = ctx.status;
-    const why =
-      ctx.phase === "lost" && status && status >= 500
-        ? `the relay's MCP endpoint (${safeUrl(conn.entry)}) answered HTTP ${status}`
-        : `the connection to the relay's MCP endpoint (${safeUrl(conn.entry)}) broke (${ctx.netCode ?? describe(err)})`;
-    if (!conn.retired) this.dropConn(conn, "network", why);
-    return { kind: "recover", reason: why };
+  /** Classifies a failed request (failures.ts) and performs the actions the decision names. */
+  private judge(
+    conn: Conn,
+    ctx: RequestCtx,
+    err: unknown,
+    how: Pick<Failure, "purpose" | "params" | "sinceWakeMs" | "pingTimeoutMs"> = { purpose: "request" },
+  ): Decision {
+    const d = classifyFailure({
+      ...how,
+      attempt: ctx,
+      error: err,
+      elapsedMs: Date.now() - ctx.startedAt,
+      entry: conn.entry,
+      current: this.conn === conn && !conn.retired,
+      loginImpossible: this.auth.failedReason,
+    });
+    if (d.outcome === "auth_failed") this.enterAuthFailed(d.reason);
+    if (d.drop) this.dropConn(conn, d.drop.reresolve ? "network" : "session", d.drop.reason);
+    if (d.resetPool) this.http.reset();
+    if (d.checkSession) void this.healthCheck("connection");
+    return d;
   }
 
   /**
@@ -618,11 +518,11 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   private async retryAuth(
     conn: Conn,
     ctx: RequestCtx,
-    kind: "auth" | "stepup",
+    kind: "reauth" | "step_up",
     budget: AuthBudget,
     deadline?: number,
   ): Promise<boolean> {
-    const stepUp = kind === "stepup";
+    const stepUp = kind === "step_up";
     if ((stepUp ? budget.stepUp : budget.auth) <= 0) return false;
     if (stepUp) budget.stepUp--;
     else budget.auth--;
@@ -792,16 +692,11 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       } catch (err) {
         await conn.client.close().catch(() => {});
         if (this.stopped) return;
-        if (err instanceof AuthError) throw err;
-        if (
-          ctx.phase === "lost" &&
-          ctx.status === undefined &&
-          isBrokenConnection(ctx.netCode) &&
-          !ctx.abortReason &&
-          brokenTries < 2
-        ) {
-          // A pooled connection the relay had closed: initialize again on a new connection (it
-          // only opens a session), never a reason to ask connect for another relay.
+        const d = classifyInitFailure({ attempt: ctx, error: err, entry, brokenTries, authTries });
+        if (d.outcome === "token_error") throw err;
+        if (d.outcome === "fail") throw d.error;
+        if (d.outcome === "retry") {
+          // A pooled connection the relay had closed: initialize again on a new connection.
           brokenTries++;
           this.http.reset();
           this.log.info(
@@ -810,19 +705,12 @@ export class UpstreamSession extends EventEmitter implements Upstream {
           );
           continue;
         }
-        if (ctx.phase === "rejected" && (ctx.status === 401 || ctx.status === 403) && authTries < 2) {
-          authTries++;
-          this.progress("authenticating");
-          if (ctx.status === 403 && ctx.challenge?.error === "insufficient_scope") {
-            await this.auth.stepUp(entry, ctx.challenge);
-          } else if (ctx.status === 401) {
-            await this.auth.handleUnauthorized(entry, ctx.usedToken, ctx.challenge ?? {});
-          } else {
-            throw new ConnectError(`the relay refused the session (HTTP 403)`, false);
-          }
-          continue;
-        }
-        throw this.connectError(ctx, err, entry);
+        authTries++;
+        this.progress("authenticating");
+        if (d.outcome === "forbidden") throw d.error;
+        if (d.outcome === "step_up") await this.auth.stepUp(entry, ctx.challenge ?? {});
+        else await this.auth.handleUnauthorized(entry, ctx.usedToken, ctx.challenge ?? {});
+        continue;
       } finally {
         ctx.settle();
         clearTimeout(timer);
@@ -858,32 +746,6 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       if (reconnect) this.emit("toolsChanged");
       return;
     }
-  }
-
-  private connectError(ctx: RequestCtx, err: unknown, entry: string): Error {
-    if (ctx.abortReason === "timeout") {
-      return new ConnectError(`initialize at ${safeUrl(entry)} timed out`, true);
-    }
-    if (ctx.phase === "refused") {
-      return new ConnectError(
-        `cannot connect to ${safeUrl(entry)} (${ctx.netCode ?? "network error"})`,
-        true,
-      );
-    }
-    if (ctx.phase === "rejected" || (ctx.status !== undefined && ctx.status >= 400)) {
-      const status = ctx.status ?? 0;
-      return new ConnectError(
-        `the relay at ${safeUrl(entry)} answered HTTP ${status} to initialize`,
-        RELAY_GONE.has(status) || status === 404,
-      );
-    }
-    if (err instanceof McpError && ctx.phase === "accepted") {
-      return new ConnectError(
-        `the server refused initialize: ${stripMcpPrefix(err.message, err.code)}`,
-        false,
-      );
-    }
-    return new ConnectError(`initialize at ${safeUrl(entry)} failed (${ctx.netCode ?? describe(err)})`, true);
   }
 
   private onConnectFailed(err: unknown): void {
@@ -1060,23 +922,17 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         this.log.debug({ why }, "upstream ping ok");
         return;
       } catch (err) {
-        if (ctx.abortReason === "timeout") {
-          this.dropConn(conn, "network", "ping timed out");
-          return;
-        }
-        const verdict = this.judge(conn, ctx, err);
-        if (verdict.kind === "auth" || verdict.kind === "stepup") {
+        const d = this.judge(conn, ctx, err, { purpose: "ping" });
+        if (d.outcome === "reauth" || d.outcome === "step_up") {
           try {
-            if (await this.retryAuth(conn, ctx, verdict.kind, budget)) continue;
+            if (await this.retryAuth(conn, ctx, d.outcome, budget)) continue;
           } catch {
             // login impossible or failed: the next interval tries again
           }
           return;
         }
-        if (verdict.kind === "final" && conn === this.conn && !conn.retired) {
-          // A JSON-RPC error to ping still proves the session is alive.
-          if (verdict.error.code === "REMOTE_ERROR") this.lastPingAt = Date.now();
-        }
+        // A JSON-RPC error to ping still proves the session is alive.
+        if (d.outcome === "remote_error" && conn === this.conn && !conn.retired) this.lastPingAt = Date.now();
         return;
       }
     }
@@ -1203,42 +1059,35 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       return "ok";
     } catch (err) {
       if (this.conn !== conn || conn.retired || this.stopped) return "gone";
-      if (err instanceof AuthError) {
-        if (this.auth.failedReason) {
-          this.enterAuthFailed(this.auth.failedReason);
+      const d = this.judge(conn, ctx, err, {
+        purpose: "wake",
+        sinceWakeMs: Date.now() - since,
+        pingTimeoutMs: timeoutMs,
+      });
+      switch (d.outcome) {
+        case "auth_failed":
+        case "timeout":
           return "gone";
-        }
-        return { trouble: describe(err) };
+        case "session_expired":
+          return "expired";
+        case "wait":
+          return { trouble: d.reason };
+        case "reauth":
+          // The relay refused the token (revoked meanwhile?): refresh, or log in as the last resort.
+          try {
+            await this.reauthorize(conn, ctx, false, Date.now() + this.opts.requestTimeoutMs);
+          } catch (e) {
+            if (this.state === "auth_failed") return "gone";
+            return { trouble: describe(e) };
+          }
+          return { trouble: "the relay refused the token; it was renewed", now: true };
+        case "not_delivered":
+        case "resend_read":
+          return this.conn === conn && !conn.retired ? { trouble: d.reason } : "gone";
+        default:
+          // An answer that is not a pong (a JSON-RPC error, 429, 403 …) still shows the session is alive.
+          return this.conn === conn && !conn.retired ? "ok" : "gone";
       }
-      if (ctx.abortReason === "timeout") {
-        this.dropConn(
-          conn,
-          "network",
-          `the relay's MCP endpoint (${safeUrl(conn.entry)}) did not answer a ping within ${Math.round(timeoutMs / 1000)} s after the wake`,
-        );
-        return "gone";
-      }
-      if (ctx.phase === "rejected" && ctx.status === 404) return "expired";
-      // No network yet (Wi-Fi still joining): wait for it rather than ask connect for another relay.
-      if (ctx.phase === "refused" && NETWORK_DOWN.has(ctx.netCode ?? "") && Date.now() - since < 60_000) {
-        return { trouble: `no network yet (${ctx.netCode} for ${safeUrl(conn.entry)})` };
-      }
-      const verdict = this.judge(conn, ctx, err);
-      if (verdict.kind === "auth") {
-        // The relay refused the token (revoked meanwhile?): refresh, or log in as the last resort.
-        try {
-          await this.reauthorize(conn, ctx, false, Date.now() + this.opts.requestTimeoutMs);
-        } catch (e) {
-          if (this.state === "auth_failed") return "gone";
-          return { trouble: describe(e) };
-        }
-        return { trouble: "the relay refused the token; it was renewed", now: true };
-      }
-      if (verdict.kind === "recover") {
-        return this.conn === conn && !conn.retired ? { trouble: verdict.reason } : "gone";
-      }
-      // An answer that is not a pong (a JSON-RPC error, 429, 403 …) still shows the session is alive.
-      return this.conn === conn && !conn.retired ? "ok" : "gone";
     }
   }
 
@@ -1324,9 +1173,10 @@ export class UpstreamSession extends EventEmitter implements Upstream {
           )) as typeof res;
           break;
         } catch (err) {
-          const verdict = this.judge(conn, ctx, err);
-          const auth = verdict.kind === "auth" || verdict.kind === "stepup";
-          if (auth && (await this.retryAuth(conn, ctx, verdict.kind, budget))) continue;
+          const d = this.judge(conn, ctx, err);
+          if (d.outcome === "reauth" || d.outcome === "step_up") {
+            if (await this.retryAuth(conn, ctx, d.outcome, budget)) continue;
+          }
           throw err;
         }
       }
@@ -1445,27 +1295,10 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   }
 }
 
-/** What `judge` makes of a failed request. */
-type Verdict =
-  | { kind: "final"; error: UpstreamError }
-  | { kind: "auth" }
-  | { kind: "stepup" }
-  | { kind: "recover"; reason: string };
-
 /** How often one request may still answer a 401 (refresh / log in) and a 403 insufficient_scope (step up). */
 interface AuthBudget {
   auth: number;
   stepUp: number;
-}
-
-class ConnectError extends Error {
-  constructor(
-    message: string,
-    readonly relayGone: boolean,
-  ) {
-    super(message);
-    this.name = "ConnectError";
-  }
 }
 
 function initializeInfoOf(conn: Conn): InitializeInfo {
