@@ -19,7 +19,7 @@ import { PassThroughGate } from "./gate.js";
 import { secrets as defaultSecrets, type SecretRegistry } from "./log.js";
 import { type LogCursor, readLogSince, readLogTail } from "./log-read.js";
 import { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
-import { acquireInstance } from "./mux/instance.js";
+import { acquireInstance } from "./instance.js";
 import { MuxServer } from "./mux/server.js";
 import { type MuxCounters, newMuxCounters } from "./mux/session.js";
 import { PageServer } from "./page/server.js";

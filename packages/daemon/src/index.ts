@@ -13,7 +13,7 @@ export {
 export { isReadOnlyTool, PassThroughGate } from "./gate.js";
 export { createLogger, REDACT_PATHS, SecretRegistry, scrub, secrets } from "./log.js";
 export { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
-export { acquireInstance, probeSocket } from "./mux/instance.js";
+export { acquireInstance, probeSocket } from "./instance.js";
 export { MuxServer } from "./mux/server.js";
 export { ClientSession, type MuxCounters } from "./mux/session.js";
 // relay/ + store/ (daemon-relay engineer)

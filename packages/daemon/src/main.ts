@@ -24,7 +24,7 @@ import {
 } from "./config.js";
 import type { StartResult } from "./daemon.js";
 import { createLogger, secrets } from "./log.js";
-import { probeSocket } from "./mux/instance.js";
+import { probeSocket } from "./instance.js";
 import { VERSION } from "./version.js";
 
 // The relay, SDK and policy modules are loaded only once the configuration is valid and no
