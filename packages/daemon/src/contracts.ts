@@ -1,7 +1,11 @@
 /**
- * Internal contracts between the daemon's components. Components are built in main.ts and
- * talk only through these interfaces: relay/ knows nothing of shims, mux/ knows nothing of
- * OAuth, policy/ decides and never sends on its own, only store/ runs SQL.
+ * Internal contracts between the daemon's components. Components are built by the wiring
+ * (daemon.ts) and talk only through these interfaces: relay/ knows nothing of shims, mux/ knows
+ * nothing of OAuth, only store/ runs SQL. policy/ decides; it never holds the `Upstream`: it sees
+ * the relay through `PolicyUpstreamPort` — the tool list, the session's state and events, reads
+ * of the house structure — and every write it lets through leaves by a `ForwardCall`, the path
+ * of a client's tools/call (mux/forward.ts): the client's own, or for the calls the policy makes
+ * itself (`loxmcp stop-all`) one the wiring builds the same way.
  */
 import type { Logger } from "pino";
 
@@ -207,6 +211,41 @@ export interface ToolGate {
   callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult>;
   /** Audits something the mux refused for safety (a control method from an MCP client, a second hello). */
   recordRefusal?(client: ClientIdentity, what: string, reason: string): void;
+}
+
+// ---------------------------------------------------------------- the policy's view of the upstream
+
+/** The upstream events the policy follows. */
+export interface PolicyUpstreamEvents {
+  /** The session's state changed (the policy re-reads the house structure once it is ready). */
+  state: (s: { state: UpstreamState }) => void;
+  /** The tool list changed (server notification, or after a reconnect). */
+  toolsChanged: () => void;
+}
+
+/**
+ * All the policy may use of the upstream (built by the wiring, daemon.ts). It reads (the tool
+ * list, the house structure) and follows the session; it sends a write only through a
+ * `ForwardCall`: a client's, or for its own (`loxmcp stop-all`) one from `forward`.
+ */
+export interface PolicyUpstreamPort {
+  /** The Miniserver's tools/list (cached by the relay). */
+  listTools(): Promise<{ tools: Array<Record<string, unknown>> }>;
+  /** The session's state, and why when it is not ready: writes are sent only while "ready". */
+  status(): { state: UpstreamState; reason?: string };
+  /** Follows the state and tool-list events; returns the function that stops following. */
+  subscribe(listeners: PolicyUpstreamEvents): () => void;
+  /**
+   * A tools/call of a tool that only reads (the house structure), ended by `signal`. It is
+   * resent after a recovery only when `retryable` (the tool is marked read-only).
+   */
+  read(call: CallToolParams, opts: { retryable: boolean; signal: AbortSignal }): Promise<CallToolResult>;
+  /**
+   * A forward for calls the policy makes of its own accord (the emergency stop of `loxmcp
+   * stop-all`): the path of a client's tools/call — a relay slot in `holder`'s fair share (a
+   * connection id), then the relay, a write never resent — ended by `signal`.
+   */
+  forward(holder: string, signal: AbortSignal): ForwardCall;
 }
 
 // ---------------------------------------------------------------- control (mux/control.ts)

@@ -14,12 +14,20 @@ import { ErrorCodes, ensurePrivateDir, isLoopbackHost, systemStopHint } from "@l
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { ConfigCheck, DaemonConfig } from "./config.js";
-import { ControlError, type ToolGate, type Upstream } from "./contracts.js";
+import {
+  type CallToolResult,
+  ControlError,
+  type ForwardCall,
+  type PolicyUpstreamPort,
+  type ToolGate,
+  type Upstream,
+  UpstreamError,
+} from "./contracts.js";
 import { PassThroughGate } from "./gate.js";
+import { acquireInstance } from "./instance.js";
 import { secrets as defaultSecrets, type SecretRegistry } from "./log.js";
 import { type LogCursor, readLogSince, readLogTail } from "./log-read.js";
 import { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
-import { acquireInstance } from "./instance.js";
 import { MuxServer } from "./mux/server.js";
 import { type MuxCounters, newMuxCounters } from "./mux/session.js";
 import { PageServer } from "./page/server.js";
@@ -106,6 +114,20 @@ export class Daemon {
   get upstream(): Upstream {
     if (!this.upstream_) throw new Error("the daemon is not started");
     return this.upstream_;
+  }
+
+  /**
+   * The policy's view of the upstream: it never gets the `Upstream` itself. Its own writes take
+   * the mux's forward, the path of every client's tools/call.
+   */
+  get policyUpstream(): PolicyUpstreamPort {
+    return policyUpstreamPort(this.upstream, (holder, signal) => (call, opts) => {
+      if (!this.mux)
+        return Promise.reject(
+          new UpstreamError("UNAVAILABLE", "the daemon is not serving yet: nothing was sent"),
+        );
+      return this.mux.forwarder(holder, signal)(call, opts);
+    });
   }
 
   setGate(gate: ToolGate): void {
@@ -420,6 +442,38 @@ export class Daemon {
       // exiting anyway
     }
   }
+}
+
+/**
+ * The policy's port onto an upstream (contracts.ts): the tool list, the state and its events,
+ * reads; its own writes go through `forward` (the daemon's: MuxServer.forwarder).
+ */
+export function policyUpstreamPort(
+  upstream: Upstream,
+  forward: (holder: string, signal: AbortSignal) => ForwardCall,
+): PolicyUpstreamPort {
+  return {
+    listTools: () => upstream.listTools(),
+    status: () => {
+      const { state, reason } = upstream.status();
+      return reason === undefined ? { state } : { state, reason };
+    },
+    subscribe: ({ state, toolsChanged }) => {
+      upstream.on("state", state);
+      upstream.on("toolsChanged", toolsChanged);
+      return () => {
+        upstream.off("state", state);
+        upstream.off("toolsChanged", toolsChanged);
+      };
+    },
+    read: async (call, opts) =>
+      (await upstream.request(
+        "tools/call",
+        { name: call.name, arguments: call.arguments ?? {} },
+        { retryable: opts.retryable, signal: opts.signal },
+      )) as CallToolResult,
+    forward,
+  };
 }
 
 /**

@@ -15,7 +15,7 @@ import { createPolicyGate, type PolicyGate } from "../src/policy/index.js";
 import { AuditStore } from "../src/store/audit.js";
 import { type Database, openDatabase } from "../src/store/db.js";
 import { healthOf } from "../src/store/health.js";
-import { connectSimUpstream, type SimUpstream } from "./sim-upstream.js";
+import { connectSimUpstream, type SimUpstream, simPolicyPort } from "./sim-upstream.js";
 
 let home: TempHome;
 let db: Database;
@@ -80,7 +80,7 @@ describe("audit durability through the gate", () => {
 
   it("a write is in SQLite before its answer returns; reads follow within the flush window", async () => {
     gate = createPolicyGate({
-      upstream: up,
+      upstream: simPolicyPort(up),
       db,
       logger: pino({ level: "silent" }),
       config: { mode: "full" },
@@ -135,7 +135,7 @@ describe("audit durability through the gate", () => {
 
   async function fullGate(): Promise<PolicyGate> {
     const g = createPolicyGate({
-      upstream: up,
+      upstream: simPolicyPort(up),
       db,
       logger: pino({ level: "silent" }),
       config: { mode: "full" },

@@ -16,7 +16,7 @@ import type {
 } from "../src/contracts.js";
 import { createPolicyGate, type PolicyConfigInput, type PolicyGate } from "../src/policy/index.js";
 import { type Database, openDatabase } from "../src/store/db.js";
-import { connectSimUpstream, type SimUpstream } from "./sim-upstream.js";
+import { connectSimUpstream, type SimUpstream, simPolicyPort } from "./sim-upstream.js";
 
 /** Loose JSON from control-method results. */
 // biome-ignore lint/suspicious/noExplicitAny: test assertions on JSON results
@@ -28,6 +28,9 @@ let home: TempHome;
 let db: Database;
 let gate: PolicyGate | undefined;
 let handlers: Map<string, ControlHandler>;
+
+/** The forwards the policy asked the wiring for, for calls of its own (stop-all). */
+let ownForwards: Array<{ holder: string; signal: AbortSignal }> = [];
 
 const logger = pino({ level: "silent" });
 const forward: ForwardCall = async (call, opts) =>
@@ -83,7 +86,9 @@ async function control(method: string, params: Record<string, unknown> = {}): Pr
 }
 
 async function makeGate(config: PolicyConfigInput = {}): Promise<PolicyGate> {
-  gate = createPolicyGate({ upstream: up, db, logger, config: { mode: "confirm", ...config } });
+  ownForwards = [];
+  const port = simPolicyPort(up, (holder, signal) => ownForwards.push({ holder, signal }));
+  gate = createPolicyGate({ upstream: port, db, logger, config: { mode: "confirm", ...config } });
   handlers = new Map();
   const registry: ControlRegistry = { register: (m, h) => handlers.set(m, h) };
   gate.register(registry);
@@ -435,7 +440,13 @@ describe("policy gate", () => {
     let now = Date.now();
     const clock = () => now;
     const build = async () => {
-      gate = createPolicyGate({ upstream: up, db, logger, config: { mode: "confirm" }, now: clock });
+      gate = createPolicyGate({
+        upstream: simPolicyPort(up),
+        db,
+        logger,
+        config: { mode: "confirm" },
+        now: clock,
+      });
       handlers = new Map();
       gate.register({ register: (m, h) => handlers.set(m, h) });
       return gate;
@@ -688,7 +699,7 @@ describe("policy gate", () => {
     expect((await cmd(g, uuidOf("Burglar Alarm"), "off", ctx("Claude"))).isError).toBe(true);
     expect(commandsSent()).toHaveLength(1);
 
-    const g2 = createPolicyGate({ upstream: up, db, logger, config: { mode: "read-only" } });
+    const g2 = createPolicyGate({ upstream: simPolicyPort(up), db, logger, config: { mode: "read-only" } });
     const r = await g2.callTool(
       { name: "control_command", arguments: { uuid: light, command: "on" } },
       ctx(),
@@ -710,7 +721,7 @@ describe("policy gate", () => {
   });
 
   it("refuses writes when no structure is known (and it cannot be fetched)", async () => {
-    const g = createPolicyGate({ upstream: up, db, logger, config: { mode: "full" } });
+    const g = createPolicyGate({ upstream: simPolicyPort(up), db, logger, config: { mode: "full" } });
     s.sim.resetStats();
     // The upstream is "ready" but the structure fetch fails: the write must not go out.
     s.sim.setFaults({ httpErrors: 1, httpErrorStatus: 502 });
@@ -726,7 +737,7 @@ describe("policy gate", () => {
   it("a snapshot older than snapshotMaxAge that cannot be re-read stops writes", async () => {
     let offset = 0;
     const g = createPolicyGate({
-      upstream: up,
+      upstream: simPolicyPort(up),
       db,
       logger,
       config: { mode: "full", snapshotMaxAgeMs: 60 * 60_000 },
@@ -751,6 +762,9 @@ describe("policy gate", () => {
     await cmd(g, kitchen, "manualPosition/70");
     s.sim.resetStats();
     const out = await control("loxmcp/stop-all", { reason: "test" });
+    // Sent through the forward path of a client's call, in the CLI connection's share, with the
+    // policy's signal.
+    expect(ownForwards.map((f) => [f.holder, f.signal.aborted])).toEqual([["c9", false]]);
     const motors = s.sim.house().controls.filter((c) => c.type === "Jalousie" || c.type === "Gate");
     expect(out.stopped).toHaveLength(motors.length);
     expect(out.stopped.every((r: J) => r.ok)).toBe(true);

@@ -13,7 +13,9 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { z } from "zod";
 import type {
+  ForwardCall,
   InitializeInfo,
+  PolicyUpstreamPort,
   Upstream,
   UpstreamEvents,
   UpstreamRequestOptions,
@@ -21,6 +23,8 @@ import type {
   UpstreamStatus,
 } from "../src/contracts.js";
 import { UpstreamError } from "../src/contracts.js";
+import { policyUpstreamPort } from "../src/daemon.js";
+import { forwardFor } from "../src/mux/forward.js";
 
 const REDIRECT = "http://127.0.0.1:9/callback";
 const AnyResult = z.object({}).passthrough();
@@ -136,9 +140,15 @@ export async function connectSimUpstream(sim: Simulator): Promise<SimUpstream> {
     async request(method: string, params: unknown, opts: UpstreamRequestOptions) {
       if (state !== "ready") throw new UpstreamError("UNAVAILABLE", `upstream is ${state}; nothing was sent`);
       counters.requests++;
+      // One signal per request, as the daemon's upstream does: a long-lived caller signal (the
+      // policy's own) must not collect a listener per request.
+      const ac = new AbortController();
+      const onAbort = () => ac.abort(opts.signal?.reason);
+      if (opts.signal?.aborted) onAbort();
+      else opts.signal?.addEventListener("abort", onAbort, { once: true });
       try {
         return await client.request({ method, params: params as Record<string, unknown> }, AnyResult, {
-          ...(opts.signal ? { signal: opts.signal } : {}),
+          signal: ac.signal,
         });
       } catch (err) {
         counters.errors++;
@@ -146,6 +156,8 @@ export async function connectSimUpstream(sim: Simulator): Promise<SimUpstream> {
         if (typeof e.code === "number")
           throw new UpstreamError("REMOTE_ERROR", e.message ?? "remote error", e.code);
         throw new UpstreamError(opts.retryable ? "UNAVAILABLE" : "OUTCOME_UNKNOWN", e.message ?? String(err));
+      } finally {
+        opts.signal?.removeEventListener("abort", onAbort);
       }
     },
     async notify(method: string, params?: unknown) {
@@ -171,4 +183,19 @@ export async function connectSimUpstream(sim: Simulator): Promise<SimUpstream> {
     },
   };
   return up;
+}
+
+/**
+ * The policy's port onto this upstream, wired as the daemon wires it: the policy's own writes take
+ * the forward path of a client's call (mux/forward.ts; no slot limit here). `onForward` sees who
+ * asked for one.
+ */
+export function simPolicyPort(
+  up: Upstream,
+  onForward?: (holder: string, signal: AbortSignal) => void,
+): PolicyUpstreamPort {
+  return policyUpstreamPort(up, (holder, signal): ForwardCall => {
+    onForward?.(holder, signal);
+    return forwardFor({ upstream: up, slots: undefined, holder, signal });
+  });
 }

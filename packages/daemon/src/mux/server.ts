@@ -25,7 +25,8 @@ import {
   MAX_FRAME_BYTES,
 } from "@loxmcp/common";
 import type { Logger } from "pino";
-import type { ClientIdentity } from "../contracts.js";
+import type { ClientIdentity, ForwardCall } from "../contracts.js";
+import { forwardFor } from "./forward.js";
 import { encodeAnswer, parseFrame } from "./jsonrpc-edges.js";
 import { DEFAULT_LIMITS, FairQueue, type MuxLimits } from "./limits.js";
 import { ProgressRouter } from "./progress.js";
@@ -80,6 +81,15 @@ export class MuxServer {
     this.log = opts.logger.child({ component: "mux" });
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.upstreamSlots = new FairQueue(this.limits.upstreamConcurrency, this.limits.upstreamQueue);
+  }
+
+  /**
+   * A forward for a tools/call the daemon makes of its own accord (the policy's `loxmcp
+   * stop-all`): the path of every client's call (forward.ts) — a relay slot in `holder`'s fair
+   * share, then the relay — ended by `signal`.
+   */
+  forwarder(holder: string, signal: AbortSignal): ForwardCall {
+    return forwardFor({ upstream: this.opts.deps.upstream, slots: this.upstreamSlots, holder, signal });
   }
 
   /** Relay slots in use and requests waiting for one (status). */

@@ -41,6 +41,7 @@ import {
   type Upstream,
   UpstreamError,
 } from "../contracts.js";
+import { forwardFor, inUpstreamSlot } from "./forward.js";
 import { adaptToVersion, LOG_LEVELS } from "./jsonrpc-edges.js";
 import type { FairQueue } from "./limits.js";
 import type { ProgressRouter } from "./progress.js";
@@ -426,15 +427,8 @@ export class ClientSession {
   }
 
   /** Runs one relay request in this connection's fair share of the upstream slots. */
-  private async withUpstreamSlot<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-    const slots = this.deps.upstreamSlots;
-    if (!slots) return fn();
-    const release = await slots.acquire(this.connId, signal);
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
+  private withUpstreamSlot<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    return inUpstreamSlot(this.deps.upstreamSlots, this.connId, signal, fn);
   }
 
   /** logging/setLevel is per client: it filters what this client receives, nobody else's. */
@@ -542,20 +536,14 @@ export class ClientSession {
       },
       signal,
     };
-    return this.deps.gate().callTool(call, ctx, async (c, opts) => {
-      const forwarded: Record<string, unknown> = { name: c.name };
-      if (c.arguments !== undefined) forwarded.arguments = c.arguments;
-      if (c._meta !== undefined) forwarded._meta = c._meta;
-      return this.withUpstreamSlot(
-        signal,
-        async () =>
-          (await this.deps.upstream.request("tools/call", forwarded, {
-            retryable: opts.retryable,
-            signal,
-            onServerRequest: (r) => this.serverRequest(r),
-          })) as CallToolResult,
-      );
+    const forward = forwardFor({
+      upstream: this.deps.upstream,
+      slots: this.deps.upstreamSlots,
+      holder: this.connId,
+      signal,
+      onServerRequest: (r) => this.serverRequest(r),
     });
+    return this.deps.gate().callTool(call, ctx, forward);
   }
 
   private handleNotification(method: string, params: unknown): void {

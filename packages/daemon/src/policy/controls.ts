@@ -11,7 +11,7 @@ import type {
   CallToolResult,
   ControlContext,
   ControlRegistry,
-  Upstream,
+  PolicyUpstreamPort,
 } from "../contracts.js";
 import { ControlError } from "../contracts.js";
 import type { AuditQuery, AuditRow, AuditStore } from "../store/audit.js";
@@ -29,7 +29,9 @@ import { allowedCommands } from "./validate.js";
 /** What the control methods use of the engine (PolicyEngine in policy/index.ts implements it). */
 export interface PolicyControlHost {
   readonly cfg: PolicyConfig;
-  readonly upstream: Upstream;
+  readonly upstream: PolicyUpstreamPort;
+  /** Ends the calls the policy makes itself (aborted when it stops). */
+  readonly signal: AbortSignal;
   readonly log: Logger;
   readonly now: () => number;
   readonly audit: AuditStore;
@@ -195,9 +197,13 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
   control.register("loxmcp/stop-all", async (params, ctx) => {
     const t0 = h.now();
     const reason = typeof params.reason === "string" ? params.reason.slice(0, 200) : undefined;
-    const send = async (c: CallToolParams) =>
-      (await h.upstream.request("tools/call", c, { retryable: false })) as CallToolResult;
-    const out = await h.emergencyStop(`${displayName(ctx)} (control socket)`, reason, send);
+    // The path of every client's tools/call (a relay slot in this connection's share). The
+    // policy's signal, not the connection's: the person's terminal going away must not cut the
+    // stop short.
+    const forward = h.upstream.forward(ctx.client.connId, h.signal);
+    const out = await h.emergencyStop(`${displayName(ctx)} (control socket)`, reason, (c) =>
+      forward(c, { retryable: false }),
+    );
     h.recordAudit(
       { name: "loxmcp/stop-all", arguments: reason ? { reason } : {} },
       ctx,

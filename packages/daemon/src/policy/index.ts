@@ -7,9 +7,10 @@ import type {
   ControlContext,
   ControlRegistry,
   ForwardCall,
+  PolicyUpstreamPort,
   ToolGate,
-  Upstream,
 } from "../contracts.js";
+import { UpstreamError } from "../contracts.js";
 import type { AuditEvent } from "../store/audit.js";
 import { AuditStore, OUTCOME_SENT } from "../store/audit.js";
 import type { Database } from "../store/db.js";
@@ -66,7 +67,8 @@ export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
 const MAX_SHOWN_ARGS = 4000;
 
 export interface PolicyGateDeps {
-  upstream: Upstream;
+  /** The policy's view of the upstream (built by the wiring): it never holds the `Upstream`. */
+  upstream: PolicyUpstreamPort;
   db: Database;
   logger: Logger;
   config: PolicyConfigInput;
@@ -108,7 +110,7 @@ export function createPolicyGate(deps: PolicyGateDeps): PolicyGate {
 
 class PolicyEngine implements PolicyGate {
   readonly cfg: PolicyConfig;
-  readonly upstream: Upstream;
+  readonly upstream: PolicyUpstreamPort;
   readonly log: Logger;
   readonly now: () => number;
   readonly audit: AuditStore;
@@ -133,6 +135,9 @@ class PolicyEngine implements PolicyGate {
   private loggedToolChanges = "";
   private structureError: string | undefined;
   private timers: NodeJS.Timeout[] = [];
+  private unsubscribe: (() => void) | undefined;
+  /** Ends the calls the policy makes itself (structure reads, stop-all) when it stops. */
+  private lifetime = new AbortController();
   stopped = false;
   private readonly onState = (s: { state: string }) => {
     if (s.state === "ready" && !this.stopped) this.backgroundRefresh("upstream ready");
@@ -203,9 +208,10 @@ class PolicyEngine implements PolicyGate {
 
   start(): void {
     this.stopped = false;
+    if (this.lifetime.signal.aborted) this.lifetime = new AbortController();
     this.pruneAudit();
-    this.upstream.on("state", this.onState);
-    this.upstream.on("toolsChanged", this.onToolsChanged);
+    this.unsubscribe?.();
+    this.unsubscribe = this.upstream.subscribe({ state: this.onState, toolsChanged: this.onToolsChanged });
     const refresh = setInterval(() => {
       if (this.upstream.status().state === "ready") this.backgroundRefresh("periodic", true);
     }, this.cfg.snapshotRefreshMs);
@@ -227,9 +233,12 @@ class PolicyEngine implements PolicyGate {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    this.upstream.off("state", this.onState);
-    this.upstream.off("toolsChanged", this.onToolsChanged);
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    // A structure read under way is waited for; then whatever the policy still has in flight (a
+    // stop-all's sends) ends.
     await this.refreshing?.catch(() => {});
+    this.lifetime.abort(new UpstreamError("CANCELLED", "the policy stopped"));
     this.recorder.flush();
     if (this.recorder.pending > 0)
       this.log.error(
@@ -305,15 +314,16 @@ class PolicyEngine implements PolicyGate {
     return this.catalog;
   }
 
-  private upstreamCall: CallTool = async (name, args) => {
-    const tool = this.catalog?.tools.get(name);
-    const res = await this.upstream.request(
-      "tools/call",
+  private upstreamCall: CallTool = (name, args) =>
+    this.upstream.read(
       { name, arguments: args },
-      { retryable: tool?.readOnlyHint === true },
+      { retryable: this.catalog?.tools.get(name)?.readOnlyHint === true, signal: this.signal },
     );
-    return res as CallToolResult;
-  };
+
+  /** The signal of the calls the policy makes itself: aborted when it stops. */
+  get signal(): AbortSignal {
+    return this.lifetime.signal;
+  }
 
   backgroundRefresh(why: string, quick = false): void {
     this.refreshStructure({ quick }).then(

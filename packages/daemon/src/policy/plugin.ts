@@ -10,7 +10,7 @@ import { describeChange } from "./tooltrust.js";
 
 export function policyPlugin(daemon: Daemon): void {
   const gate = createPolicyGate({
-    upstream: daemon.upstream,
+    upstream: daemon.policyUpstream,
     db: daemon.db,
     logger: daemon.logger,
     config: policyConfigFromSection(daemon.config.policy),
