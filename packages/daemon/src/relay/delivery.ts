@@ -1,9 +1,11 @@
 /**
  * Delivery tracking: what is known of one request on its way to the relay (sent? refused before
  * it left? answered with an HTTP error that means it never ran? lost after it may have run?),
- * carried through the SDK by AsyncLocalStorage and filled in by the upstream's fetch wrapper and
- * by watching the SSE response body.
+ * carried through the SDK by AsyncLocalStorage and filled in by a fetch wrapper
+ * (`withDeliveryTracking`) and by watching the SSE response body.
  */
+import { extractWWWAuthenticateParams } from "@modelcontextprotocol/sdk/client/auth.js";
+import type { Middleware } from "@modelcontextprotocol/sdk/client/middleware.js";
 import type { ServerRequest } from "../contracts.js";
 import type { AuthChallenge } from "./auth/manager.js";
 import { networkErrorCode } from "./resolver.js";
@@ -127,4 +129,62 @@ export function watchBody(res: Response, ctx: RequestCtx, graceMs: number): Resp
     },
   });
   return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+/**
+ * The fetch wrapper that records, for the request of the current context (`current()`), what
+ * became of the POST carrying it: refused before it left, rejected with a status that means it
+ * never ran, lost, or accepted (then its SSE body is watched). It also notes the Bearer token the
+ * POST carried (a 401 is answered for that token) and a 401/403's WWW-Authenticate parameters.
+ * Other requests (GET streams, notifications, another context's) pass untouched.
+ */
+export function withDeliveryTracking(current: () => RequestCtx | undefined, graceMs: number): Middleware {
+  return (next) => async (input, init) => {
+    const ctx = current();
+    const method = (init?.method ?? "GET").toUpperCase();
+    if (ctx === undefined || method !== "POST" || !claim(ctx, init?.body)) return next(input, init);
+    ctx.usedToken = bearerOf(init?.headers);
+    ctx.phase = "sent";
+    let res: Response;
+    try {
+      res = await next(input, init);
+    } catch (err) {
+      const code = networkErrorCode(err);
+      ctx.netCode = code;
+      if (!ctx.abortReason && code && CONNECT_ERRORS.has(code)) ctx.phase = "refused";
+      else ctx.phase = "lost";
+      throw err;
+    }
+    if (res.status === 401 || res.status === 403) ctx.challenge = extractWWWAuthenticateParams(res);
+    ctx.status = res.status;
+    if (!res.ok) {
+      ctx.phase = NOT_EXECUTED.has(res.status) ? "rejected" : "lost";
+      return res;
+    }
+    ctx.phase = "accepted";
+    if (!res.body || !/text\/event-stream/i.test(res.headers.get("content-type") ?? "")) return res;
+    return watchBody(res, ctx, graceMs);
+  };
+}
+
+/** Binds the first JSON-RPC request POSTed in `ctx` to it; true when `body` is that request. */
+function claim(ctx: RequestCtx, body: unknown): boolean {
+  if (typeof body !== "string") return false;
+  let msg: unknown;
+  try {
+    msg = JSON.parse(body);
+  } catch {
+    return false;
+  }
+  if (!msg || typeof msg !== "object" || Array.isArray(msg)) return false;
+  const m = msg as { id?: unknown; method?: unknown };
+  if (typeof m.method !== "string" || (typeof m.id !== "string" && typeof m.id !== "number")) return false;
+  if (ctx.id === undefined && m.method === ctx.method) ctx.id = m.id;
+  return ctx.id === m.id;
+}
+
+/** The Bearer token in `headers`, if any. */
+function bearerOf(headers: RequestInit["headers"]): string | undefined {
+  const auth = new Headers(headers).get("authorization");
+  return auth?.startsWith("Bearer ") ? auth.slice("Bearer ".length) : undefined;
 }

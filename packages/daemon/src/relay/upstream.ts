@@ -21,10 +21,10 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { EventEmitter } from "node:events";
-import { extractWWWAuthenticateParams } from "@modelcontextprotocol/sdk/client/auth.js";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
+import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
 import {
   ErrorCode,
   McpError,
@@ -45,10 +45,11 @@ import {
   type UpstreamStatus,
 } from "../contracts.js";
 import type { TokenStore } from "../store/tokens.js";
+import { withBearer } from "./auth/bearer.js";
 import { AuthError } from "./auth/errors.js";
 import { AuthManager } from "./auth/manager.js";
 import { cancelled, describe, timeoutError } from "./call-errors.js";
-import { CONNECT_ERRORS, NOT_EXECUTED, RequestCtx, watchBody } from "./delivery.js";
+import { RequestCtx, withDeliveryTracking } from "./delivery.js";
 import {
   ConnectError,
   classifyFailure,
@@ -57,7 +58,7 @@ import {
   type Failure,
 } from "./failures.js";
 import { HttpPool } from "./http.js";
-import { networkErrorCode, RelayResolver, type ResolverOptions, retryAtOf } from "./resolver.js";
+import { RelayResolver, type ResolverOptions, retryAtOf } from "./resolver.js";
 import { requireSecureUrl, safeUrl } from "./url.js";
 import { type Wake, type WakeClock, WakeDetector } from "./wake.js";
 
@@ -116,6 +117,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
   private readonly direct: string | undefined;
   /** Our own connection pool for connect, the relay and the authorization server. */
   private readonly http: HttpPool;
+  /** What the SDK transport sends with: the Bearer token, delivery tracking, our pool. */
+  private readonly transportFetch: FetchLike;
   private readonly wake: WakeDetector;
   /** After a wake: refresh, check the session, then let requests go (one at a time). */
   private wakeFlight: Promise<void> | undefined;
@@ -201,6 +204,9 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     if (opts.preRegisteredClient !== undefined) authOptions.preRegisteredClient = opts.preRegisteredClient;
     if (opts.refreshMarginMs !== undefined) authOptions.refreshMarginMs = opts.refreshMarginMs;
     this.auth = new AuthManager(authOptions);
+    const bearer = withBearer((url) => this.auth.accessToken(this.conn?.entry ?? this.entry ?? url));
+    const tracking = withDeliveryTracking(() => this.als.getStore(), opts.streamGraceMs ?? 500);
+    this.transportFetch = bearer(tracking(this.http.fetch));
   }
 
   // ------------------------------------------------------------------ public API
@@ -775,7 +781,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
 
   private newConn(entry: string): Conn {
     const transport = new StreamableHTTPClientTransport(new URL(entry), {
-      fetch: this.trackingFetch,
+      fetch: this.transportFetch,
       reconnectionOptions: {
         initialReconnectionDelay: 1_000,
         maxReconnectionDelay: 30_000,
@@ -1231,67 +1237,6 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       "AUTH_FAILED",
       `${this.reason ?? this.auth.failedReason ?? "login failed"}; fix the credentials, then run \`loxmcp relogin\``,
     );
-  }
-
-  /** The fetch the SDK transport uses: adds the Bearer token and records what happened. */
-  private readonly trackingFetch = async (
-    input: string | URL | Request,
-    init?: RequestInit,
-  ): Promise<Response> => {
-    const base = this.http.fetch;
-    const url = input instanceof Request ? input.url : String(input);
-    const ctx = this.als.getStore();
-    const method = (init?.method ?? "GET").toUpperCase();
-    const tracked = ctx !== undefined && method === "POST" && this.claim(ctx, init?.body);
-    const headers = new Headers(init?.headers);
-    const token = await this.auth.accessToken(this.conn?.entry ?? this.entry ?? url);
-    if (token) headers.set("authorization", `Bearer ${token}`);
-    else headers.delete("authorization");
-    if (tracked) {
-      ctx.usedToken = token;
-      ctx.phase = "sent";
-    }
-    let res: Response;
-    try {
-      res = await base(input, { ...init, headers });
-    } catch (err) {
-      if (tracked) {
-        const code = networkErrorCode(err);
-        ctx.netCode = code;
-        if (!ctx.abortReason && code && CONNECT_ERRORS.has(code)) ctx.phase = "refused";
-        else ctx.phase = "lost";
-      }
-      throw err;
-    }
-    if (res.status === 401 || res.status === 403) {
-      const challenge = extractWWWAuthenticateParams(res);
-      if (tracked) ctx.challenge = challenge;
-    }
-    if (!tracked) return res;
-    ctx.status = res.status;
-    if (!res.ok) {
-      ctx.phase = NOT_EXECUTED.has(res.status) ? "rejected" : "lost";
-      return res;
-    }
-    ctx.phase = "accepted";
-    if (!res.body || !/text\/event-stream/i.test(res.headers.get("content-type") ?? "")) return res;
-    return watchBody(res, ctx, this.opts.streamGraceMs ?? 500);
-  };
-
-  /** Binds the first JSON-RPC request POSTed in `ctx` to it; true when `body` is that request. */
-  private claim(ctx: RequestCtx, body: unknown): boolean {
-    if (typeof body !== "string") return false;
-    let msg: unknown;
-    try {
-      msg = JSON.parse(body);
-    } catch {
-      return false;
-    }
-    if (!msg || typeof msg !== "object" || Array.isArray(msg)) return false;
-    const m = msg as { id?: unknown; method?: unknown };
-    if (typeof m.method !== "string" || (typeof m.id !== "string" && typeof m.id !== "number")) return false;
-    if (ctx.id === undefined && m.method === ctx.method) ctx.id = m.id;
-    return ctx.id === m.id;
   }
 }
 
