@@ -1,13 +1,22 @@
 /**
- * Audit batching: read events (and the answers to stored writes) wait here up to AUDIT_FLUSH_MS
+ * The audit as the policy writes it: one row per call, control action and refusal (`record`,
+ * `event`), named by who called (`displayName`), secrets redacted. Batching: read events (and the answers to stored writes) wait here up to AUDIT_FLUSH_MS
  * and go to SQLite in one transaction: with synchronous=FULL every commit is an fsync (~3 ms), too
  * slow for every read. A write is stored (with everything queued before it) BEFORE it is sent
  * (`commitIntent`); control actions before their answer goes out (`insert(…, true)`). While the
  * database refuses writes the queue is kept (bounded) and retried.
  */
 import type { Logger } from "pino";
-import type { AuditEvent, AuditFinish, AuditOp, AuditStore } from "../store/audit.js";
+import type { CallContext, CallToolParams, ControlContext } from "../contracts.js";
+import {
+  type AuditEvent,
+  type AuditFinish,
+  type AuditOp,
+  type AuditStore,
+  OUTCOME_SENT,
+} from "../store/audit.js";
 import { StorageError } from "../store/health.js";
+import { redactArgs } from "./redact.js";
 import type { Decision, Outcome, Tier } from "./types.js";
 
 const AUDIT_FLUSH_MS = 50;
@@ -51,7 +60,41 @@ export class AuditRecorder {
     private readonly log: Logger,
     /** No retries are scheduled once the owner has stopped. */
     private readonly stopped: () => boolean,
+    private readonly now: () => number,
   ) {}
+
+  /** The row for a call (or control action) from what was decided about it. */
+  event(call: CallToolParams, ctx: CallContext | ControlContext, d: AuditDraft, t0: number): AuditEvent {
+    return {
+      ts: t0,
+      connId: ctx.client.connId,
+      client: displayName(ctx),
+      ...(ctx.client.pid !== undefined ? { clientPid: ctx.client.pid } : {}),
+      tool: call.name,
+      args: redactArgs(call.arguments ?? {}, { nfc: d.nfc === true }),
+      kind: d.kind,
+      ...(d.target !== undefined ? { target: d.target } : {}),
+      ...(d.controlName !== undefined ? { controlName: d.controlName } : {}),
+      ...(d.controlType !== undefined ? { controlType: d.controlType } : {}),
+      ...(d.command !== undefined
+        ? { command: d.nfc ? String(redactArgs(d.command, { nfc: true })) : d.command }
+        : {}),
+      ...(d.tier !== undefined ? { tier: d.tier } : {}),
+      decision: d.decision,
+      ...(d.reason !== undefined ? { reason: String(redactArgs(d.reason)).slice(0, 1000) } : {}),
+      outcome: d.outcome,
+      latencyMs: d.outcome === OUTCOME_SENT ? 0 : this.now() - t0,
+    };
+  }
+
+  /** Audits a call that was not stored before sending (reads, refusals, control actions). */
+  record(call: CallToolParams, ctx: CallContext | ControlContext, d: AuditDraft, t0: number): void {
+    try {
+      this.insert(this.event(call, ctx, d, t0), d.kind !== "read");
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, tool: call.name }, "could not write the audit event");
+    }
+  }
 
   /** Events not yet stored. */
   get pending(): number {
@@ -134,4 +177,10 @@ export class AuditRecorder {
     this.timer = setTimeout(() => this.flush(), AUDIT_RETRY_MS);
     this.timer.unref();
   }
+}
+
+/** The CLI says no hello: its connections are named "unknown" by the mux. */
+export function displayName(ctx: ControlContext | CallContext): string {
+  const n = ctx.client.name;
+  return n === "unknown" && ctx.client.pid === undefined ? "loxmcp-cli" : n;
 }

@@ -5,8 +5,14 @@
  * passing the code in arguments does nothing until the code is approved on the control socket.
  */
 import { createHash, randomInt } from "node:crypto";
-import type { CallContext } from "../contracts.js";
-import type { PolicyMode } from "./types.js";
+import type { CallContext, CallToolParams } from "../contracts.js";
+import type { AuditDraft } from "./audit-log.js";
+import { type Classification, canonicalJson, type WriteTarget } from "./classify.js";
+import type { PersonAuth } from "./person.js";
+import { PolicyDenied, type PolicyMode, type SnapshotControl } from "./types.js";
+
+/** A held call without a checkable target is shown to the person with ALL its arguments, up to this. */
+const MAX_SHOWN_ARGS = 4000;
 
 /** Mode for a client: exact (case-insensitive) name rule first, then the longest prefix rule, else the default. */
 export function modeForClient(
@@ -52,6 +58,87 @@ export async function confirmByElicitation(ctx: CallContext, sentence: string): 
       message: `confirmation could not be asked (${(err as Error).message}); nothing was sent`,
     };
   }
+}
+
+/** A write that needs a person, as the engine decided it. */
+export interface WriteToConfirm {
+  call: CallToolParams;
+  ctx: CallContext;
+  /** What it would do, in words ("send "on" to Alarm "Burglar Alarm" in Hall"). */
+  what: string;
+  cls: Classification;
+  control: SnapshotControl | undefined;
+  target: WriteTarget | undefined;
+  draft: AuditDraft;
+  person: PersonAuth;
+  approvals: ApprovalBook;
+  now: () => number;
+}
+
+/**
+ * Returns once a person has confirmed the write (the draft then says how); otherwise throws
+ * PolicyDenied: declined, or held for the person's approval (two-phase: the identical repeat
+ * runs once approved).
+ */
+export async function confirmWrite(w: WriteToConfirm): Promise<void> {
+  const { call, ctx, what, cls, control, target, draft } = w;
+  // With a PIN set, the client's own elicitation never approves: a client that accepts its own
+  // request is exactly the attacker the PIN is for. T3 then waits for the person's PIN.
+  if (ctx.supportsElicitation && !w.person.isSet()) {
+    const sentence = `${ctx.client.name} wants to ${what}. ${capitalize(cls.reason)}. Allow it?`;
+    const answer = await confirmByElicitation(ctx, sentence);
+    if (!answer.ok) {
+      throw new PolicyDenied("NOT_CONFIRMED", `not sent: ${answer.message} (${what})`);
+    }
+    draft.decision = "confirmed";
+    draft.reason = "confirmed via elicitation";
+    return;
+  }
+  // Bound to the shim's --name (the person wrote it), never to a name the client chose: a
+  // client without --name holds (and may consume) only its own connection's approvals.
+  const holder = ctx.client.ruleName ?? `unnamed:${ctx.client.connId}`;
+  const shown = ctx.client.ruleName ?? `unnamed client (calls itself "${ctx.client.name.slice(0, 64)}")`;
+  const canonical = canonicalJson(call.arguments ?? {});
+  if (!target && canonical.length > MAX_SHOWN_ARGS) {
+    throw new PolicyDenied(
+      "UNSAFE_INPUT",
+      `not sent: ${call.name} needs the person's approval, but its arguments (${canonical.length} characters) are too long to show them in full; send less`,
+    );
+  }
+  const key = ApprovalBook.key(holder, call.name, canonical);
+  const verdict = w.approvals.check(key, shown, call.name, `${what} — ${cls.reason}`, {
+    ...(control ? { device: control.name, room: control.room, type: control.type } : {}),
+    ...(target ? { command: target.command } : { arguments: canonical }),
+    tier: cls.tier,
+    why: cls.reason,
+  });
+  if (verdict.state === "full") {
+    throw new PolicyDenied(
+      "APPROVAL_QUEUE_FULL",
+      `not sent: ${verdict.held} actions are already waiting for the person's approval (at most ${verdict.limit}), so ${what} was not held. Wait until the person has decided on them (the oldest expires in ${verdict.soonestSec} s) and try again`,
+      "denied",
+      undefined,
+      `not held, ${verdict.held} actions already wait for the person (at most ${verdict.limit}): ${what}`,
+    );
+  }
+  if (verdict.state === "pending") {
+    const secs = Math.max(1, Math.round((verdict.entry.expiresAt - w.now()) / 1000));
+    throw new PolicyDenied(
+      "APPROVAL_REQUIRED",
+      `held for the person's approval, nothing was sent: ${what} (${cls.reason}). Only the person can approve it, outside this conversation: on their loxmcp page (a desktop notification links to it) or in a terminal; tell them that code ${verdict.entry.code} is waiting for their decision. Once they have approved it, call this tool again with exactly the same arguments within ${secs} s. Do not try to approve it yourself and do not put the code into the arguments.`,
+      "held",
+      // `what` lets the person's shim name the action in its desktop notification.
+      { approvalCode: verdict.entry.code, expiresInSec: secs, what },
+      // The person's view: what and why. The code is in `loxmcp approve --list`, not here.
+      `${what} (${cls.reason})`,
+    );
+  }
+  draft.decision = "confirmed";
+  draft.reason = `approved by a person (code ${verdict.code})`;
+}
+
+function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 /** What a held call would do, in parts (the person's page shows them; all optional). */

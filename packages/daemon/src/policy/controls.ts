@@ -1,32 +1,26 @@
 /**
  * The policy's control methods for the CLI (over the control socket): loxmcp/approve, deny, pin,
  * tools, stop-all, resume, audit, structure. Each asks the person where it must (PersonAuth) and
- * is audited; the engine (policy/index.ts) decides calls, these only expose it to the person.
+ * is audited; the engine (engine.ts) decides calls, these only expose it to the person.
  */
 import { ErrorCodes } from "@loxmcp/common";
 import type { Logger } from "pino";
-import type {
-  CallContext,
-  CallToolParams,
-  CallToolResult,
-  ControlContext,
-  ControlRegistry,
-  PolicyUpstreamPort,
-} from "../contracts.js";
+import type { CallToolParams, CallToolResult, ControlRegistry, PolicyUpstreamPort } from "../contracts.js";
 import { ControlError } from "../contracts.js";
 import type { AuditQuery, AuditRow, AuditStore } from "../store/audit.js";
 import type { SnapshotStore } from "../store/snapshots.js";
-import type { AuditDraft, AuditRecorder } from "./audit-log.js";
-import { classifyControl, type ToolCatalog } from "./classify.js";
+import { type AuditRecorder, displayName } from "./audit-log.js";
+import { classifyControl } from "./classify.js";
 import type { ApprovalBook } from "./confirm.js";
-import type { EmergencyStopState, StopReport } from "./estop.js";
+import type { EmergencyStopState, StopOutcome } from "./estop.js";
+import { type HouseModel, snapshotMeta } from "./house.js";
 import type { PersonAuth } from "./person.js";
 import { diffControls, type StructureDiff } from "./structure.js";
 import { describeChange, type ToolTrust } from "./tooltrust.js";
 import { DAY_MS, type PolicyConfig, type Snapshot } from "./types.js";
 import { allowedCommands } from "./validate.js";
 
-/** What the control methods use of the engine (PolicyEngine in policy/index.ts implements it). */
+/** What the control methods use of the engine (the gate, gate.ts, implements it). */
 export interface PolicyControlHost {
   readonly cfg: PolicyConfig;
   readonly upstream: PolicyUpstreamPort;
@@ -40,20 +34,16 @@ export interface PolicyControlHost {
   readonly approvals: ApprovalBook;
   readonly person: PersonAuth;
   readonly trust: ToolTrust;
-  /** The tool catalogue; set to undefined to rebuild it from the next tools/list. */
-  catalog: ToolCatalog | undefined;
-  readonly snapshot: Snapshot | undefined;
+  /** The tool catalogue and the structure snapshot. */
+  readonly house: HouseModel;
   readonly stopped: boolean;
-  backgroundRefresh(why: string): void;
-  refreshStructure(): Promise<{ snapshot: Snapshot; changed: boolean }>;
   estop(): EmergencyStopState | undefined;
   emergencyStop(
     by: string,
     reason: string | undefined,
     send: (call: CallToolParams) => Promise<CallToolResult>,
-  ): Promise<{ state: EmergencyStopState; stopped: StopReport[]; warning?: string }>;
+  ): Promise<StopOutcome>;
   resume(by: string): { active: false; wasActive: boolean };
-  recordAudit(call: CallToolParams, ctx: CallContext | ControlContext, d: AuditDraft, t0: number): void;
 }
 
 export function registerPolicyControls(control: ControlRegistry, h: PolicyControlHost): void {
@@ -63,7 +53,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
     const t0 = h.now();
     const held = h.approvals.get(code);
     if (!held) {
-      h.recordAudit(
+      h.recorder.record(
         { name: "loxmcp/approve", arguments: { code } },
         ctx,
         { kind: "control", decision: "denied", reason: "unknown or expired code", outcome: "error" },
@@ -77,7 +67,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
     // The person's proof (PIN, or the terminal when no PIN is set); wrong PINs are audited there.
     const proof = await h.person.authorize(params, ctx, "approve");
     const entry = h.approvals.approve(code);
-    h.recordAudit(
+    h.recorder.record(
       { name: "loxmcp/approve", arguments: { code } },
       ctx,
       {
@@ -99,7 +89,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
   control.register("loxmcp/deny", (params, ctx) => {
     const code = codeParam(params.code, "deny");
     const entry = h.approvals.deny(code);
-    h.recordAudit(
+    h.recorder.record(
       { name: "loxmcp/deny", arguments: { code } },
       ctx,
       {
@@ -150,7 +140,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
       );
     }
     // Always compare against what the Miniserver offers now.
-    h.catalog = undefined;
+    h.house.forgetCatalog();
     let list: { tools: Array<Record<string, unknown>> };
     try {
       list = await h.upstream.listTools();
@@ -174,8 +164,8 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
     }
     await h.person.authorize(params, ctx, "tools accept");
     const accepted = h.trust.accept(list.tools);
-    h.catalog = undefined;
-    h.recordAudit(
+    h.house.forgetCatalog();
+    h.recorder.record(
       { name: "loxmcp/tools-accept", arguments: {} },
       ctx,
       {
@@ -190,7 +180,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
       h.now(),
     );
     h.log.warn({ changes: changes.map(describeChange) }, "the person accepted the tool catalogue changes");
-    if (!h.stopped && h.upstream.status().state === "ready") h.backgroundRefresh("tools accepted");
+    if (!h.stopped && h.upstream.status().state === "ready") h.house.backgroundRefresh("tools accepted");
     return { accepted, changes };
   });
 
@@ -204,7 +194,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
     const out = await h.emergencyStop(`${displayName(ctx)} (control socket)`, reason, (c) =>
       forward(c, { retryable: false }),
     );
-    h.recordAudit(
+    h.recorder.record(
       { name: "loxmcp/stop-all", arguments: reason ? { reason } : {} },
       ctx,
       {
@@ -228,7 +218,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
     if (!h.estop()?.active) return { active: false, wasActive: false };
     await h.person.authorize(params, ctx, "resume");
     const out = h.resume(displayName(ctx));
-    h.recordAudit(
+    h.recorder.record(
       { name: "loxmcp/resume", arguments: {} },
       ctx,
       { kind: "control", decision: "allowed", outcome: "ok" },
@@ -258,10 +248,10 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
   control.register("loxmcp/structure", async (params) => {
     const action = params.action ?? "show";
     if (action === "refresh") {
-      const before = h.snapshot;
+      const before = h.house.snapshot;
       let result: { snapshot: Snapshot; changed: boolean };
       try {
-        result = await h.refreshStructure();
+        result = await h.house.refreshStructure();
       } catch (err) {
         throw new ControlError(
           ErrorCodes.UpstreamUnavailable,
@@ -271,12 +261,12 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
       const s = result.snapshot;
       return {
         changed: result.changed,
-        snapshot: meta(s),
+        snapshot: snapshotMeta(s),
         ...(result.changed && before ? { diff: diffControls(before.controls, s.controls) } : {}),
       };
     }
     if (action === "show") {
-      const s = h.snapshot;
+      const s = h.house.snapshot;
       if (!s)
         throw new ControlError(
           ErrorCodes.UpstreamUnavailable,
@@ -288,7 +278,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
         .filter((c) => (!room || c.room.toLowerCase() === room) && (!type || c.type.toLowerCase() === type))
         // the tier each command would get as a write, by the same classifier and T4 list
         .map((c) => ({ ...c, ...classifyControl(c, allowedCommands(c), h.cfg) }));
-      return { snapshot: meta(s), controls };
+      return { snapshot: snapshotMeta(s), controls };
     }
     if (action === "diff") {
       const [to, from] = h.snapshots.recent(2);
@@ -306,12 +296,6 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
   });
 }
 
-/** The CLI says no hello: its connections are named "unknown" by the mux. */
-export function displayName(ctx: ControlContext | CallContext): string {
-  const n = ctx.client.name;
-  return n === "unknown" && ctx.client.pid === undefined ? "loxmcp-cli" : n;
-}
-
 function codeParam(v: unknown, what: string): string {
   if (typeof v !== "string" || !/^[A-Za-z0-9]{4,12}$/.test(v.trim())) {
     throw new ControlError(
@@ -320,16 +304,6 @@ function codeParam(v: unknown, what: string): string {
     );
   }
   return v.trim().toUpperCase();
-}
-
-function meta(s: Snapshot) {
-  return {
-    id: s.id,
-    hash: s.hash,
-    controls: s.controls.length,
-    createdAt: s.createdAt,
-    checkedAt: s.checkedAt,
-  };
 }
 
 function metaShort(s: Snapshot) {

@@ -1,7 +1,7 @@
 /**
  * The emergency stop (loxmcp_emergency_stop, `loxmcp stop-all`): a state that blocks every write
- * until a person resumes, kept in the database (and in memory while the disk refuses), and the
- * stopping of every blind and gate.
+ * until a person resumes, kept in the database (and in memory while the disk refuses), the
+ * stopping of every blind and gate, and the MCP tool that any client may call for it.
  */
 import { ErrorCodes } from "@loxmcp/common";
 import type { Logger } from "pino";
@@ -15,6 +15,7 @@ import type { ToolCatalog, ToolInfo } from "./classify.js";
 import { errorText, joinText, pick, resultText, sendFailureOutcome } from "./results.js";
 import type { Outcome, Snapshot, SnapshotControl } from "./types.js";
 
+export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
 const ESTOP_KEY = "emergencyStop";
 const MOTOR_TYPES = /^(Jalousie|Gate|Window|AutomaticJalousie|CentralJalousie|CentralGate)$/i;
 
@@ -33,6 +34,51 @@ export interface StopReport {
   ok: boolean;
   /** What the Miniserver answered (or the error). */
   answer: string;
+}
+
+export interface StopOutcome {
+  state: EmergencyStopState;
+  stopped: StopReport[];
+  warning?: string;
+}
+
+/** The tool the daemon adds to every client's tools/list: anyone may stop, only the person resumes. */
+export function emergencyStopTool(): Record<string, unknown> {
+  return {
+    name: EMERGENCY_STOP_TOOL,
+    title: "Emergency stop (loxmcp)",
+    description:
+      "Immediately stops every blind and gate and blocks all further commands from AI clients until the person lifts it (only they can). Use when something moves that should not, or when asked to stop everything.",
+    inputSchema: {
+      type: "object",
+      properties: { reason: { type: "string", description: "Why the stop was triggered" } },
+    },
+    annotations: {
+      readOnlyHint: false,
+      destructiveHint: false,
+      idempotentHint: true,
+      openWorldHint: true,
+    },
+  };
+}
+
+/** The tool's answer: the stop in force and what each blind and gate answered. */
+export function stopToolAnswer(out: StopOutcome): CallToolResult {
+  const lines = [
+    `Emergency stop is ACTIVE (since ${new Date(out.state.since).toISOString()}): every command is refused until the person lifts it (only they can).`,
+    ...out.stopped.map(
+      (s) => `${s.ok ? "stopped" : "FAILED"}: ${s.name} (${s.room}, ${s.type}): ${s.answer}`,
+    ),
+  ];
+  if (out.warning) lines.push(`warning: ${out.warning}`);
+  return {
+    content: [{ type: "text", text: lines.join("\n") }],
+    structuredContent: {
+      emergencyStop: out.state,
+      stopped: out.stopped,
+      ...(out.warning ? { warning: out.warning } : {}),
+    },
+  };
 }
 
 export class EmergencyStop {
@@ -77,7 +123,7 @@ export class EmergencyStop {
     send: (call: CallToolParams) => Promise<CallToolResult>,
     catalog: () => Promise<ToolCatalog>,
     snapshot: Snapshot | undefined,
-  ): Promise<{ state: EmergencyStopState; stopped: StopReport[]; warning?: string }> {
+  ): Promise<StopOutcome> {
     const prev = this.state();
     const state: EmergencyStopState = prev?.active
       ? prev
@@ -169,7 +215,7 @@ export class EmergencyStop {
     } else if (!warning) {
       warning = "the relay offers no command tool: blinds and gates were not stopped";
     }
-    const out: { state: EmergencyStopState; stopped: StopReport[]; warning?: string } = { state, stopped };
+    const out: StopOutcome = { state, stopped };
     if (warning) out.warning = warning;
     return out;
   }

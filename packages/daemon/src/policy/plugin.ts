@@ -4,7 +4,7 @@
  * fields to loxmcp/status, and stops with the daemon.
  */
 import type { Daemon } from "../daemon.js";
-import { createPolicyGate } from "./index.js";
+import { createPolicyGate } from "./gate.js";
 import { policyConfigFromSection } from "./settings.js";
 import { describeChange } from "./tooltrust.js";
 
