@@ -211,6 +211,15 @@ export interface ToolGate {
   callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult>;
   /** Audits something the mux refused for safety (a control method from an MCP client, a second hello). */
   recordRefusal?(client: ClientIdentity, what: string, reason: string): void;
+  /** The gate's part of `loxmcp/status`. Absent: the configured mode, nothing held. */
+  statusSection?(): GateStatusSection;
+}
+
+/** The fields of `loxmcp/status` the gate (the policy) alone writes. */
+export interface GateStatusSection {
+  policy: { mode: string; [k: string]: unknown };
+  /** Held calls (without their codes: status is for anyone at the socket). */
+  pendingApprovals: Array<Record<string, unknown>>;
 }
 
 // ---------------------------------------------------------------- the policy's view of the upstream

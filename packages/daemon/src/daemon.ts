@@ -4,7 +4,8 @@
  *
  * Extension points for other components (policy):
  * - `plugins`: called after the store and upstream exist, before the socket opens;
- * - `setGate(gate)`, `controls.register(...)`, `addStatusExtension(fn)`.
+ * - `setGate(gate)` (the gate also owns its part of status), `controls.register(...)`,
+ *   `addStatusSection(fn)`.
  */
 import { execFile } from "node:child_process";
 import { readFileSync, unlinkSync } from "node:fs";
@@ -27,7 +28,7 @@ import { PassThroughGate } from "./gate.js";
 import { acquireInstance } from "./instance.js";
 import { secrets as defaultSecrets, type SecretRegistry } from "./log.js";
 import { type LogCursor, readLogSince, readLogTail } from "./log-read.js";
-import { buildStatus, Controls, type StatusExtension } from "./mux/control.js";
+import { buildStatus, Controls, type StatusSection } from "./mux/control.js";
 import { MuxServer } from "./mux/server.js";
 import { type MuxCounters, newMuxCounters } from "./mux/session.js";
 import { PageServer } from "./page/server.js";
@@ -88,7 +89,7 @@ export class Daemon {
   private gate: ToolGate | undefined;
   private page: PageServer | undefined;
   private releaseLock: (() => void) | undefined;
-  private readonly statusExtensions: StatusExtension[] = [];
+  private readonly statusSections: StatusSection[] = [];
   private readonly stopHooks: Array<() => Promise<void> | void> = [];
   private stopping: Promise<void> | undefined;
   private lastRelogin = 0;
@@ -134,8 +135,9 @@ export class Daemon {
     this.gate = gate;
   }
 
-  addStatusExtension(ext: StatusExtension): void {
-    this.statusExtensions.push(ext);
+  /** Adds a component's own fields to `loxmcp/status` (fields no other part writes). */
+  addStatusSection(section: StatusSection): void {
+    this.statusSections.push(section);
   }
 
   /** Runs on stop after the socket and the upstream session are closed, before the DB closes (plugins: policy). */
@@ -151,7 +153,6 @@ export class Daemon {
       startedAt: this.startedAt,
       socket: this.config.paths.socket,
       home: this.config.home ?? this.config.paths.state,
-      policyMode: () => this.config.policy.mode,
       upstream: () =>
         up?.status() ?? {
           state: "starting",
@@ -162,7 +163,16 @@ export class Daemon {
         const q = this.mux?.upstreamQueue();
         return { ...this.counters, upstreamInUse: q?.inUse ?? 0, upstreamWaiting: q?.waiting ?? 0 };
       },
-      extensions: () => this.statusExtensions,
+      gate: () => {
+        try {
+          const section = this.gate?.statusSection?.();
+          if (section) return section;
+        } catch {
+          // a failing gate section must not break status: the configured mode is shown
+        }
+        return { policy: { mode: this.config.policy.mode }, pendingApprovals: [] };
+      },
+      sections: () => this.statusSections,
     });
   }
 
@@ -204,7 +214,7 @@ export class Daemon {
     this.storage_ = storage;
     this.db_ = storage.db;
     logger.info({ db: paths.db }, "database open");
-    this.addStatusExtension(() => ({ storage: storage.status() }));
+    this.addStatusSection(() => ({ storage: storage.status() }));
 
     const ctx: UpstreamFactoryContext = {
       config,
@@ -240,7 +250,7 @@ export class Daemon {
     });
     this.page = page;
     page.register(this.controls);
-    this.addStatusExtension(() => ({ page: page.status() }));
+    this.addStatusSection(() => ({ page: page.status() }));
 
     this.mux = new MuxServer({
       socketPath: paths.socket,
@@ -271,7 +281,7 @@ export class Daemon {
   private registerCoreControls(): void {
     this.controls.register("loxmcp/status", () => this.status());
     // Which daemon this is: hardened mode (the system daemon, its own user) or per-user.
-    this.addStatusExtension(() =>
+    this.addStatusSection(() =>
       this.config.paths.system
         ? { mode: "system", systemUser: userName(), adminSocket: this.config.paths.system.adminSocket }
         : { mode: "user" },

@@ -1,8 +1,8 @@
 /**
  * `loxmcp/*` control methods (the CLI's), accepted on the same socket without initialize.
  * The daemon core registers status / relogin / shutdown; the policy registers its own
- * (approve, stop-all, …) through the same `ControlRegistry`, and can add fields to status
- * with `addStatusExtension`.
+ * (approve, stop-all, …) through the same `ControlRegistry`. `buildStatus` composes
+ * `loxmcp/status` from its owners' sections: every field has one owner.
  */
 import { ErrorCodes } from "@loxmcp/common";
 import {
@@ -10,6 +10,7 @@ import {
   ControlError,
   type ControlHandler,
   type ControlRegistry,
+  type GateStatusSection,
   type UpstreamStatus,
 } from "../contracts.js";
 import type { ControlDispatcher } from "./session.js";
@@ -42,22 +43,28 @@ export class Controls implements ControlRegistry, ControlDispatcher {
   }
 }
 
-/** Extra fields merged into `loxmcp/status` (policy: pendingApprovals, policy mode, …). */
-export type StatusExtension = () => Record<string, unknown>;
+/** One component's fields of `loxmcp/status` (storage, page, …): fields no other part writes. */
+export type StatusSection = () => Record<string, unknown>;
 
 export interface StatusSources {
   version: string;
   startedAt: number;
   socket: string;
   home: string;
-  policyMode: () => string;
   upstream: () => UpstreamStatus;
   clients: () => ClientIdentity[];
   counters: () => Record<string, number>;
-  extensions: () => StatusExtension[];
+  /** The gate's section (`policy`, `pendingApprovals`), shown where status always had it. */
+  gate: () => GateStatusSection;
+  /** The other components' sections, after the core's fields, in the order they were added. */
+  sections: () => StatusSection[];
 }
 
-/** Builds the `loxmcp/status` object. Times are relative ("… ago", "… left"): never a secret. */
+/**
+ * Composes the `loxmcp/status` object: the core's fields, the gate's section, then each further
+ * section. A field has one owner: a section never overwrites a field written before it (its
+ * other fields still show). Times are relative ("… ago", "… left"): never a secret.
+ */
 export function buildStatus(src: StatusSources): Record<string, unknown> {
   const now = Date.now();
   const up = src.upstream();
@@ -73,7 +80,8 @@ export function buildStatus(src: StatusSources): Record<string, unknown> {
   if (up.tokenExpiresAt !== undefined) status.tokenExpiresInSec = secs(up.tokenExpiresAt - now);
   if (up.sessionStartedAt !== undefined) status.sessionAgeSec = secs(now - up.sessionStartedAt);
   if (up.lastPingAt !== undefined) status.lastPingAgoSec = secs(now - up.lastPingAt);
-  status.policy = { mode: src.policyMode() };
+  const gate = src.gate();
+  status.policy = gate.policy;
   status.clients = src.clients().map((c) => {
     const out: Record<string, unknown> = { connId: c.connId, name: c.name };
     if (c.version !== undefined) out.version = c.version;
@@ -83,15 +91,17 @@ export function buildStatus(src: StatusSources): Record<string, unknown> {
     return out;
   });
   status.counters = { ...up.counters, ...src.counters() };
-  status.pendingApprovals = [];
+  status.pendingApprovals = gate.pendingApprovals;
   status.socket = src.socket;
   status.home = src.home;
-  for (const ext of src.extensions()) {
+  for (const section of src.sections()) {
+    let fields: Record<string, unknown>;
     try {
-      Object.assign(status, ext());
+      fields = section();
     } catch {
-      // an extension failing must not break status
+      continue; // a section failing must not break status
     }
+    for (const [k, v] of Object.entries(fields)) if (!Object.hasOwn(status, k)) status[k] = v;
   }
   return status;
 }

@@ -12,6 +12,7 @@ import type {
   ClientIdentity,
   ControlRegistry,
   ForwardCall,
+  GateStatusSection,
   PolicyUpstreamPort,
   ToolGate,
 } from "../contracts.js";
@@ -36,7 +37,7 @@ import {
 import { HouseModel, type StructureStatus } from "./house.js";
 import { PersonAuth, type PinStatus } from "./person.js";
 import { type PolicyConfigInput, resolvePolicyConfig } from "./settings.js";
-import { type ToolChange, ToolTrust } from "./tooltrust.js";
+import { describeChange, type ToolChange, ToolTrust } from "./tooltrust.js";
 import { DAY_MS, type PolicyConfig, type PolicyMode, type Snapshot } from "./types.js";
 
 export interface PolicyGateDeps {
@@ -223,6 +224,29 @@ class Policy implements PolicyGate {
       pin: this.person.status(),
       toolChanges: this.trust.changes(),
       ...this.house.status(),
+    };
+  }
+
+  /** Its part of `loxmcp/status`. */
+  statusSection(): GateStatusSection {
+    const s = this.status();
+    const policy: GateStatusSection["policy"] = { mode: s.mode };
+    if (Object.keys(s.clients).length > 0) policy.clients = s.clients;
+    if (s.emergencyStop) policy.emergencyStop = s.emergencyStop;
+    if (s.structure) policy.structure = s.structure;
+    if (s.structureError) policy.structureError = s.structureError;
+    policy.pin = s.pin;
+    if (s.toolChanges.length > 0) policy.toolChanges = s.toolChanges.map(describeChange);
+    return {
+      policy,
+      // Codes are not shown here (status is for anyone at the socket): `loxmcp approve --list`.
+      pendingApprovals: s.pendingApprovals.map((p) => ({
+        client: p.client,
+        tool: p.tool,
+        summary: p.summary,
+        approved: p.approved,
+        expiresInSec: Math.max(0, Math.round((p.expiresAt - Date.now()) / 1000)),
+      })),
     };
   }
 
