@@ -18,7 +18,7 @@ import { CliError, type CommandContext, type CommandSpec, optBool, optString } f
 import { envFilePath, readDotenv, updateDotenv } from "../dotenv.js";
 import { pinState } from "../person.js";
 import { ask, readAllStdin } from "../prompt.js";
-import { passwdEntry } from "../service/system.js";
+import { passwdEntry } from "../service/system/accounts.js";
 import { setPin } from "./pin.js";
 import { fetchStatus } from "./status.js";
 

@@ -5,7 +5,7 @@
  */
 import { SYSTEM_USER, type SystemLayout, systemUserName } from "@loxmcp/common";
 import type { CommandContext } from "../../command.js";
-import { passwdEntry } from "../../service/system.js";
+import { passwdEntry } from "../../service/system/accounts.js";
 import type { fetchStatus } from "../status.js";
 import type { Check } from "./check.js";
 import { shellClientsConfigured } from "./clients.js";
