@@ -90,18 +90,25 @@ export type Decision = Actions &
     /** Login is impossible: enter auth_failed; the request ends with its error. */
     | { outcome: "auth_failed"; reason: string }
     /** 401 (refresh / log in) or 403 insufficient_scope (step up): it never ran; answer it, then resend. */
-    | { outcome: "reauth" | "step_up" }
+    | { outcome: "reauth" }
+    | { outcome: "step_up" }
     /**
      * Recover the connection, then send it again: `not_delivered` never reached the server;
      * `resend_read` may have, and the caller allowed that.
      */
-    | { outcome: "not_delivered" | "resend_read"; reason: string }
+    | { outcome: "not_delivered"; reason: string }
+    | { outcome: "resend_read"; reason: string }
     /** The wake check: the session expired while we slept (404): open a new one quietly. */
     | { outcome: "session_expired" }
     /** The wake check: not ready yet (no network, the token endpoint busy): wait, check again. */
     | { outcome: "wait"; reason: string }
   );
 
+/** What a request or a health ping can come to (the wake check's own outcomes aside). */
+export type RequestDecision = Exclude<Decision, { outcome: "session_expired" | "wait" }>;
+
+export function classifyFailure(f: Failure & { purpose: "request" | "ping" }): RequestDecision;
+export function classifyFailure(f: Failure): Decision;
 export function classifyFailure(f: Failure): Decision {
   const a = f.attempt;
   const method = a.method;
