@@ -1,4 +1,6 @@
+export * from "./daemon-command.js";
 export * from "./daemon-spawn.js";
+export { findInstalledService, lastDaemonLine, type ServiceUnit } from "./daemon-start.js";
 export * from "./dotenv.js";
 export * from "./framing.js";
 export * from "./jsonrpc.js";
@@ -7,4 +9,5 @@ export * from "./paths.js";
 export * from "./private-file.js";
 export * from "./serial.js";
 export * from "./start-error.js";
+export { pidAlive, tryStartLock } from "./start-lock.js";
 export * from "./system.js";
