@@ -26,7 +26,7 @@ import {
 } from "./contracts.js";
 import { PassThroughGate } from "./gate.js";
 import { acquireInstance } from "./instance.js";
-import { secrets as defaultSecrets, type SecretRegistry } from "./log.js";
+import type { SecretRegistry } from "./log.js";
 import { type LogCursor, readLogSince, readLogTail } from "./log-read.js";
 import { buildStatus, Controls, type StatusSection } from "./mux/control.js";
 import { MuxServer } from "./mux/server.js";
@@ -44,6 +44,8 @@ export interface UpstreamFactoryContext {
   logger: Logger;
   /** The password (string or async getter); getter results are registered as secrets. */
   password: string | (() => Promise<string>);
+  /** The process's secrets registry: what the relay stores (tokens, client secret) goes in too. */
+  secrets: SecretRegistry;
   /** A fetch to use (set only with --insecure-tls). */
   fetch?: typeof fetch;
   /** Pre-registered OAuth client (skips dynamic registration); set by the probe / conformance adapter. */
@@ -58,7 +60,8 @@ export interface DaemonOptions {
   logger: Logger;
   createUpstream: UpstreamFactory;
   plugins?: DaemonPlugin[];
-  secrets?: SecretRegistry;
+  /** The process's one secrets registry (the logger's): scrubbed from logs and client errors. */
+  secrets: SecretRegistry;
   /** How long in-flight requests may take to finish on shutdown (default: config.shutdownGraceMs). */
   drainMs?: number;
   /** Called when a client asks for `loxmcp/shutdown` (main.ts exits after stop()). */
@@ -98,7 +101,7 @@ export class Daemon {
   constructor(private readonly opts: DaemonOptions) {
     this.config = opts.config;
     this.logger = opts.logger;
-    this.secrets = opts.secrets ?? defaultSecrets;
+    this.secrets = opts.secrets;
   }
 
   get db(): Database {
@@ -221,6 +224,7 @@ export class Daemon {
       db: this.db_,
       logger: logger.child({ component: "relay" }),
       password: this.passwordSource(),
+      secrets: this.secrets,
     };
     if (config.insecureTls) ctx.fetch = insecureLoopbackFetch(logger);
     const upstream = this.opts.createUpstream(ctx);

@@ -12,7 +12,7 @@ export {
 } from "./daemon.js";
 export { isReadOnlyTool, PassThroughGate } from "./gate.js";
 export { acquireInstance, probeSocket } from "./instance.js";
-export { createLogger, REDACT_PATHS, SecretRegistry, scrub, secrets } from "./log.js";
+export { createLogger, REDACT_PATHS, SecretRegistry, scrub } from "./log.js";
 export { buildStatus, Controls, type StatusSection } from "./mux/control.js";
 export { MuxServer } from "./mux/server.js";
 export { ClientSession, type MuxCounters } from "./mux/session.js";

@@ -91,9 +91,6 @@ export class SecretRegistry {
   }
 }
 
-/** The process-wide registry (the relay registers tokens here as it gets them). */
-export const secrets = new SecretRegistry();
-
 const URL_SECRET_PARAMS =
   /([?&#](?:code|access_token|refresh_token|id_token|token|code_verifier|client_secret|password)=)[^&#"\s]+/g;
 const BEARER = /(Bearer\s+)[A-Za-z0-9._~+/=-]+/g;
@@ -124,7 +121,8 @@ export interface CreateLoggerOptions {
   logDir?: string;
   /** Human-readable lines on stderr (TTY or LOXMCP_DEBUG). */
   pretty?: boolean;
-  registry?: SecretRegistry;
+  /** The secrets scrubbed from every line: the process's one registry (main.ts makes it). */
+  registry: SecretRegistry;
   /** Size-based rotation of `file` (see `LogFile`); without it the file only grows. */
   rotate?: LogRotation;
 }
@@ -134,7 +132,7 @@ interface WritableLike {
 }
 
 export function createLogger(opts: CreateLoggerOptions): { logger: Logger; close(): void } {
-  const registry = opts.registry ?? secrets;
+  const { registry } = opts;
   const streams: pino.StreamEntry[] = [];
   let file: LogFile | undefined;
   if (opts.file) {

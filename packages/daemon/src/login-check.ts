@@ -12,7 +12,7 @@ import { ConfigError, type DaemonConfig, EX_CONFIG, loadConfig } from "./config.
 import type { Upstream, UpstreamState, UpstreamStatus } from "./contracts.js";
 import { UpstreamError } from "./contracts.js";
 import type { UpstreamFactory } from "./daemon.js";
-import { createLogger, secrets } from "./log.js";
+import { createLogger, type SecretRegistry } from "./log.js";
 import { safeUrl } from "./relay/url.js";
 import { openDatabase } from "./store/db.js";
 import { TokenStore } from "./store/tokens.js";
@@ -25,6 +25,8 @@ export interface ProbeCall {
 export interface ProbeOptions {
   config: DaemonConfig;
   createUpstream: UpstreamFactory;
+  /** The secrets scrubbed from the summary (the relay registers its tokens there too). */
+  secrets: SecretRegistry;
   /** Call this tool after tools/list. */
   call?: ProbeCall;
   /** Overall deadline for login + initialize + tools/list (+ call). */
@@ -115,6 +117,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
       db,
       logger: opts.logger,
       password: config.password,
+      secrets: opts.secrets,
     };
     if (opts.fetch) ctx.fetch = opts.fetch;
     if (opts.clientInformation) ctx.clientInformation = opts.clientInformation;
@@ -148,7 +151,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
       const st = upstream.status();
       summary.state = st.state;
       if (st.entry) summary.entry = safeUrl(st.entry);
-      summary.error = scrubbed(st.reason ?? describe(err));
+      summary.error = opts.secrets.scrub(st.reason ?? describe(err));
       const text = `${st.reason ?? ""} ${describe(err)} ${errorCode(err)}`;
       summary.login = /LOGIN_REJECTED|login was rejected/i.test(text) ? "rejected" : "failed";
       summary.hint = hintFor(text, summary);
@@ -175,7 +178,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
       const list = await withDeadline(upstream.listTools(), deadline, "tools/list");
       summary.tools = list.tools.map((t) => String(t.name));
     } catch (err) {
-      summary.error = scrubbed(`tools/list failed: ${describe(err)}`);
+      summary.error = opts.secrets.scrub(`tools/list failed: ${describe(err)}`);
       summary.hint = hintFor(`${describe(err)} ${errorCode(err)}`, summary);
       return summary;
     }
@@ -205,8 +208,8 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
           return summary;
         }
       } catch (err) {
-        summary.call = { tool: name, ok: false, error: scrubbed(describe(err)) };
-        summary.error = scrubbed(`calling ${name} failed: ${describe(err)}`);
+        summary.call = { tool: name, ok: false, error: opts.secrets.scrub(describe(err)) };
+        summary.error = opts.secrets.scrub(`calling ${name} failed: ${describe(err)}`);
         summary.hint = hintFor(`${describe(err)} ${errorCode(err)}`, summary);
         return summary;
       }
@@ -355,6 +358,7 @@ export function parseProbeArgs(argv: readonly string[]): ProbeArgs {
 export async function probeMain(
   argv: readonly string[],
   createUpstream: UpstreamFactory,
+  secrets: SecretRegistry,
   io: { out(s: string): void; err(s: string): void } = {
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
@@ -385,11 +389,13 @@ export async function probeMain(
     file: config.paths.logFile,
     logDir: config.paths.log,
     pretty: config.debug,
+    registry: secrets,
   });
   try {
     const probeOpts: ProbeOptions = {
       config,
       createUpstream,
+      secrets,
       timeoutMs: args.timeoutMs,
       logger: log.logger.child({ component: "probe" }),
     };
@@ -420,10 +426,6 @@ function errorCode(err: unknown): string {
   }
   if (err instanceof UpstreamError && err.rpcCode !== undefined) parts.push(String(err.rpcCode));
   return parts.join(" ");
-}
-
-function scrubbed(text: string): string {
-  return secrets.scrub(text);
 }
 
 function truncate(text: string, max: number): string {

@@ -23,9 +23,16 @@ import {
   loadConfig,
 } from "./config.js";
 import type { StartResult } from "./daemon.js";
-import { createLogger, secrets } from "./log.js";
 import { probeSocket } from "./instance.js";
+import { createLogger, SecretRegistry } from "./log.js";
 import { VERSION } from "./version.js";
+
+/**
+ * The process's one registry of secret values (password, tokens, client secret): scrubbed from
+ * every log line and every error text. Made here and handed down: to the logger, the daemon and
+ * through it the relay's token store (wiring.ts), or to the probe.
+ */
+const secrets = new SecretRegistry();
 
 // The relay, SDK and policy modules are loaded only once the configuration is valid and no
 // other daemon answers on the socket: config errors and "already running" exit fast.
@@ -114,7 +121,7 @@ async function main(argv: string[]): Promise<void> {
       import("./login-check.js"),
       import("./wiring.js"),
     ]);
-    process.exit(await probeMain(argv, createUpstreamSession));
+    process.exit(await probeMain(argv, createUpstreamSession, secrets));
   }
   let insecureTls = false;
   let checkOnly = false;
@@ -179,6 +186,7 @@ async function main(argv: string[]): Promise<void> {
       logDir: config.paths.log,
       pretty,
       rotate: config.logRotation,
+      registry: secrets,
     });
   } catch (err) {
     // An UnsafeFileError (a link or someone else's file at the log path) names the path and the
@@ -206,6 +214,7 @@ async function main(argv: string[]): Promise<void> {
     logger,
     createUpstream: createUpstreamSession,
     plugins: [policyPlugin],
+    secrets,
     onShutdownRequested: () => void shutdown("loxmcp/shutdown"),
     // relogin re-reads .env, config.json, the password file/command (the environment is fixed)
     reloadConfig: () => checkConfig({ insecureTls }),

@@ -4,7 +4,6 @@
  */
 import type { Upstream } from "./contracts.js";
 import type { UpstreamFactoryContext } from "./daemon.js";
-import { secrets } from "./log.js";
 import { UpstreamSession, type UpstreamSessionOptions } from "./relay/upstream.js";
 import { TokenStore } from "./store/tokens.js";
 
@@ -13,7 +12,7 @@ export function createUpstreamSession(ctx: UpstreamFactoryContext): Upstream {
   const store = new TokenStore(ctx.db);
   const key = config.upstreamUrl ?? config.serial;
   // Whatever the store holds (tokens, client secret, PKCE verifier) is scrubbed from every log line.
-  secrets.addProvider(() => {
+  ctx.secrets.addProvider(() => {
     const t = store.getTokens(key)?.tokens;
     const client = store.getClient(key) as { client_secret?: string } | undefined;
     return [
