@@ -10,7 +10,7 @@ import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { Logger } from "pino";
 import type { UpstreamState } from "../contracts.js";
 import type { AuthManager } from "./auth/manager.js";
-import { type Conn, type ConnHandlers, openConn } from "./conn.js";
+import { type Conn, type ConnHandlers, type ConnOptions, openConn } from "./conn.js";
 import { RequestCtx } from "./delivery.js";
 import { classifyInitFailure } from "./failures.js";
 import type { HttpPool } from "./http.js";
@@ -18,11 +18,7 @@ import type { RelayResolver } from "./resolver.js";
 import { safeUrl } from "./url.js";
 
 export interface SessionOpenerOptions {
-  opts: {
-    requestTimeoutMs: number;
-    clientInfo?: { name: string; version: string };
-    clientCapabilities?: Record<string, unknown>;
-  };
+  opts: { requestTimeoutMs: number } & Omit<ConnOptions, "fetch">;
   log: Logger;
   auth: AuthManager;
   /** Connect mode; `direct` (the configured URL) otherwise. */
