@@ -30,6 +30,9 @@ export function toDate(v: unknown): Date | undefined {
   return undefined;
 }
 
+/** A file mode as octal with its leading 0 (`0600`). */
+export const octal = (m: number) => `0${m.toString(8).padStart(3, "0")}`;
+
 /** Quotes a word for a POSIX shell only when needed. */
 export function shellQuote(word: string): string {
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;

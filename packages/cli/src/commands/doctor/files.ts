@@ -6,6 +6,7 @@ import { closeSync, constants, existsSync, lstatSync, openSync } from "node:fs";
 import { dirWritableProblem } from "@loxmcp/common";
 import type { CommandContext } from "../../command.js";
 import { envFilePath } from "../../dotenv.js";
+import { octal } from "../../format.js";
 import type { Check, CheckLevel } from "./check.js";
 
 export function modeOf(
@@ -19,7 +20,6 @@ export function modeOf(
   }
 }
 
-export const octal = (m: number) => `0${m.toString(8).padStart(3, "0")}`;
 const myUid = () => (typeof process.getuid === "function" ? process.getuid() : undefined);
 
 function checkMode(

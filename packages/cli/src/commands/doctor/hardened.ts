@@ -5,11 +5,12 @@
  */
 import { SYSTEM_USER, type SystemLayout, systemUserName } from "@loxmcp/common";
 import type { CommandContext } from "../../command.js";
+import { octal } from "../../format.js";
 import { passwdEntry } from "../../service/system/accounts.js";
 import type { fetchStatus } from "../status.js";
 import type { Check } from "./check.js";
 import { shellClientsConfigured } from "./clients.js";
-import { lstatSafe, modeOf, octal, readable } from "./files.js";
+import { lstatSafe, modeOf, readable } from "./files.js";
 
 export const isRoot = () => typeof process.getuid === "function" && process.getuid() === 0;
 

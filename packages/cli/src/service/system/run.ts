@@ -17,10 +17,11 @@ import {
 import { dirname } from "node:path";
 import type { SystemPlatform } from "@loxmcp/common";
 import { CliError } from "../../command.js";
+import { octal } from "../../format.js";
 import { mustRun, runTool } from "../index.js";
 import { groupExists, groupGid, leaveArgv, memberArgv, passwdEntry, useraddArgv } from "./accounts.js";
 import type { Step } from "./plan.js";
-import { octal, scriptOf } from "./script.js";
+import { scriptOf } from "./script.js";
 
 /** Carries out `steps`; returns what was done, one line each. */
 export function runSteps(

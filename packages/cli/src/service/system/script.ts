@@ -4,15 +4,9 @@
  */
 import { dirname } from "node:path";
 import type { SystemLayout, SystemPlatform } from "@loxmcp/common";
+import { octal, shellQuote as shq } from "../../format.js";
 import { leaveArgv, memberArgv, useraddArgv } from "./accounts.js";
 import { isPrefixed, runnableProblem, type Step, type SystemServiceOptions } from "./plan.js";
-
-/** Quotes one word for sh. */
-export function shq(word: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
-export const octal = (m: number) => `0${m.toString(8).padStart(3, "0")}`;
 
 /** The steps as the shell script they amount to (`--print`): every file, mode and command. */
 export function renderScript(
