@@ -251,8 +251,9 @@ export interface PolicyUpstreamPort {
   read(call: CallToolParams, opts: { retryable: boolean; signal: AbortSignal }): Promise<CallToolResult>;
   /**
    * A forward for calls the policy makes of its own accord (the emergency stop of `loxmcp
-   * stop-all`): the path of a client's tools/call — a relay slot in `holder`'s fair share (a
-   * connection id), then the relay, a write never resent — ended by `signal`.
+   * stop-all`): the path of a client's tools/call — a relay slot, then the relay, a write never
+   * resent — ended by `signal`. The person's stop takes the next free slot ahead of every waiting
+   * client call and is never refused for a full queue.
    */
   forward(holder: string, signal: AbortSignal): ForwardCall;
 }

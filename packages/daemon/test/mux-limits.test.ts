@@ -87,7 +87,13 @@ beforeAll(async () => {
   writeFileSync(
     join(h.home, "config", "config.json"),
     JSON.stringify({
-      limits: { maxConnections: 12, controlReserve: 4, upstreamConcurrency: 4, stalledClientSec: 2 },
+      limits: {
+        maxConnections: 12,
+        controlReserve: 4,
+        upstreamConcurrency: 4,
+        upstreamQueue: 40,
+        stalledClientSec: 2,
+      },
     }),
   );
   d = spawnDaemon(s.env(h.home));
@@ -288,5 +294,49 @@ describe("limits under abuse", () => {
     for (const r of extra) r.close();
     await waitFor(async () => ((await d.status()).clients as J[]).length === 1, { what: "slots freed" });
     await mcp("after");
+    for (const r of raws) r.close();
+    raws.length = 0;
+  });
+
+  // Last: the emergency stop it triggers blocks writes for the rest of the daemon's life.
+  it("a flood that fills the relay queue neither refuses nor delays the person's stop-all", async () => {
+    const uuid = s.sim.house().controls[0]!.uuid;
+    const floods = [await mcp("flood-a"), await mcp("flood-b")];
+    s.sim.setFaults({ latencyMs: 800 });
+    try {
+      // 64 reads: 4 at the relay, 40 waiting (limits.upstreamQueue), the rest refused as busy.
+      for (const [k, f] of floods.entries()) {
+        const lines = Array.from({ length: 32 }, (_, i) =>
+          JSON.stringify({
+            jsonrpc: "2.0",
+            id: k * 100 + i,
+            method: "tools/call",
+            params: { name: "control_describe", arguments: { uuid } },
+          }),
+        );
+        await f.write(`${lines.join("\n")}\n`);
+      }
+      const answered = () => floods.flatMap((f) => f.messages.filter((m) => typeof m.id === "number"));
+      await waitFor(() => answered().some((m) => (m.error as J)?.code === TOO_BUSY), {
+        what: "the relay queue is full (a read refused as busy)",
+      });
+      const waitingBefore = 44 - answered().filter((m) => m.result).length;
+
+      const out = (await controlCall(
+        d.socketPath,
+        "loxmcp/stop-all",
+        { reason: "flood test" },
+        { timeoutMs: 30_000 },
+      )) as J;
+      const okWhenStopped = answered().filter((m) => m.result).length;
+      expect(out.stopped.length).toBeGreaterThan(0);
+      expect(out.stopped.filter((x: J) => !x.ok)).toEqual([]);
+      // It went ahead of the reads that waited: most of them were still waiting when it was done.
+      expect(waitingBefore).toBeGreaterThan(30);
+      expect(okWhenStopped).toBeLessThan(44 - 20);
+      await waitFor(() => answered().length === 64, { timeoutMs: 30_000, what: "every flood read answered" });
+    } finally {
+      s.sim.setFaults({ latencyMs: 0 });
+    }
   });
 });

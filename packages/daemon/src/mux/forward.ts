@@ -15,6 +15,8 @@ export interface ForwardRoute {
   holder: string;
   /** Ends the call: waiting for a slot, or at the relay. */
   signal: AbortSignal;
+  /** The person's own send (`loxmcp stop-all`): the next free slot, ahead of every waiting call. */
+  urgent?: boolean;
   /** Server→client requests raised while the call runs (a client's elicitation). */
   onServerRequest?: (req: ServerRequest) => Promise<unknown>;
 }
@@ -25,9 +27,10 @@ export async function inUpstreamSlot<T>(
   holder: string,
   signal: AbortSignal,
   fn: () => Promise<T>,
+  urgent = false,
 ): Promise<T> {
   if (!slots) return fn();
-  const release = await slots.acquire(holder, signal);
+  const release = await slots.acquire(holder, signal, urgent);
   try {
     return await fn();
   } finally {
@@ -51,6 +54,7 @@ export function forwardFor(route: ForwardRoute): ForwardCall {
           signal: route.signal,
           ...(route.onServerRequest ? { onServerRequest: route.onServerRequest } : {}),
         })) as CallToolResult,
+      route.urgent === true,
     );
   };
 }

@@ -49,13 +49,19 @@ interface Waiter {
   onAbort: () => void;
 }
 
-/** A counting semaphore whose waiters are served round robin by key (the connection). */
+/**
+ * A counting semaphore whose waiters are served round robin by key (the connection). An urgent
+ * waiter (the person's `loxmcp stop-all`) is never refused for a full queue and is served before
+ * every other waiter: a flood of AI requests can neither refuse nor delay an emergency stop.
+ */
 export class FairQueue {
   private active = 0;
   private waiting = 0;
   private readonly queues = new Map<string, Waiter[]>();
   /** Keys in the order they get their next turn. */
   private readonly turn: string[] = [];
+  /** Urgent waiters, first come first served, ahead of every key's turn. */
+  private readonly urgent: Waiter[] = [];
 
   constructor(
     private readonly slots: number,
@@ -70,12 +76,12 @@ export class FairQueue {
     return this.waiting;
   }
 
-  acquire(key: string, signal?: AbortSignal): Promise<() => void> {
-    if (this.active < this.slots && this.waiting === 0) {
+  acquire(key: string, signal?: AbortSignal, urgent = false): Promise<() => void> {
+    if (this.active < this.slots && (this.waiting === 0 || urgent)) {
       this.active++;
       return Promise.resolve(this.releaser());
     }
-    if (this.waiting >= this.maxWaiting) {
+    if (this.waiting >= this.maxWaiting && !urgent) {
       return Promise.reject(
         new McpError(
           ErrorCodes.TooBusy,
@@ -91,6 +97,11 @@ export class FairQueue {
         reject,
         signal,
         onAbort: () => {
+          const u = this.urgent.indexOf(w);
+          if (u >= 0) {
+            this.urgent.splice(u, 1);
+            this.waiting--;
+          }
           const q = this.queues.get(key);
           const i = q?.indexOf(w) ?? -1;
           if (q && i >= 0) {
@@ -102,6 +113,11 @@ export class FairQueue {
         },
       };
       signal?.addEventListener("abort", w.onAbort, { once: true });
+      if (urgent) {
+        this.urgent.push(w);
+        this.waiting++;
+        return;
+      }
       let q = this.queues.get(key);
       if (!q) {
         q = [];
@@ -130,6 +146,13 @@ export class FairQueue {
   }
 
   private next(): void {
+    while (this.active < this.slots && this.urgent.length > 0) {
+      const w = this.urgent.shift() as Waiter;
+      this.waiting--;
+      w.signal?.removeEventListener("abort", w.onAbort);
+      this.active++;
+      w.resolve(this.releaser());
+    }
     while (this.active < this.slots && this.turn.length > 0) {
       const key = this.turn.shift() as string;
       const q = this.queues.get(key);

@@ -85,11 +85,17 @@ export class MuxServer {
 
   /**
    * A forward for a tools/call the daemon makes of its own accord (the policy's `loxmcp
-   * stop-all`): the path of every client's call (forward.ts) — a relay slot in `holder`'s fair
-   * share, then the relay — ended by `signal`.
+   * stop-all`): the path of every client's call (forward.ts) — a relay slot, then the relay —
+   * ended by `signal`; the slot is the next free one, ahead of every waiting client call.
    */
   forwarder(holder: string, signal: AbortSignal): ForwardCall {
-    return forwardFor({ upstream: this.opts.deps.upstream, slots: this.upstreamSlots, holder, signal });
+    return forwardFor({
+      upstream: this.opts.deps.upstream,
+      slots: this.upstreamSlots,
+      holder,
+      signal,
+      urgent: true,
+    });
   }
 
   /** Relay slots in use and requests waiting for one (status). */
