@@ -16,7 +16,7 @@
 // Every runtime dependency is inlined except better-sqlite3: a native addon cannot be bundled, so it
 // is the one real dependency, pinned to the version the workspace's lockfile installed (the one the
 // tests ran against). The installed CLI, shim and daemon find each other and the templates by this
-// layout (packages/cli/src/locate.ts, packages/common/src/daemon-spawn.ts).
+// layout (packages/cli/src/locate.ts, packages/common/src/daemon-command.ts).
 //
 // Usage: node scripts/pack.mjs [--out-dir DIR]   (after `pnpm build`; `pnpm run pack` does both)
 // Writes DIR/loxmcp-<version>.tgz (default DIR: <repo>/dist) and removes any other loxmcp-*.tgz
@@ -98,8 +98,8 @@ function requireBuilt(...files) {
  */
 function checkNoDirname(dir) {
   const known = [
-    /bundlerOverrides\["(?:thread-stream|pino)-worker"\] \|\| join\(__dirname, /,
-    /^\s*return join\(__dirname, "\.\.", "file\.js"\);$/,
+    /bundlerOverrides\["(?:thread-stream|pino)-worker"\] \|\| join\d*\(__dirname, /,
+    /^\s*return join\d*\(__dirname, "\.\.", "file\.js"\);$/,
   ];
   for (const f of readdirSync(dir)) {
     readFileSync(join(dir, f), "utf8")
