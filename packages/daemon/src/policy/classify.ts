@@ -148,7 +148,8 @@ export interface Classification {
   direction?: "up" | "down";
 }
 
-const MOTOR_TYPES = /^(Jalousie|Gate|Window|CentralJalousie|CentralGate|AutomaticJalousie)$/i;
+/** Control types that move (blinds, gates, windows): what the emergency stop stops. */
+export const MOTOR_TYPES = /^(Jalousie|Gate|Window|CentralJalousie|CentralGate|AutomaticJalousie)$/i;
 const BULK = /(^|\b|_)(central|zentral|all|alle|everything|whole|bulk|house|haus)(\b|_|$)/i;
 const DOOR = /(door|tür|tuer|lock|schloss|opener|öffner|oeffner|entry|eingang|gate ?opener)/i;
 const SAFETY_ALARM_TYPES =

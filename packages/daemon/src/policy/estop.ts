@@ -11,13 +11,12 @@ import { type AuditEvent, OUTCOME_SENT } from "../store/audit.js";
 import { StorageError } from "../store/health.js";
 import type { SnapshotStore } from "../store/snapshots.js";
 import type { AuditRecorder } from "./audit-log.js";
-import type { ToolCatalog, ToolInfo } from "./classify.js";
+import { MOTOR_TYPES, type ToolCatalog, type ToolInfo } from "./classify.js";
 import { errorText, joinText, pick, resultText, sendFailureOutcome } from "./results.js";
 import type { Outcome, Snapshot, SnapshotControl } from "./types.js";
 
 export const EMERGENCY_STOP_TOOL = "loxmcp_emergency_stop";
 const ESTOP_KEY = "emergencyStop";
-const MOTOR_TYPES = /^(Jalousie|Gate|Window|AutomaticJalousie|CentralJalousie|CentralGate)$/i;
 
 export interface EmergencyStopState {
   active: boolean;
