@@ -141,9 +141,20 @@ export interface Upstream {
 
 // ---------------------------------------------------------------- clients (mux/)
 
-export interface ClientIdentity {
+/**
+ * Who is calling: fixed by the mux for a connection's whole life from its role and its first
+ * hello (never from a name the client chose), and what the policy, the audit and status use.
+ */
+export interface Principal {
   /** Connection id inside this daemon, e.g. "c7". */
   connId: string;
+  /**
+   * Whom held approvals (and the cap on them) belong to: the shim's --name when it has one (the
+   * person wrote it into the client's config), else this connection alone (`unnamed:<connId>`).
+   */
+  holder: string;
+  /** How an approval request names the client to the person. */
+  holderLabel: string;
   /** Shown in status and the audit: the shim's --name, else clientInfo.name from initialize. */
   name: string;
   /**
@@ -165,6 +176,20 @@ export interface ClientIdentity {
   connectedAt: number;
 }
 
+/**
+ * A principal from what the mux knows of a connection. Only an MCP connection's shim --name
+ * (`ruleName`) binds approvals across connections; anything else is bound to its own connection.
+ */
+export function makePrincipal(p: Omit<Principal, "holder" | "holderLabel">): Principal {
+  const rule = p.role === "mcp" ? p.ruleName : undefined;
+  const holderLabel = rule
+    ? rule
+    : p.role === "mcp"
+      ? `unnamed client (calls itself "${p.name.slice(0, 64)}")`
+      : p.name;
+  return { ...p, holder: rule || `unnamed:${p.connId}`, holderLabel };
+}
+
 export interface CallToolParams {
   name: string;
   arguments?: Record<string, unknown>;
@@ -180,7 +205,7 @@ export interface CallToolResult {
 }
 
 export interface CallContext {
-  client: ClientIdentity;
+  client: Principal;
   /** The client declared the elicitation capability. */
   supportsElicitation: boolean;
   /** Ask the person through the client's elicitation (only when supportsElicitation). */
@@ -205,12 +230,12 @@ export interface ToolGate {
    * them. The policy leaves write tools out for a read-only client.
    */
   visibleTools?(
-    client: ClientIdentity,
+    client: Principal,
     tools: Array<Record<string, unknown>>,
   ): Promise<Array<Record<string, unknown>>>;
   callTool(call: CallToolParams, ctx: CallContext, forward: ForwardCall): Promise<CallToolResult>;
   /** Audits something the mux refused for safety (a control method from an MCP client, a second hello). */
-  recordRefusal?(client: ClientIdentity, what: string, reason: string): void;
+  recordRefusal?(client: Principal, what: string, reason: string): void;
   /** The gate's part of `loxmcp/status`. Absent: the configured mode, nothing held. */
   statusSection?(): GateStatusSection;
 }
@@ -262,7 +287,7 @@ export interface PolicyUpstreamPort {
 
 /** Control methods run only on control connections (the CLI), never on an MCP client connection. */
 export interface ControlContext {
-  client: ClientIdentity;
+  client: Principal;
 }
 
 /** Handler of a `loxmcp/*` control method (CLI). Throw ControlError for a clear failure. */

@@ -192,6 +192,31 @@ describe("person-only control (no PIN set yet)", () => {
     ctl.close();
   });
 
+  it("a raw MCP connection that names nobody is audited as unknown, never as the person's CLI", async () => {
+    const c = await RawConnection.open(d.socketPath);
+    await c.send({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "", version: "1" } },
+    });
+    await c.waitMessage((m) => m.id === 1);
+    await c.send({
+      jsonrpc: "2.0",
+      id: 2,
+      method: "tools/call",
+      params: { name: "system_status", arguments: {} },
+    });
+    await c.waitMessage((m) => m.id === 2);
+    const rows = async () =>
+      (((await controlCall(d.socketPath, "loxmcp/audit", { limit: 50 })) as J).events as J[]).filter(
+        (e) => e.tool === "system_status",
+      );
+    await waitFor(async () => (await rows()).length > 0, { what: "the read's audit row" });
+    expect((await rows()).map((e) => e.client)).toEqual(["unknown"]);
+    c.close();
+  });
+
   it("a read-only client that renames itself on stdin (hello, clientInfo) still cannot write", async () => {
     const shim = spawnShim(cliEnv(), ["--name", "cursor"]);
     shims.push(shim);

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { makeHome, type TempHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
 import { waitFor } from "../../../test-support/wait.js";
-import type { CallContext, CallToolResult, ForwardCall } from "../src/contracts.js";
+import { type CallContext, type CallToolResult, type ForwardCall, makePrincipal } from "../src/contracts.js";
 import { createPolicyGate, type PolicyGate } from "../src/policy/index.js";
 import { AuditStore } from "../src/store/audit.js";
 import { type Database, openDatabase } from "../src/store/db.js";
@@ -90,7 +90,7 @@ describe("audit durability through the gate", () => {
     const forward: ForwardCall = async (call, opts) =>
       (await up.request("tools/call", call, { retryable: opts.retryable })) as CallToolResult;
     const ctx: CallContext = {
-      client: { connId: "c1", name: "Claude", connectedAt: Date.now() },
+      client: makePrincipal({ connId: "c1", name: "Claude", connectedAt: Date.now() }),
       supportsElicitation: false,
       elicit: async () => ({ action: "cancel" }),
     };
@@ -108,7 +108,7 @@ describe("audit durability through the gate", () => {
   });
 
   const ctx: CallContext = {
-    client: { connId: "c1", name: "Claude", connectedAt: Date.now() },
+    client: makePrincipal({ connId: "c1", name: "Claude", connectedAt: Date.now() }),
     supportsElicitation: false,
     elicit: async () => ({ action: "cancel" }),
   };

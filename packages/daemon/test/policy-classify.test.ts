@@ -164,19 +164,28 @@ describe("approvals, modes, rate limits, redaction", () => {
     let t = 1_000;
     const book = new ApprovalBook(120_000, () => t);
     const k = ApprovalBook.key("Claude", "control_command", '{"command":"off"}');
-    const first = book.check(k, "Claude", "control_command", "alarm off");
+    const first = book.check(k, { holder: "Claude", label: "Claude" }, "control_command", "alarm off");
     expect(first.state).toBe("pending");
     const code = first.state === "pending" ? first.entry.code : "";
     expect(code).toMatch(/^[A-Z2-9]{6}$/);
-    expect(book.check(k, "Claude", "control_command", "alarm off")).toMatchObject({
+    expect(
+      book.check(k, { holder: "Claude", label: "Claude" }, "control_command", "alarm off"),
+    ).toMatchObject({
       state: "pending",
       entry: { code },
     });
     expect(book.approve(code)?.approved).toBe(true);
     const other = ApprovalBook.key("Cursor", "control_command", '{"command":"off"}');
-    expect(book.check(other, "Cursor", "control_command", "alarm off").state).toBe("pending");
-    expect(book.check(k, "Claude", "control_command", "alarm off")).toEqual({ state: "approved", code });
-    expect(book.check(k, "Claude", "control_command", "alarm off").state).toBe("pending");
+    expect(
+      book.check(other, { holder: "Cursor", label: "Cursor" }, "control_command", "alarm off").state,
+    ).toBe("pending");
+    expect(book.check(k, { holder: "Claude", label: "Claude" }, "control_command", "alarm off")).toEqual({
+      state: "approved",
+      code,
+    });
+    expect(book.check(k, { holder: "Claude", label: "Claude" }, "control_command", "alarm off").state).toBe(
+      "pending",
+    );
     const c2 = book.list().find((e) => e.client === "Claude")?.code ?? "";
     t += 121_000;
     expect(book.approve(c2)).toBeUndefined();

@@ -6,13 +6,14 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { makeHome, type TempHome } from "../../../test-support/home.js";
 import { type SimHandle, withSimulator } from "../../../test-support/sim.js";
-import type {
-  CallContext,
-  CallToolResult,
-  ControlContext,
-  ControlHandler,
-  ControlRegistry,
-  ForwardCall,
+import {
+  type CallContext,
+  type CallToolResult,
+  type ControlContext,
+  type ControlHandler,
+  type ControlRegistry,
+  type ForwardCall,
+  makePrincipal,
 } from "../src/contracts.js";
 import { createPolicyGate, type PolicyConfigInput, type PolicyGate } from "../src/policy/index.js";
 import { type Database, openDatabase } from "../src/store/db.js";
@@ -58,7 +59,14 @@ function ctx(
 ): CallContext {
   return {
     // An MCP client through a shim started with `--name <name>`: rules match that name.
-    client: { connId: "c1", name, ruleName: name, role: "mcp", pid: 4242, connectedAt: Date.now() },
+    client: makePrincipal({
+      connId: "c1",
+      name,
+      ruleName: name,
+      role: "mcp",
+      pid: 4242,
+      connectedAt: Date.now(),
+    }),
     supportsElicitation: elicit !== undefined,
     elicit: async (message) => {
       if (!elicit) throw new Error("no elicitation");
@@ -68,7 +76,7 @@ function ctx(
 }
 
 const cli: ControlContext = {
-  client: { connId: "c9", name: "loxmcp-cli", role: "control", connectedAt: Date.now() },
+  client: makePrincipal({ connId: "c9", name: "loxmcp-cli", role: "control", connectedAt: Date.now() }),
 };
 
 /** The approval code a held call's answer carries (text and _meta). */
@@ -541,6 +549,34 @@ describe("policy gate", () => {
     const other = g.pendingApprovals().find((p) => p.client === "Zed")!;
     await control("loxmcp/deny", { code: other.code });
     expect(g.pendingApprovals().some((p) => p.code === other.code)).toBe(false);
+  });
+
+  it("an unnamed client is its own principal: a namesake's junk neither fills its cap nor shares its approvals", async () => {
+    offerTools("bulk_scene");
+    const g = await makeGate();
+    // Two MCP connections without a shim --name, both calling themselves "twin" in initialize.
+    const unnamed = (connId: string): CallContext => ({
+      client: makePrincipal({ connId, name: "twin", role: "mcp", connectedAt: Date.now() }),
+      supportsElicitation: false,
+      elicit: async () => ({ action: "cancel" }),
+    });
+    const a = unnamed("c21");
+    const b = unnamed("c22");
+    const alarm = uuidOf("Burglar Alarm");
+    const aCode = codeOf(await cmd(g, alarm, "off", a));
+    await control("loxmcp/approve", { code: aCode, interactive: true });
+    for (let i = 0; i < 12; i++) await g.callTool({ name: "bulk_scene", arguments: { n: i } }, a, forward);
+    const heldByA = g.pendingApprovals().filter((p) => p.tool === "bulk_scene");
+    expect(heldByA).toHaveLength(7); // a's cap is 8, its approved code included
+    expect(heldByA[0]?.client).toBe('unnamed client (calls itself "twin")');
+    // b is not blocked by a's full cap, and a's approved code is not b's to use.
+    const bHeld = await cmd(g, alarm, "off", b);
+    expect(text(bHeld)).not.toMatch(/already waiting/);
+    expect(codeOf(bHeld)).toHaveLength(6);
+    expect(codeOf(bHeld)).not.toBe(aCode);
+    expect(commandsSent()).toEqual([]);
+    expect((await cmd(g, alarm, "off", a)).isError).toBeFalsy();
+    expect(commandsSent()).toHaveLength(1);
   });
 
   it("a control added after the last snapshot is found by one on-demand refresh", async () => {

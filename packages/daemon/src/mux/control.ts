@@ -6,11 +6,11 @@
  */
 import { ErrorCodes } from "@loxmcp/common";
 import {
-  type ClientIdentity,
   ControlError,
   type ControlHandler,
   type ControlRegistry,
   type GateStatusSection,
+  type Principal,
   type UpstreamStatus,
 } from "../contracts.js";
 import type { ControlDispatcher } from "./session.js";
@@ -36,7 +36,7 @@ export class Controls implements ControlRegistry, ControlDispatcher {
     return [...this.handlers.keys()].sort();
   }
 
-  async dispatch(method: string, params: Record<string, unknown>, client: ClientIdentity): Promise<unknown> {
+  async dispatch(method: string, params: Record<string, unknown>, client: Principal): Promise<unknown> {
     const h = this.handlers.get(method);
     if (!h) throw new ControlError(ErrorCodes.MethodNotFound, `unknown control method ${method}`);
     return h(params, { client });
@@ -52,7 +52,7 @@ export interface StatusSources {
   socket: string;
   home: string;
   upstream: () => UpstreamStatus;
-  clients: () => ClientIdentity[];
+  clients: () => Principal[];
   counters: () => Record<string, number>;
   /** The gate's section (`policy`, `pendingApprovals`), shown where status always had it. */
   gate: () => GateStatusSection;

@@ -25,7 +25,7 @@ import {
   MAX_FRAME_BYTES,
 } from "@loxmcp/common";
 import type { Logger } from "pino";
-import type { ClientIdentity, ForwardCall } from "../contracts.js";
+import type { ForwardCall, Principal } from "../contracts.js";
 import { forwardFor } from "./forward.js";
 import { encodeAnswer, parseFrame } from "./jsonrpc-edges.js";
 import { DEFAULT_LIMITS, FairQueue, type MuxLimits } from "./limits.js";
@@ -184,7 +184,7 @@ export class MuxServer {
   }
 
   /** Connected MCP clients (for status). */
-  clients(): ClientIdentity[] {
+  clients(): Principal[] {
     return [...this.sessions.values()].filter((e) => e.session.isClient()).map((e) => e.session.identity());
   }
 

@@ -34,8 +34,9 @@ import {
   type CallContext,
   type CallToolParams,
   type CallToolResult,
-  type ClientIdentity,
   ControlError,
+  makePrincipal,
+  type Principal,
   type ServerRequest,
   type ToolGate,
   type Upstream,
@@ -81,7 +82,7 @@ export function newMuxCounters(): MuxCounters {
 /** Dispatches `loxmcp/*` control methods (implemented by mux/control.ts). */
 export interface ControlDispatcher {
   has(method: string): boolean;
-  dispatch(method: string, params: Record<string, unknown>, client: ClientIdentity): Promise<unknown>;
+  dispatch(method: string, params: Record<string, unknown>, client: Principal): Promise<unknown>;
 }
 
 export interface SessionDeps {
@@ -100,7 +101,7 @@ export interface SessionDeps {
   /** True once the daemon is stopping: new MCP requests are refused (nothing is sent upstream). */
   shuttingDown?: () => boolean;
   /** Audits a refusal made for safety (control method from an MCP client, a second hello). */
-  onRefused?: (client: ClientIdentity, what: string, reason: string) => void;
+  onRefused?: (client: Principal, what: string, reason: string) => void;
   /** Requests one connection may have in flight at once (beyond: refused with TooBusy). */
   maxInFlight?: number;
   /** Slots for requests to the relay, shared fairly by all MCP client connections. */
@@ -183,16 +184,21 @@ export class ClientSession {
   }
 
   /** The client as the policy, audit and status see it. */
-  identity(): ClientIdentity {
+  identity(): Principal {
     const name =
       this.hello?.name || this.clientInfo?.name || (this.role === "control" ? "loxmcp-cli" : "unknown");
-    const id: ClientIdentity = { connId: this.connId, name, connectedAt: this.connectedAt };
-    if (this.role === "mcp" || this.role === "control") id.role = this.role;
-    if (this.deps.admin === true) id.admin = true;
-    if (this.role === "mcp" && this.hello?.name) id.ruleName = this.hello.name;
-    if (this.clientInfo?.version !== undefined) id.version = this.clientInfo.version;
-    if (this.hello?.pid !== undefined) id.pid = this.hello.pid;
-    if (this.hello?.ppid !== undefined) id.ppid = this.hello.ppid;
+    const fields: Omit<Principal, "holder" | "holderLabel"> = {
+      connId: this.connId,
+      name,
+      connectedAt: this.connectedAt,
+    };
+    if (this.role === "mcp" || this.role === "control") fields.role = this.role;
+    if (this.deps.admin === true) fields.admin = true;
+    if (this.role === "mcp" && this.hello?.name) fields.ruleName = this.hello.name;
+    if (this.clientInfo?.version !== undefined) fields.version = this.clientInfo.version;
+    if (this.hello?.pid !== undefined) fields.pid = this.hello.pid;
+    if (this.hello?.ppid !== undefined) fields.ppid = this.hello.ppid;
+    const id = makePrincipal(fields);
     return id;
   }
 

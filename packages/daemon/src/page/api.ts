@@ -6,7 +6,7 @@
  * claims to be a terminal). Deny and the emergency stop need no PIN.
  */
 import { ErrorCodes } from "@loxmcp/common";
-import { type ClientIdentity, ControlError } from "../contracts.js";
+import { ControlError, makePrincipal, type Principal } from "../contracts.js";
 import type { ControlDispatcher } from "../mux/session.js";
 import type { PageSession } from "./auth.js";
 import type { LiveState } from "./live.js";
@@ -48,13 +48,13 @@ export class PageApi {
     private readonly status: () => J,
   ) {}
 
-  private identity(session: PageSession | undefined): ClientIdentity {
-    return {
+  private identity(session: PageSession | undefined): Principal {
+    return makePrincipal({
       connId: session?.name ?? "page",
       name: PAGE_CLIENT_NAME,
       role: "control",
       connectedAt: session?.createdAt ?? Date.now(),
-    };
+    });
   }
 
   private async call(method: `loxmcp/${string}`, params: J, session?: PageSession): Promise<J> {

@@ -1,6 +1,6 @@
 /**
  * The audit as the policy writes it: one row per call, control action and refusal (`record`,
- * `event`), named by who called (`displayName`), secrets redacted. Batching: read events (and the answers to stored writes) wait here up to AUDIT_FLUSH_MS
+ * `event`), named by who called (the principal's name, set by the mux), secrets redacted. Batching: read events (and the answers to stored writes) wait here up to AUDIT_FLUSH_MS
  * and go to SQLite in one transaction: with synchronous=FULL every commit is an fsync (~3 ms), too
  * slow for every read. A write is stored (with everything queued before it) BEFORE it is sent
  * (`commitIntent`); control actions before their answer goes out (`insert(…, true)`). While the
@@ -68,7 +68,7 @@ export class AuditRecorder {
     return {
       ts: t0,
       connId: ctx.client.connId,
-      client: displayName(ctx),
+      client: ctx.client.name,
       ...(ctx.client.pid !== undefined ? { clientPid: ctx.client.pid } : {}),
       tool: call.name,
       args: redactArgs(call.arguments ?? {}, { nfc: d.nfc === true }),
@@ -177,10 +177,4 @@ export class AuditRecorder {
     this.timer = setTimeout(() => this.flush(), AUDIT_RETRY_MS);
     this.timer.unref();
   }
-}
-
-/** The CLI says no hello: its connections are named "unknown" by the mux. */
-export function displayName(ctx: ControlContext | CallContext): string {
-  const n = ctx.client.name;
-  return n === "unknown" && ctx.client.pid === undefined ? "loxmcp-cli" : n;
 }

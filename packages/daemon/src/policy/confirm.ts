@@ -96,8 +96,7 @@ export async function confirmWrite(w: WriteToConfirm): Promise<void> {
   }
   // Bound to the shim's --name (the person wrote it), never to a name the client chose: a
   // client without --name holds (and may consume) only its own connection's approvals.
-  const holder = ctx.client.ruleName ?? `unnamed:${ctx.client.connId}`;
-  const shown = ctx.client.ruleName ?? `unnamed client (calls itself "${ctx.client.name.slice(0, 64)}")`;
+  const { holder, holderLabel } = ctx.client;
   const canonical = canonicalJson(call.arguments ?? {});
   if (!target && canonical.length > MAX_SHOWN_ARGS) {
     throw new PolicyDenied(
@@ -106,12 +105,18 @@ export async function confirmWrite(w: WriteToConfirm): Promise<void> {
     );
   }
   const key = ApprovalBook.key(holder, call.name, canonical);
-  const verdict = w.approvals.check(key, shown, call.name, `${what} — ${cls.reason}`, {
-    ...(control ? { device: control.name, room: control.room, type: control.type } : {}),
-    ...(target ? { command: target.command } : { arguments: canonical }),
-    tier: cls.tier,
-    why: cls.reason,
-  });
+  const verdict = w.approvals.check(
+    key,
+    { holder, label: holderLabel },
+    call.name,
+    `${what} — ${cls.reason}`,
+    {
+      ...(control ? { device: control.name, room: control.room, type: control.type } : {}),
+      ...(target ? { command: target.command } : { arguments: canonical }),
+      tier: cls.tier,
+      why: cls.reason,
+    },
+  );
   if (verdict.state === "full") {
     throw new PolicyDenied(
       "APPROVAL_QUEUE_FULL",
@@ -168,6 +173,8 @@ export interface PendingApproval extends ApprovalDetails {
 
 interface Entry extends PendingApproval {
   key: string;
+  /** The principal's holder (not its label): the cap counts per holder. */
+  holder: string;
 }
 
 const ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -200,7 +207,7 @@ export class ApprovalBook {
    */
   check(
     key: string,
-    client: string,
+    who: { holder: string; label: string },
     tool: string,
     summary: string,
     details: ApprovalDetails = {},
@@ -218,7 +225,8 @@ export class ApprovalBook {
       return { state: "pending", entry: publicEntry(e) };
     }
     // Never evict: an approved code must survive any number of junk calls (fail closed instead).
-    const mine = [...this.byCode.values()].filter((e) => e.client.toLowerCase() === client.toLowerCase());
+    const holder = who.holder.toLowerCase();
+    const mine = [...this.byCode.values()].filter((e) => e.holder === holder);
     const full =
       mine.length >= MAX_HELD_PER_CLIENT
         ? { held: mine, limit: MAX_HELD_PER_CLIENT }
@@ -241,7 +249,8 @@ export class ApprovalBook {
       ...details,
       code,
       key,
-      client,
+      holder,
+      client: who.label,
       tool,
       summary,
       createdAt: t,

@@ -9,7 +9,7 @@ import type { CallToolParams, CallToolResult, ControlRegistry, PolicyUpstreamPor
 import { ControlError } from "../contracts.js";
 import type { AuditQuery, AuditRow, AuditStore } from "../store/audit.js";
 import type { SnapshotStore } from "../store/snapshots.js";
-import { type AuditRecorder, displayName } from "./audit-log.js";
+import type { AuditRecorder } from "./audit-log.js";
 import { classifyControl } from "./classify.js";
 import type { ApprovalBook } from "./confirm.js";
 import type { EmergencyStopState, StopOutcome } from "./estop.js";
@@ -191,7 +191,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
     // policy's signal, not the connection's: the person's terminal going away must not cut the
     // stop short.
     const forward = h.upstream.forward(ctx.client.connId, h.signal);
-    const out = await h.emergencyStop(`${displayName(ctx)} (control socket)`, reason, (c) =>
+    const out = await h.emergencyStop(`${ctx.client.name} (control socket)`, reason, (c) =>
       forward(c, { retryable: false }),
     );
     h.recorder.record(
@@ -217,7 +217,7 @@ export function registerPolicyControls(control: ControlRegistry, h: PolicyContro
     const t0 = h.now();
     if (!h.estop()?.active) return { active: false, wasActive: false };
     await h.person.authorize(params, ctx, "resume");
-    const out = h.resume(displayName(ctx));
+    const out = h.resume(ctx.client.name);
     h.recorder.record(
       { name: "loxmcp/resume", arguments: {} },
       ctx,

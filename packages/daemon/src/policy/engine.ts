@@ -9,9 +9,9 @@ import type {
   CallContext,
   CallToolParams,
   CallToolResult,
-  ClientIdentity,
   ForwardCall,
   PolicyUpstreamPort,
+  Principal,
 } from "../contracts.js";
 import { OUTCOME_SENT } from "../store/audit.js";
 import { StorageError } from "../store/health.js";
@@ -64,7 +64,7 @@ export class DecisionEngine {
    * catalogue, and the emergency stop (anyone may stop).
    */
   async visibleTools(
-    client: ClientIdentity,
+    client: Principal,
     tools: Array<Record<string, unknown>>,
   ): Promise<Array<Record<string, unknown>>> {
     if (this.modeFor(client) !== "read-only") return tools;
@@ -80,7 +80,7 @@ export class DecisionEngine {
   }
 
   /** The client's mode: its rule matches the shim's --name (never the clientInfo it chose). */
-  private modeFor(client: ClientIdentity): PolicyMode {
+  private modeFor(client: Principal): PolicyMode {
     const ruleName = client.ruleName;
     return ruleName ? modeForClient(ruleName, this.p.cfg.clients, this.p.cfg.mode) : this.p.cfg.mode;
   }

@@ -9,11 +9,11 @@ import type {
   CallContext,
   CallToolParams,
   CallToolResult,
-  ClientIdentity,
   ControlRegistry,
   ForwardCall,
   GateStatusSection,
   PolicyUpstreamPort,
+  Principal,
   ToolGate,
 } from "../contracts.js";
 import { UpstreamError } from "../contracts.js";
@@ -63,7 +63,7 @@ export interface PolicyStatus extends StructureStatus {
 
 export interface PolicyGate extends ToolGate {
   visibleTools(
-    client: ClientIdentity,
+    client: Principal,
     tools: Array<Record<string, unknown>>,
   ): Promise<Array<Record<string, unknown>>>;
   register(control: ControlRegistry): void;
@@ -262,7 +262,7 @@ class Policy implements PolicyGate {
     registerPolicyControls(control, this);
   }
 
-  recordRefusal(client: ClientIdentity, what: string, reason: string): void {
+  recordRefusal(client: Principal, what: string, reason: string): void {
     this.recorder.record(
       { name: what, arguments: {} },
       { client },
@@ -322,7 +322,7 @@ class Policy implements PolicyGate {
   }
 
   visibleTools(
-    client: ClientIdentity,
+    client: Principal,
     tools: Array<Record<string, unknown>>,
   ): Promise<Array<Record<string, unknown>>> {
     return this.engine.visibleTools(client, tools);
