@@ -7,6 +7,14 @@
  * (`RAW_ID_PREFIX` + text) while the request is handled, and spliced back as a bare number when
  * the answer is written. A client string id that starts with the marker is refused as invalid.
  */
+import {
+  ErrorCodes,
+  errorResponse,
+  isNotification,
+  isRequest,
+  isResponse,
+  type JsonRpcFailure,
+} from "@loxmcp/common";
 
 /** Marker for numeric ids kept as raw text (NUL cannot appear unescaped in a client's JSON string). */
 export const RAW_ID_PREFIX = "\u0000num:";
@@ -193,3 +201,40 @@ export function adaptToVersion(method: string, result: unknown, version: string 
 
 /** MCP logging levels, least to most severe. */
 export const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/**
+ * What is wrong with one decoded message from a client, as the error answer to send (with id
+ * null when no valid id can be told); undefined for a request, response or notification.
+ */
+export function frameProblem(msg: unknown): JsonRpcFailure | undefined {
+  if (Array.isArray(msg)) {
+    return errorResponse(
+      null,
+      ErrorCodes.InvalidRequest,
+      "JSON-RPC batches are not supported; send one message per line",
+    );
+  }
+  if (isObject(msg) && typeof msg.method === "string" && "id" in msg && msg.id === null) {
+    return errorResponse(
+      null,
+      ErrorCodes.InvalidRequest,
+      "invalid request: id null is not allowed (use a string or a number, or leave id out for a notification)",
+    );
+  }
+  if (isRequest(msg)) {
+    if (typeof msg.id !== "string" && !(typeof msg.id === "number" && Number.isFinite(msg.id))) {
+      return errorResponse(null, ErrorCodes.InvalidRequest, "invalid request id: use a string or a number");
+    }
+    if ((msg as { jsonrpc?: unknown }).jsonrpc !== "2.0") {
+      return errorResponse(msg.id, ErrorCodes.InvalidRequest, 'invalid request: "jsonrpc" must be "2.0"');
+    }
+    return undefined;
+  }
+  if (isResponse(msg) || isNotification(msg)) return undefined;
+  const id = isObject(msg) && (typeof msg.id === "string" || typeof msg.id === "number") ? msg.id : null;
+  return errorResponse(
+    id,
+    ErrorCodes.InvalidRequest,
+    "invalid JSON-RPC message: expected a request, notification or response",
+  );
+}

@@ -38,121 +38,28 @@ import {
   makePrincipal,
   type Principal,
   type ServerRequest,
-  type ToolGate,
-  type Upstream,
   UpstreamError,
 } from "../contracts.js";
 import { forwardFor, inUpstreamSlot } from "./forward.js";
-import { adaptToVersion, LOG_LEVELS } from "./jsonrpc-edges.js";
-import type { FairQueue } from "./limits.js";
-import type { ProgressRouter } from "./progress.js";
+import { adaptToVersion, frameProblem, LOG_LEVELS } from "./jsonrpc-edges.js";
 import { interruptedError, toRpcError } from "./rpc-errors.js";
+import { ServerRequests } from "./server-requests.js";
+import {
+  type ConnectionRole,
+  type HelloInfo,
+  type InFlight,
+  RETRYABLE_METHODS,
+  type SessionDeps,
+} from "./session-types.js";
 
-/** Counters of the socket side (the upstream has its own `requests`/`errors`). */
-export interface MuxCounters {
-  connections: number;
-  clientRequests: number;
-  toolCalls: number;
-  clientErrors: number;
-  outcomeUnknown: number;
-  cancelled: number;
-  parseErrors: number;
-  oversizeFrames: number;
-  notificationsFannedOut: number;
-  refusedConnections: number;
-  slowClientsDropped: number;
-}
-
-export function newMuxCounters(): MuxCounters {
-  return {
-    connections: 0,
-    clientRequests: 0,
-    toolCalls: 0,
-    clientErrors: 0,
-    outcomeUnknown: 0,
-    cancelled: 0,
-    parseErrors: 0,
-    oversizeFrames: 0,
-    notificationsFannedOut: 0,
-    refusedConnections: 0,
-    slowClientsDropped: 0,
-  };
-}
-
-/** Dispatches `loxmcp/*` control methods (implemented by mux/control.ts). */
-export interface ControlDispatcher {
-  has(method: string): boolean;
-  dispatch(method: string, params: Record<string, unknown>, client: Principal): Promise<unknown>;
-}
-
-export interface SessionDeps {
-  upstream: Upstream;
-  /** The current gate (a getter, so the policy can be plugged in after start). */
-  gate: () => ToolGate;
-  control: ControlDispatcher;
-  logger: Logger;
-  counters: MuxCounters;
-  /** Removes secrets from text before it goes to a client. */
-  scrub: (text: string) => string;
-  /** How long `initialize` waits for the first upstream session. */
-  initTimeoutMs: number;
-  /** Progress routing of in-flight requests (owned by the mux server). */
-  progress: ProgressRouter;
-  /** True once the daemon is stopping: new MCP requests are refused (nothing is sent upstream). */
-  shuttingDown?: () => boolean;
-  /** Audits a refusal made for safety (control method from an MCP client, a second hello). */
-  onRefused?: (client: Principal, what: string, reason: string) => void;
-  /** Requests one connection may have in flight at once (beyond: refused with TooBusy). */
-  maxInFlight?: number;
-  /** Slots for requests to the relay, shared fairly by all MCP client connections. */
-  upstreamSlots?: FairQueue;
-  /** Asked once when the connection becomes an MCP client connection: false = over the limit. */
-  admitMcp?: () => boolean;
-  /** Closes this connection with one error (the limit of MCP clients was reached). */
-  refuse?: (message: string) => void;
-  /** The connection came in on the admin socket (hardened mode: only root and the daemon's user can open it). */
-  admin?: boolean;
-}
-
-export type ConnectionRole = "mcp" | "control" | "refused";
-
-/** Requests that only read: safe to resend after the upstream recovered. */
-const RETRYABLE_METHODS = new Set([
-  "tools/list",
-  "resources/list",
-  "resources/read",
-  "resources/templates/list",
-  "resources/subscribe",
-  "resources/unsubscribe",
-  "prompts/list",
-  "prompts/get",
-  "completion/complete",
-]);
-
-interface InFlight {
-  id: JsonRpcId;
-  method: string;
-  /** For tools/call: the tool name. */
-  tool?: string;
-  controller: AbortController;
-  /** The client cancelled it: answer nothing. */
-  cancelled: boolean;
-  answered: boolean;
-}
-
-interface PendingServerRequest {
-  resolve(result: unknown): void;
-  reject(err: Error): void;
-  method: string;
-}
-
-export interface HelloInfo {
-  kind?: string;
-  name?: string | null;
-  pid?: number;
-  ppid?: number;
-  version?: string;
-}
+export {
+  type ConnectionRole,
+  type ControlDispatcher,
+  type HelloInfo,
+  type MuxCounters,
+  newMuxCounters,
+  type SessionDeps,
+} from "./session-types.js";
 
 export class ClientSession {
   readonly connectedAt = Date.now();
@@ -170,8 +77,7 @@ export class ClientSession {
   /** The level this client asked for with logging/setLevel (undefined: everything the relay sends). */
   private logLevel: number | undefined;
   private readonly inflight = new Map<string, InFlight>();
-  private readonly serverRequests = new Map<string, PendingServerRequest>();
-  private nextServerRequestId = 1;
+  private readonly serverRequests: ServerRequests;
   private closed = false;
   private readonly log: Logger;
 
@@ -181,6 +87,11 @@ export class ClientSession {
     private readonly deps: SessionDeps,
   ) {
     this.log = deps.logger.child({ conn: connId });
+    this.serverRequests = new ServerRequests(
+      (m) => this.send(m),
+      () => this.closed,
+      this.log,
+    );
   }
 
   /** The client as the policy, audit and status see it. */
@@ -216,54 +127,14 @@ export class ClientSession {
   /** Handles one decoded JSON value from the socket. */
   handleMessage(msg: unknown): void {
     if (this.closed) return;
-    if (Array.isArray(msg)) {
-      this.send(
-        errorResponse(
-          null,
-          ErrorCodes.InvalidRequest,
-          "JSON-RPC batches are not supported; send one message per line",
-        ),
-      );
+    const problem = frameProblem(msg);
+    if (problem) {
+      this.send(problem);
       return;
     }
-    if (isObject(msg) && typeof msg.method === "string" && "id" in msg && msg.id === null) {
-      this.send(
-        errorResponse(
-          null,
-          ErrorCodes.InvalidRequest,
-          "invalid request: id null is not allowed (use a string or a number, or leave id out for a notification)",
-        ),
-      );
-      return;
-    }
-    if (isRequest(msg)) {
-      if (typeof msg.id !== "string" && !(typeof msg.id === "number" && Number.isFinite(msg.id))) {
-        this.send(
-          errorResponse(null, ErrorCodes.InvalidRequest, "invalid request id: use a string or a number"),
-        );
-        return;
-      }
-      if ((msg as { jsonrpc?: unknown }).jsonrpc !== "2.0") {
-        this.send(
-          errorResponse(msg.id, ErrorCodes.InvalidRequest, 'invalid request: "jsonrpc" must be "2.0"'),
-        );
-        return;
-      }
-      void this.handleRequest(msg);
-    } else if (isResponse(msg)) {
-      this.handleResponse(msg);
-    } else if (isNotification(msg)) {
-      this.handleNotification(msg.method, msg.params);
-    } else {
-      const id = idOf(msg);
-      this.send(
-        errorResponse(
-          id,
-          ErrorCodes.InvalidRequest,
-          "invalid JSON-RPC message: expected a request, notification or response",
-        ),
-      );
-    }
+    if (isRequest(msg)) void this.handleRequest(msg);
+    else if (isResponse(msg)) this.serverRequests.answer(msg);
+    else if (isNotification(msg)) this.handleNotification(msg.method, msg.params);
   }
 
   private async handleRequest(req: JsonRpcRequest): Promise<void> {
@@ -607,21 +478,6 @@ export class ClientSession {
     }
   }
 
-  private handleResponse(msg: JsonRpcResponse): void {
-    if (msg.id === null) return;
-    const pending = this.serverRequests.get(idKey(msg.id));
-    if (!pending) {
-      this.log.debug({ id: msg.id }, "response to an unknown server request ignored");
-      return;
-    }
-    this.serverRequests.delete(idKey(msg.id));
-    if ("error" in msg) {
-      pending.reject(new McpError(msg.error.code, msg.error.message, msg.error.data));
-    } else {
-      pending.resolve(msg.result);
-    }
-  }
-
   /** Fixes the role as an MCP client connection, unless the limit of MCP clients is reached. */
   private becomeMcp(): void {
     this.role = "mcp";
@@ -647,18 +503,7 @@ export class ClientSession {
 
   /** Sends a server→client request to this client (daemon's own id space) and awaits the answer. */
   serverRequest(req: ServerRequest): Promise<unknown> {
-    if (this.closed) {
-      return Promise.reject(
-        new McpError(ErrorCodes.RequestAborted, "the client that caused this request is gone"),
-      );
-    }
-    const id = `lx-${this.nextServerRequestId++}`;
-    return new Promise((resolve, reject) => {
-      this.serverRequests.set(idKey(id), { resolve, reject, method: req.method });
-      const msg: Record<string, unknown> = { jsonrpc: "2.0", id, method: req.method };
-      if (req.params !== undefined) msg.params = req.params;
-      this.send(msg);
-    });
+    return this.serverRequests.request(req);
   }
 
   /** Sends a notification (fan-out from the upstream); log messages only at this client's level. */
@@ -698,12 +543,7 @@ export class ClientSession {
     for (const entry of this.inflight.values()) {
       entry.controller.abort(new UpstreamError("CANCELLED", "the client disconnected"));
     }
-    for (const [id, p] of this.serverRequests) {
-      p.reject(
-        new McpError(ErrorCodes.RequestAborted, `the client disconnected before answering ${p.method}`),
-      );
-      this.serverRequests.delete(id);
-    }
+    this.serverRequests.rejectAll();
     this.deps.progress.closeAll(this);
   }
 
@@ -721,7 +561,7 @@ function idKey(id: JsonRpcId): string {
   return typeof id === "number" ? `n:${id}` : `s:${id}`;
 }
 
-function idOf(msg: unknown): JsonRpcId | null {
+function _idOf(msg: unknown): JsonRpcId | null {
   if (isObject(msg) && (typeof msg.id === "string" || typeof msg.id === "number")) return msg.id;
   return null;
 }
