@@ -11,13 +11,15 @@
 //      - direct: SDK Client → relay (Streamable HTTP, the bearer token of a headless login);
 //      - SDK Client → loxmcp-shim → daemon → relay;
 //      - SDK Client → daemon socket → relay (the daemon's share, no shim process);
-//      - SDK Client → bench/floor-pipe.cjs → daemon → relay (the bare-hop floor);
+//      - SDK Client → bench/floor-pipe.cjs → daemon → relay (a do-nothing process in the shim's
+//        place; pipe − socket is the bare hop: what one extra process costs, with no work in it);
 //      - SDK Client → mcp-remote → relay, with the same bearer token as the direct client.
 //      Added latency = percentile of a path − the same percentile of the direct path.
 //
 // Issue 21's targets (reported, never asserted), judged at 0 ms relay latency for calls: the
-// shim's added p50 within 0.2 ms of the bare-hop floor's and ≤ ⅔ of mcp-remote's, its added p99
-// ≤ 2 ms; the shim's start within 10 ms of the start floor at every latency.
+// whole added p50 within 0.2 ms of the bare hop (i.e. the daemon's and the shim's own work
+// together ≤ 0.2 ms) and ≤ ⅔ of mcp-remote's, the added p99 ≤ 2 ms; the shim's start within 10 ms
+// of the start floor at every latency.
 import { performance } from "node:perf_hooks";
 import { connectUpstream } from "./baseline-proxy.mjs";
 import {
@@ -185,6 +187,11 @@ export async function run() {
         ...(n < P99_MIN_CALLS
           ? { note: `${n} calls per path: p99 is one or two outliers, not a percentile` }
           : {}),
+        // The bare hop: a do-nothing process in front of the daemon, minus the daemon alone.
+        bareHopP50Ms: round(addedMs.floorPipe.p50 - addedMs.daemonOnly.p50, 3),
+        // The whole added p50 above that hop: the daemon's and the shim's own work.
+        addedAboveBareHopP50Ms: round(addedMs.shim.p50 - (addedMs.floorPipe.p50 - addedMs.daemonOnly.p50), 3),
+        // The shim above the do-nothing process, both in front of the same daemon.
         shimAboveFloorPipeP50Ms: round(addedMs.shim.p50 - addedMs.floorPipe.p50, 3),
         ratioShimOverMcpRemoteAddedP50: round(addedMs.shim.p50 / addedMs.mcpRemote.p50, 2),
       };
@@ -270,10 +277,16 @@ export async function run() {
       rows.push(callRow(`call: via mcp-remote ${peer.version}`, c, c.viaMcpRemote));
       rows.push(addedRow("added: loxmcp shim + daemon", c, c.addedMs.shim));
       rows.push(addedRow("added: daemon alone (socket, no shim)", c, c.addedMs.daemonOnly));
-      rows.push(addedRow("added: bare-hop floor (pipe → daemon)", c, c.addedMs.floorPipe));
+      rows.push(addedRow("added: do-nothing pipe → daemon (floor)", c, c.addedMs.floorPipe));
       rows.push(addedRow(`added: mcp-remote ${peer.version}`, c, c.addedMs.mcpRemote));
+      rows.push({ what: "bare hop alone (pipe − socket)", relay_ms: c.latencyMs, p50_ms: c.bareHopP50Ms });
       rows.push({
-        what: "added p50: shim above the bare hop",
+        what: "added p50 above the bare hop (daemon + shim work)",
+        relay_ms: c.latencyMs,
+        p50_ms: c.addedAboveBareHopP50Ms,
+      });
+      rows.push({
+        what: "added p50: shim above the do-nothing pipe",
         relay_ms: c.latencyMs,
         p50_ms: c.shimAboveFloorPipeP50Ms,
       });
@@ -293,7 +306,7 @@ export async function run() {
     if (at0) {
       const tag = `${at0.latencyMs} ms relay`;
       goals.push(
-        goal(`added p50: shim − bare-hop floor (${tag})`, at0.shimAboveFloorPipeP50Ms, 0.2, "ms", "atMost"),
+        goal(`added p50 above the bare hop (${tag})`, at0.addedAboveBareHopP50Ms, 0.2, "ms", "atMost"),
         goal(
           `added p50: shim ÷ mcp-remote (${tag})`,
           at0.ratioShimOverMcpRemoteAddedP50,
