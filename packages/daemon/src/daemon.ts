@@ -1,37 +1,29 @@
 /**
  * The controller: wires config → logger → store → upstream → gate → mux, and starts/stops
  * them in order. Used by main.ts (the real process) and usable in-process by tests/bench.
+ * The daemon's own control methods are in core-controls.ts, the policy's port onto the upstream
+ * in policy-port.ts, what it asks of the OS (lock, TLS switch, systemd) in daemon-os.ts.
  *
  * Extension points for other components (policy):
  * - `plugins`: called after the store and upstream exist, before the socket opens;
  * - `setGate(gate)` (the gate also owns its part of status), `controls.register(...)`,
  *   `addStatusSection(fn)`.
  */
-import { execFile } from "node:child_process";
-import { readFileSync, unlinkSync } from "node:fs";
-import { userInfo } from "node:os";
-import { join } from "node:path";
-import { ErrorCodes, ensurePrivateDir, isLoopbackHost, systemStopHint } from "@loxmcp/common";
+import { ensurePrivateDir } from "@loxmcp/common";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { ConfigCheck, DaemonConfig } from "./config.js";
-import {
-  type CallToolResult,
-  ControlError,
-  type ForwardCall,
-  type PolicyUpstreamPort,
-  type ToolGate,
-  type Upstream,
-  UpstreamError,
-} from "./contracts.js";
+import { type PolicyUpstreamPort, type ToolGate, type Upstream, UpstreamError } from "./contracts.js";
+import { registerCoreControls } from "./core-controls.js";
+import { insecureLoopbackFetch, notifySystemd, removeOwnBrokenLock } from "./daemon-os.js";
 import { PassThroughGate } from "./gate.js";
 import { acquireInstance } from "./instance.js";
 import type { SecretRegistry } from "./log.js";
-import { type LogCursor, readLogSince, readLogTail } from "./log-read.js";
 import { buildStatus, Controls, type StatusSection } from "./mux/control.js";
 import { MuxServer } from "./mux/server.js";
 import { type MuxCounters, newMuxCounters } from "./mux/session.js";
 import { PageServer } from "./page/server.js";
+import { policyUpstreamPort } from "./policy-port.js";
 import type { Database } from "./store/db.js";
 import { Storage } from "./store/storage.js";
 import { VERSION } from "./version.js";
@@ -74,9 +66,6 @@ export interface DaemonOptions {
   reloadConfig?: () => ConfigCheck;
 }
 
-/** Minimum time between two `loxmcp relogin` (unless --force). */
-const RELOGIN_MIN_INTERVAL_MS = 30_000;
-
 export type StartResult = { kind: "started" } | { kind: "already-running"; pid?: number };
 
 export class Daemon {
@@ -95,7 +84,6 @@ export class Daemon {
   private readonly statusSections: StatusSection[] = [];
   private readonly stopHooks: Array<() => Promise<void> | void> = [];
   private stopping: Promise<void> | undefined;
-  private lastRelogin = 0;
   private readonly secrets: SecretRegistry;
 
   constructor(private readonly opts: DaemonOptions) {
@@ -239,7 +227,19 @@ export class Daemon {
       const list = await upstream.listTools();
       return list.tools.find((t) => t.name === name);
     });
-    this.registerCoreControls();
+    registerCoreControls(this.controls, {
+      config,
+      logger,
+      secrets: this.secrets,
+      upstream,
+      status: () => this.status(),
+      addStatusSection: (section) => this.addStatusSection(section),
+      reloadConfig: this.opts.reloadConfig,
+      shutdown: () => {
+        if (this.opts.onShutdownRequested) this.opts.onShutdownRequested();
+        else void this.stop();
+      },
+    });
 
     for (const plugin of this.opts.plugins ?? []) await plugin(this);
 
@@ -282,68 +282,6 @@ export class Daemon {
     notifySystemd(logger);
   }
 
-  private registerCoreControls(): void {
-    this.controls.register("loxmcp/status", () => this.status());
-    // Which daemon this is: hardened mode (the system daemon, its own user) or per-user.
-    this.addStatusSection(() =>
-      this.config.paths.system
-        ? { mode: "system", systemUser: userName(), adminSocket: this.config.paths.system.adminSocket }
-        : { mode: "user" },
-    );
-    // The log through the daemon: in hardened mode the person cannot read the file itself.
-    this.controls.register("loxmcp/logs", (params) => {
-      const c = params.cursor as Partial<LogCursor> | undefined;
-      if (c && typeof c.ino === "number" && typeof c.pos === "number" && c.pos >= 0) {
-        return readLogSince(this.config.paths.logFile, { ino: c.ino, pos: c.pos });
-      }
-      const n = typeof params.lines === "number" && params.lines >= 0 ? params.lines : 50;
-      const min = typeof params.minLevel === "number" ? params.minLevel : 0;
-      return readLogTail(this.config.paths.logFile, n, min);
-    });
-    this.controls.register("loxmcp/relogin", async (params, ctx) => {
-      // The person fixed the password (`loxmcp init`, the password file or command, config.json)
-      // and runs relogin, as every hint says: read the credentials again first. An invalid
-      // configuration is refused here with every problem named: nothing changes.
-      const fresh = this.rereadCredentials();
-      // A full OAuth login costs the Miniserver and connect's rate budget: at most one per 30 s.
-      const since = Date.now() - this.lastRelogin;
-      if (since < RELOGIN_MIN_INTERVAL_MS && params.force !== true) {
-        const wait = Math.ceil((RELOGIN_MIN_INTERVAL_MS - since) / 1000);
-        throw new ControlError(
-          ErrorCodes.InvalidRequest,
-          `a relogin ran ${Math.round(since / 1000)} s ago; wait ${wait} s or use \`loxmcp relogin --force\``,
-          { retryAfterSec: wait },
-        );
-      }
-      this.lastRelogin = Date.now();
-      const restartNeeded = fresh ? this.applyCredentials(fresh) : [];
-      this.logger.info({ by: ctx.client.name, force: params.force === true }, "relogin requested");
-      await this.upstream.relogin();
-      const st = this.status();
-      if (fresh) st.credentials = { reread: true, passwordSource: this.config.passwordSource };
-      if (restartNeeded.length > 0) st.restartNeeded = restartNeeded;
-      return st;
-    });
-    this.controls.register("loxmcp/shutdown", (_params, ctx) => {
-      // The system daemon is stopped by its service manager (root), not by whoever can reach the
-      // socket: in hardened mode that includes every agent running as the person.
-      const system = this.config.paths.system;
-      if (system && ctx.client.admin !== true) {
-        throw new ControlError(
-          ErrorCodes.InvalidRequest,
-          `the system daemon (hardened mode) is stopped by root: ${systemStopHint(system.platform)}`,
-          { reason: "root-required" },
-        );
-      }
-      this.logger.info({ by: ctx.client.name }, "shutdown requested over the socket");
-      setImmediate(() => {
-        if (this.opts.onShutdownRequested) this.opts.onShutdownRequested();
-        else void this.stop();
-      });
-      return { ok: true, pid: process.pid };
-    });
-  }
-
   /**
    * The password as the upstream asks for it at each login: whatever `this.config.password` is
    * THEN (relogin may have re-read it), a string or the password command.
@@ -356,48 +294,6 @@ export class Daemon {
       this.secrets.add(v);
       return v;
     };
-  }
-
-  /** The configuration read again (undefined without `reloadConfig`); throws when it is invalid. */
-  private rereadCredentials(): DaemonConfig | undefined {
-    const reload = this.opts.reloadConfig;
-    if (!reload) return undefined;
-    const r = reload();
-    if (r.config) return r.config;
-    const [first, ...rest] = r.problems;
-    const more = rest.length > 0 ? ` (and ${rest.length} more: ${rest.map((p) => p.key).join(", ")})` : "";
-    this.logger.warn({ problems: r.problems }, "relogin refused: the configuration is invalid");
-    throw new ControlError(
-      ErrorCodes.InvalidParams,
-      `the configuration is invalid, nothing was changed and no login was tried: ${this.secrets.scrub(first?.message ?? "invalid")}${more}; fix it (\`loxmcp doctor\` lists every problem), then run \`loxmcp relogin\` again`,
-      { problems: r.problems.map((p) => ({ ...p, message: this.secrets.scrub(p.message) })) },
-    );
-  }
-
-  /**
-   * Takes the credential part of a re-read configuration (user, password and where it comes
-   * from); returns the settings that changed but need a restart (which Miniserver, which relay).
-   */
-  private applyCredentials(fresh: DaemonConfig): string[] {
-    const cfg = this.config;
-    const changed =
-      cfg.user !== fresh.user ||
-      cfg.passwordSource !== fresh.passwordSource ||
-      cfg.password !== fresh.password;
-    cfg.user = fresh.user;
-    cfg.password = fresh.password;
-    cfg.passwordSource = fresh.passwordSource;
-    if (typeof fresh.password === "string") this.secrets.add(fresh.password);
-    const restart: string[] = [];
-    if (fresh.serial !== cfg.serial) restart.push("LOXONE_SERIAL");
-    if (fresh.connectUrl !== cfg.connectUrl) restart.push("LOXONE_CONNECT_URL");
-    if (fresh.upstreamUrl !== cfg.upstreamUrl) restart.push("LOXMCP_UPSTREAM_URL");
-    this.logger.info(
-      { passwordSource: fresh.passwordSource, changed, restartNeeded: restart },
-      changed ? "relogin: credentials re-read; they changed" : "relogin: credentials re-read; unchanged",
-    );
-    for (const w of fresh.warnings) this.logger.warn(w);
-    return restart;
   }
 
   /**
@@ -458,63 +354,6 @@ export class Daemon {
   }
 }
 
-/**
- * The policy's port onto an upstream (contracts.ts): the tool list, the state and its events,
- * reads; its own writes go through `forward` (the daemon's: MuxServer.forwarder).
- */
-export function policyUpstreamPort(
-  upstream: Upstream,
-  forward: (holder: string, signal: AbortSignal) => ForwardCall,
-): PolicyUpstreamPort {
-  return {
-    listTools: () => upstream.listTools(),
-    status: () => {
-      const { state, reason } = upstream.status();
-      return reason === undefined ? { state } : { state, reason };
-    },
-    subscribe: ({ state, toolsChanged }) => {
-      upstream.on("state", state);
-      upstream.on("toolsChanged", toolsChanged);
-      return () => {
-        upstream.off("state", state);
-        upstream.off("toolsChanged", toolsChanged);
-      };
-    },
-    read: async (call, opts) =>
-      (await upstream.request(
-        "tools/call",
-        { name: call.name, arguments: call.arguments ?? {} },
-        { retryable: opts.retryable, signal: opts.signal },
-      )) as CallToolResult,
-    forward,
-  };
-}
-
-/**
- * The lock file is created empty (O_EXCL) and then gets our pid: when that write fails (disk
- * full, I/O error) the start fails, and the empty file is ours. Remove it, so that an exit for
- * want of space leaves no lock behind.
- */
-function removeOwnBrokenLock(stateDir: string, err: unknown): void {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  if (code !== "ENOSPC" && code !== "EDQUOT" && code !== "EIO") return;
-  const lock = join(stateDir, "daemon.lock");
-  try {
-    const content = readFileSync(lock, "utf8").trim();
-    if (content === "" || content === String(process.pid)) unlinkSync(lock);
-  } catch {
-    // not there
-  }
-}
-
-function userName(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return String(process.getuid?.() ?? "?");
-  }
-}
-
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
@@ -524,31 +363,4 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       timer.unref();
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-/**
- * --insecure-tls: certificate checks are off for this process, so every request is first
- * checked to go to a loopback host (the local simulator), and anything else is refused.
- */
-function insecureLoopbackFetch(logger: Logger): typeof fetch {
-  process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
-  logger.warn(
-    "--insecure-tls: TLS certificate verification is OFF (loopback simulator only); never use this with a real Miniserver",
-  );
-  const f: typeof fetch = (input, init) => {
-    const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
-    if (!isLoopbackHost(url.hostname)) {
-      return Promise.reject(new Error(`--insecure-tls refuses to talk to non-loopback host ${url.hostname}`));
-    }
-    return fetch(input, init);
-  };
-  return f;
-}
-
-/** Tells systemd we are ready when NOTIFY_SOCKET is set (needs NotifyAccess=all: it runs systemd-notify). */
-function notifySystemd(logger: Logger): void {
-  if (!process.env.NOTIFY_SOCKET) return;
-  execFile("systemd-notify", ["--ready", `--pid=${process.pid}`], (err) => {
-    if (err) logger.debug({ err: err.message }, "systemd-notify failed (readiness not signalled)");
-  });
 }

@@ -23,8 +23,8 @@ import type {
   UpstreamStatus,
 } from "../src/contracts.js";
 import { UpstreamError } from "../src/contracts.js";
-import { policyUpstreamPort } from "../src/daemon.js";
 import { forwardFor } from "../src/mux/forward.js";
+import { policyUpstreamPort } from "../src/policy-port.js";
 
 const REDIRECT = "http://127.0.0.1:9/callback";
 const AnyResult = z.object({}).passthrough();
