@@ -39,6 +39,10 @@ const DAEMON_FIELDS = [
   "lastPingAgoSec",
 ] as const;
 
+/** POST endpoints: the page's actions. A GET on them is refused (405): nothing changes on a GET. */
+export const ACTIONS = ["approve", "deny", "stop-all", "resume", "tools-accept"] as const;
+export type Action = (typeof ACTIONS)[number];
+
 /** Audit filter of the page: `refused` = denied, rate-limited or emergency-stop (as `--denied`). */
 const DECISIONS = ["any", "allowed", "confirmed", "held", "refused"] as const;
 
@@ -102,6 +106,24 @@ export class PageApi {
       storage?.ok ?? null,
     ]);
     return { data, digest };
+  }
+
+  /** `GET /api/<what>`: what the page reads. */
+  async read(what: string, query: URLSearchParams, session: PageSession): Promise<unknown> {
+    if (what === "state") return (await this.state()).data;
+    if (what === "audit") return this.audit(query, session);
+    if (what === "house") return this.house(session);
+    if (what === "tools") return this.tools(session);
+    throw new PageApiError(404, `no such page: /api/${what}`);
+  }
+
+  /** `POST /api/<action>`: what the page does. */
+  async act(action: Action, body: J, session: PageSession): Promise<J> {
+    if (action === "approve") return this.approve(body, session);
+    if (action === "deny") return this.deny(body, session);
+    if (action === "stop-all") return this.stopAll(body, session);
+    if (action === "resume") return this.resume(body, session);
+    return this.acceptTools(body, session);
   }
 
   async audit(query: URLSearchParams, session: PageSession): Promise<J> {

@@ -9,7 +9,7 @@
  * - Every request: the Host header must be exactly 127.0.0.1:<port> (DNS rebinding), a request
  *   that carries an Origin must carry the page's own (no CORS, ever); every POST must carry the
  *   page's Origin, the session cookie, JSON, and the session's CSRF token. Nothing changes state on
- *   a GET. A strict Content-Security-Policy allows only the page's own files.
+ *   a GET. A strict Content-Security-Policy allows only the page's own files (http.ts).
  * - Its HTTP connections, live updates included, count against the daemon's connection limits
  *   (mux/server.ts `admitPageConnection`): a flood of the port cannot take the CLI's slots.
  */
@@ -20,28 +20,20 @@ import type { Logger } from "pino";
 import type { PageConfig } from "../config.js";
 import { ControlError, type ControlRegistry } from "../contracts.js";
 import type { ControlDispatcher } from "../mux/session.js";
-import { PageApi, PageApiError } from "./api.js";
+import { ACTIONS, type Action, PageApi, PageApiError } from "./api.js";
 import { PageAssets, STATIC_FILES } from "./assets.js";
 import { LOGIN_SECRET_TTL_MS, PageAuth, type PageSession, sameSecret } from "./auth.js";
+import {
+  cookieValue,
+  notAllowed,
+  pathOf,
+  readJsonBody,
+  sendAsset,
+  sendJson,
+  sendText,
+  setSecurityHeaders,
+} from "./http.js";
 import { LiveUpdates } from "./live.js";
-
-const MAX_BODY_BYTES = 16 * 1024;
-const CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
-  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-const SECURITY_HEADERS: Record<string, string> = {
-  "Content-Security-Policy": CSP,
-  "X-Content-Type-Options": "nosniff",
-  "X-Frame-Options": "DENY",
-  "Referrer-Policy": "no-referrer",
-  "Cross-Origin-Opener-Policy": "same-origin",
-  "Cross-Origin-Resource-Policy": "same-origin",
-  "Cache-Control": "no-store",
-};
-
-/** POST endpoints: the page's actions. A GET on them is refused (405): nothing changes on a GET. */
-const ACTIONS = ["approve", "deny", "stop-all", "resume", "tools-accept"] as const;
-type Action = (typeof ACTIONS)[number];
 
 export interface PageServerOptions {
   config: PageConfig;
@@ -100,7 +92,7 @@ export class PageServer {
     this.http.on("request", (req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message, path: pathOf(req) }, "page: request failed");
-        if (!res.headersSent) this.json(res, 500, { error: "the daemon failed to answer" });
+        if (!res.headersSent) sendJson(res, 500, { error: "the daemon failed to answer" });
         else res.end();
       });
     });
@@ -237,18 +229,18 @@ export class PageServer {
   // ------------------------------------------------------------------ requests
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    setSecurityHeaders(res);
     const origin = this.origin() as string;
     // DNS rebinding: a page of another site whose name now points to 127.0.0.1 sends its own Host.
     if (req.headers.host !== origin.slice("http://".length)) {
       this.refused("host", `Host ${JSON.stringify(req.headers.host ?? "")}`);
-      return this.text(res, 421, `this page answers only at ${origin}/ (wrong Host header)`);
+      return sendText(res, 421, `this page answers only at ${origin}/ (wrong Host header)`);
     }
     // No CORS: a request that says where it comes from must come from the page itself.
     const from = req.headers.origin;
     if (from !== undefined && from !== origin) {
       this.refused("origin", `Origin ${JSON.stringify(from)}`);
-      return this.text(res, 403, "requests from other sites are refused");
+      return sendText(res, 403, "requests from other sites are refused");
     }
     const site = req.headers["sec-fetch-site"];
     const method = req.method ?? "GET";
@@ -258,39 +250,39 @@ export class PageServer {
     if (method === "POST") {
       if (from !== origin || (site !== undefined && site !== "same-origin")) {
         this.refused("origin", `POST ${path} without the page's Origin`);
-        return this.json(res, 403, { error: "a POST must come from the page itself (Origin)" });
+        return sendJson(res, 403, { error: "a POST must come from the page itself (Origin)" });
       }
     } else if (!get) {
       res.setHeader("Allow", "GET, HEAD, POST");
-      return this.json(res, 405, { error: `${method} is not used here` });
+      return sendJson(res, 405, { error: `${method} is not used here` });
     }
 
     const assets = this.assets as PageAssets;
     if (path === "/login") {
-      if (get) return this.send(res, 200, assets.get("login.html"));
+      if (get) return sendAsset(res, 200, assets.get("login.html"));
       return this.login(req, res);
     }
     const name = path.slice(1);
     if ((STATIC_FILES as readonly string[]).includes(name)) {
-      if (!get) return this.notAllowed(res, "GET");
+      if (!get) return notAllowed(res, "GET");
       res.setHeader("Cache-Control", "no-cache");
-      return this.send(res, 200, assets.get(name));
+      return sendAsset(res, 200, assets.get(name));
     }
 
-    const cookie = this.cookie(req);
+    const cookie = cookieValue(req, this.cookieName(), (v) => this.auth.session(v) !== undefined);
     const session = this.auth.session(cookie);
     if (path === "/") {
-      if (!get) return this.notAllowed(res, "GET");
+      if (!get) return notAllowed(res, "GET");
       // Without a session: the sign-in page, which says to run `loxmcp open`.
-      if (!session) return this.send(res, 401, assets.get("login.html"));
-      return this.send(res, 200, assets.app(session.csrf));
+      if (!session) return sendAsset(res, 401, assets.get("login.html"));
+      return sendAsset(res, 200, assets.app(session.csrf));
     }
     const action = /^\/api\/(.+)$/.exec(path)?.[1];
     const known = path === "/events" || path === "/logout" || action !== undefined;
-    if (!known) return this.json(res, 404, { error: `no such page: ${path}` });
+    if (!known) return sendJson(res, 404, { error: `no such page: ${path}` });
     if (!session) {
       this.refused("session", `${method} ${path} without a valid session`);
-      return this.json(res, 401, {
+      return sendJson(res, 401, {
         error: "not signed in (or the session ended): run `loxmcp open` in a terminal for a new link",
         reason: "signed-out",
       });
@@ -299,10 +291,10 @@ export class PageServer {
     if (get) {
       if (path === "/logout" || (ACTIONS as readonly string[]).includes(action ?? "")) {
         this.refused("get", `GET ${path}`);
-        return this.notAllowed(res, "POST");
+        return notAllowed(res, "POST");
       }
       if (path === "/events") {
-        if (method === "HEAD") return this.notAllowed(res, "GET");
+        if (method === "HEAD") return notAllowed(res, "GET");
         return this.live.add(res, session);
       }
       return this.read(res, action ?? "", new URL(req.url ?? "/", origin).searchParams, session);
@@ -312,18 +304,18 @@ export class PageServer {
     const csrf = req.headers["x-csrf-token"];
     if (typeof csrf !== "string" || !sameSecret(csrf, session.csrf)) {
       this.refused("csrf", `POST ${path} without the CSRF token`);
-      return this.json(res, 403, { error: "missing or wrong CSRF token: reload the page", reason: "csrf" });
+      return sendJson(res, 403, { error: "missing or wrong CSRF token: reload the page", reason: "csrf" });
     }
-    const body = await this.body(req, res);
+    const body = await readJsonBody(req, res, (kind, what) => this.refused(kind, what));
     if (body === undefined) return;
     if (path === "/logout") {
       this.auth.end(cookie);
       res.setHeader("Set-Cookie", `${this.cookieName()}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`);
       void this.live.tick();
-      return this.json(res, 200, { ok: true });
+      return sendJson(res, 200, { ok: true });
     }
     if (!(ACTIONS as readonly string[]).includes(action ?? "")) {
-      return this.notAllowed(res, "GET");
+      return notAllowed(res, "GET");
     }
     return this.act(res, action as Action, body, session);
   }
@@ -335,13 +327,7 @@ export class PageServer {
     session: PageSession,
   ): Promise<void> {
     try {
-      let out: unknown;
-      if (what === "state") out = (await this.api.state()).data;
-      else if (what === "audit") out = await this.api.audit(query, session);
-      else if (what === "house") out = await this.api.house(session);
-      else if (what === "tools") out = await this.api.tools(session);
-      else return this.json(res, 404, { error: `no such page: /api/${what}` });
-      return this.json(res, 200, out);
+      return sendJson(res, 200, await this.api.read(what, query, session));
     } catch (err) {
       return this.apiError(res, err);
     }
@@ -354,14 +340,9 @@ export class PageServer {
     session: PageSession,
   ): Promise<void> {
     try {
-      let out: unknown;
-      if (action === "approve") out = await this.api.approve(body, session);
-      else if (action === "deny") out = await this.api.deny(body, session);
-      else if (action === "stop-all") out = await this.api.stopAll(body, session);
-      else if (action === "resume") out = await this.api.resume(body, session);
-      else out = await this.api.acceptTools(body, session);
+      const out = await this.api.act(action, body, session);
       this.log.info({ session: session.name, action }, `page: ${action}`);
-      return this.json(res, 200, out);
+      return sendJson(res, 200, out);
     } catch (err) {
       return this.apiError(res, err);
     } finally {
@@ -370,12 +351,12 @@ export class PageServer {
   }
 
   private async login(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await this.body(req, res);
+    const body = await readJsonBody(req, res, (kind, what) => this.refused(kind, what));
     if (body === undefined) return;
     const got = this.auth.redeem(body.secret);
     if (!got) {
       this.refused("login", "a used, expired or unknown sign-in secret");
-      return this.json(res, 403, {
+      return sendJson(res, 403, {
         error:
           "this sign-in link was already used or has expired: run `loxmcp open` in a terminal for a new one",
         reason: "secret-refused",
@@ -386,7 +367,7 @@ export class PageServer {
       "Set-Cookie",
       `${this.cookieName()}=${got.cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${Math.round((got.session.expiresAt - got.session.createdAt) / 1000)}`,
     );
-    return this.json(res, 200, { ok: true });
+    return sendJson(res, 200, { ok: true });
   }
 
   // ------------------------------------------------------------------ helpers
@@ -396,84 +377,9 @@ export class PageServer {
     return `loxmcp_page_${this.port}`;
   }
 
-  private cookie(req: IncomingMessage): string | undefined {
-    const name = `${this.cookieName()}=`;
-    for (const part of (req.headers.cookie ?? "").split(";")) {
-      const p = part.trim();
-      if (p.startsWith(name)) {
-        const v = p.slice(name.length);
-        if (this.auth.session(v)) return v;
-      }
-    }
-    return undefined;
-  }
-
-  /** The request's JSON object (at most 16 KiB), or undefined after answering with an error. */
-  private async body(
-    req: IncomingMessage,
-    res: ServerResponse,
-  ): Promise<Record<string, unknown> | undefined> {
-    const type = req.headers["content-type"] ?? "";
-    if (!/^application\/json\s*(;|$)/i.test(type)) {
-      this.refused("type", `POST with Content-Type ${JSON.stringify(type)}`);
-      this.json(res, 415, { error: "send JSON (Content-Type: application/json)" });
-      return undefined;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_BODY_BYTES) {
-        this.json(res, 413, { error: "request too large" });
-        req.destroy();
-        return undefined;
-      }
-      chunks.push(chunk as Buffer);
-    }
-    try {
-      const v: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}");
-      if (typeof v === "object" && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
-    } catch {
-      // answered below
-    }
-    this.json(res, 400, { error: "the body must be one JSON object" });
-    return undefined;
-  }
-
   private apiError(res: ServerResponse, err: unknown): void {
     const e = err instanceof PageApiError ? err : new PageApiError(500, (err as Error).message);
-    this.json(res, e.status, { error: e.message, ...(e.reason ? { reason: e.reason } : {}) });
-  }
-
-  private notAllowed(res: ServerResponse, allow: "GET" | "POST"): void {
-    res.setHeader("Allow", allow === "GET" ? "GET, HEAD" : "POST");
-    this.json(res, 405, {
-      error: allow === "POST" ? "this changes something: only a POST from the page does it" : "use GET",
-    });
-  }
-
-  private send(res: ServerResponse, status: number, asset: { type: string; body: Buffer } | undefined): void {
-    if (!asset) {
-      this.json(res, 404, { error: "not found" });
-      return;
-    }
-    res.writeHead(status, { "Content-Type": asset.type, "Content-Length": asset.body.length });
-    res.end(asset.body);
-  }
-
-  private json(res: ServerResponse, status: number, value: unknown): void {
-    const body = Buffer.from(JSON.stringify(value));
-    res.writeHead(status, {
-      "Content-Type": "application/json; charset=utf-8",
-      "Content-Length": body.length,
-    });
-    res.end(body);
-  }
-
-  private text(res: ServerResponse, status: number, text: string): void {
-    const body = Buffer.from(`${text}\n`);
-    res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": body.length });
-    res.end(body);
+    sendJson(res, e.status, { error: e.message, ...(e.reason ? { reason: e.reason } : {}) });
   }
 
   /** Logs refused requests: the first at once, then at most one summary line per 10 s. */
@@ -486,10 +392,4 @@ export class PageServer {
     this.refusals = 0;
     this.lastRefusalLog = now;
   }
-}
-
-function pathOf(req: IncomingMessage): string {
-  const raw = req.url ?? "/";
-  const q = raw.indexOf("?");
-  return q >= 0 ? raw.slice(0, q) : raw;
 }
