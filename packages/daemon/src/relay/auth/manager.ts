@@ -5,17 +5,13 @@
  * in `auth_failed` when the credentials are rejected — no hammering until `reset()`.
  */
 import { auth } from "@modelcontextprotocol/sdk/client/auth.js";
-import {
-  OAuthError,
-  ServerError,
-  TemporarilyUnavailableError,
-} from "@modelcontextprotocol/sdk/server/auth/errors.js";
+import { ServerError, TemporarilyUnavailableError } from "@modelcontextprotocol/sdk/server/auth/errors.js";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { StoredTokens, TokenStore } from "../../store/tokens.js";
-import { isBrokenConnection, replayable } from "../http.js";
 import { networkErrorCode } from "../resolver.js";
 import { safeUrl } from "../url.js";
+import { AuthServerRequests, describeFailure, isTransient, truncate } from "./endpoints.js";
 import {
   AuthError,
   AuthFailedError,
@@ -64,24 +60,6 @@ export interface AuthManagerOptions {
 
 type Mode = "refresh" | "login";
 
-/** Which endpoint of the authorization server a request went to (named in errors). */
-type Endpoint =
-  | "protected-resource metadata"
-  | "authorization-server metadata"
-  | "registration"
-  | "authorize"
-  | "token";
-
-/** The last request to the authorization server that failed in the current flight. */
-interface EndpointFailure {
-  endpoint: Endpoint;
-  /** grant_type of a token request. */
-  grant?: string;
-  url: string;
-  status?: number;
-  code?: string;
-}
-
 export class AuthManager {
   readonly provider: StoreOAuthProvider;
   readonly counters = { logins: 0, refreshes: 0 };
@@ -89,12 +67,9 @@ export class AuthManager {
   private failure: string | undefined;
   private consecutiveFailures = 0;
   private pendingCode: string | undefined;
-  /** The last failed request to the authorization server in the current flight. */
-  private lastFailure: EndpointFailure | undefined;
-  /** A refresh in the current flight failed at the token endpoint (the SDK then tries a new login). */
-  private refreshFailure: EndpointFailure | undefined;
   private readonly log: Logger;
-  private readonly fetchFn: typeof fetch;
+  /** Every request to the authorization server, and which endpoint failed (endpoints.ts). */
+  private readonly requests: AuthServerRequests;
 
   constructor(private readonly o: AuthManagerOptions) {
     this.log = o.logger;
@@ -111,53 +86,13 @@ export class AuthManager {
       providerOptions.tokenEndpointAuthMethod = o.tokenEndpointAuthMethod;
     if (o.preRegisteredClient !== undefined) providerOptions.preRegisteredClient = o.preRegisteredClient;
     this.provider = new StoreOAuthProvider(providerOptions);
-    const base = o.fetch ?? fetch;
-    const timeoutMs = o.httpTimeoutMs ?? 15_000;
-    // Every call to the authorization server is bounded, so a hanging server cannot wedge the
-    // single flight that every request waits on.
-    // Failures are recorded per endpoint, so errors name the endpoint that failed.
-    // A request whose connection broke before any answer (typically a pooled keep-alive connection
-    // the server closed while the daemon slept) is sent again on a new connection: the OAuth
-    // requests may be repeated. A refresh that did reach the server and rotated the refresh token
-    // then ends in invalid_grant and one full login — the last resort, not the rule. A form posted
-    // on the login pages is not: a repeated post could meet a used one-time field and read as a
-    // rejected password; that login fails as "retry later" and starts again from /authorize.
-    this.fetchFn = async (input, init) => {
-      const url = input instanceof Request ? input.url : String(input);
-      for (let attempt = 1; ; attempt++) {
-        const t = AbortSignal.timeout(timeoutMs);
-        try {
-          const res = await base(input, {
-            ...init,
-            signal: init?.signal ? AbortSignal.any([init.signal, t]) : t,
-          });
-          // A later success means an earlier failure was handled (e.g. a metadata URL tried first).
-          if (res.status >= 400) this.noteFailure(url, init, { status: res.status });
-          else this.lastFailure = undefined;
-          return res;
-        } catch (err) {
-          const code = networkErrorCode(err);
-          const endpoint = this.endpointOf(url, init).endpoint;
-          const loginPost = endpoint === "authorize" && (init?.method ?? "GET").toUpperCase() !== "GET";
-          if (
-            attempt < 3 &&
-            isBrokenConnection(code) &&
-            !loginPost &&
-            !init?.signal?.aborted &&
-            replayable(input, init)
-          ) {
-            this.log.info(
-              { endpoint, url: safeUrl(url), code, attempt },
-              "the connection to the authorization server broke before it answered; sending the request again on a new connection",
-            );
-            o.resetConnections?.();
-            continue;
-          }
-          this.noteFailure(url, init, { code: code ?? "network error" });
-          throw err;
-        }
-      }
-    };
+    this.requests = new AuthServerRequests({
+      fetch: o.fetch,
+      timeoutMs: o.httpTimeoutMs ?? 15_000,
+      logger: this.log,
+      resetConnections: o.resetConnections,
+      metadata: () => o.store.getDiscovery(o.key)?.authorizationServerMetadata,
+    });
   }
 
   /** Why login is paused (auth_failed), or undefined. */
@@ -269,12 +204,11 @@ export class AuthManager {
     if (mode === "login") store.clearTokens(key);
     const hadTokens = store.getTokens(key) !== undefined;
     this.pendingCode = undefined;
-    this.lastFailure = undefined;
-    this.refreshFailure = undefined;
+    this.requests.newFlight();
     const options: Parameters<typeof auth>[1] = { serverUrl };
     if (challenge.resourceMetadataUrl) options.resourceMetadataUrl = challenge.resourceMetadataUrl;
     if (challenge.scope) options.scope = challenge.scope;
-    options.fetchFn = this.fetchFn;
+    options.fetchFn = this.requests.fetch;
     this.log.info(
       { upstream: safeUrl(serverUrl), action: hadTokens ? "refresh" : "login" },
       hadTokens ? "refreshing the access token" : "logging in (headless OAuth)",
@@ -318,7 +252,7 @@ export class AuthManager {
   }
 
   private async runHeadlessLogin(url: URL, state: string): Promise<void> {
-    const refresh = this.refreshFailure;
+    const refresh = this.requests.refreshFailure;
     if (refresh && isTransient(refresh)) {
       // The SDK answers a refresh that failed on the network or with 5xx by starting a new
       // login. The token endpoint is having trouble, not our refresh token: keep it, try later.
@@ -346,7 +280,7 @@ export class AuthManager {
       logger: this.log,
     };
     if (state) loginOptions.expectedState = state;
-    loginOptions.fetch = this.fetchFn;
+    loginOptions.fetch = this.requests.fetch;
     this.pendingCode = await headlessAuthorize(url, loginOptions);
   }
 
@@ -360,7 +294,7 @@ export class AuthManager {
       );
       return err;
     }
-    err = this.nameEndpoint(err);
+    err = this.requests.nameEndpoint(err);
     if (
       err instanceof LoginRejectedError ||
       err instanceof AuthorizationDeniedError ||
@@ -402,92 +336,6 @@ export class AuthManager {
     return err instanceof AuthError ? err : new AuthUnavailableError(`login/refresh failed: ${text}`);
   }
 
-  /** Records a failed request to the authorization server (never its body or headers). */
-  private noteFailure(
-    url: string,
-    init: RequestInit | undefined,
-    what: { status?: number; code?: string },
-  ): void {
-    const f: EndpointFailure = { ...this.endpointOf(url, init), url: safeUrl(url), ...what };
-    this.lastFailure = f;
-    if (f.endpoint === "token" && f.grant === "refresh_token") this.refreshFailure = f;
-  }
-
-  private endpointOf(url: string, init: RequestInit | undefined): { endpoint: Endpoint; grant?: string } {
-    let path = "";
-    try {
-      path = new URL(url).pathname;
-    } catch {
-      // keep ""
-    }
-    if (path.includes("/.well-known/oauth-protected-resource")) {
-      return { endpoint: "protected-resource metadata" };
-    }
-    if (
-      path.includes("/.well-known/oauth-authorization-server") ||
-      path.includes("/.well-known/openid-configuration")
-    ) {
-      return { endpoint: "authorization-server metadata" };
-    }
-    const meta = this.o.store.getDiscovery(this.o.key)?.authorizationServerMetadata;
-    const body = init?.body;
-    const form = body instanceof URLSearchParams ? body : undefined;
-    const grant = form?.get("grant_type") ?? undefined;
-    if (grant !== undefined || sameEndpoint(url, meta?.token_endpoint)) {
-      return grant === undefined ? { endpoint: "token" } : { endpoint: "token", grant };
-    }
-    if (
-      sameEndpoint(url, meta?.registration_endpoint) ||
-      (typeof body === "string" && body.includes('"redirect_uris"'))
-    ) {
-      return { endpoint: "registration" };
-    }
-    return { endpoint: "authorize" };
-  }
-
-  /**
-   * Rewrites an SDK error so that it names the endpoint whose request failed (the SDK's own
-   * messages say "HTTP 500: Invalid OAuth error response …" or nothing about where). Errors of
-   * the login pages already name their URL and pass unchanged.
-   */
-  private nameEndpoint(err: unknown): unknown {
-    const f = this.lastFailure;
-    const refresh = this.refreshFailure;
-    if (err instanceof AuthError && err.code !== "AUTH_UNAVAILABLE") return err;
-    if (err instanceof AuthError) {
-      // From the login pages (they name the URL); say when a failed refresh led to that login.
-      return refresh && f !== refresh
-        ? new AuthUnavailableError(
-            `the token refresh failed (${describeFailure(refresh)}), then the new login failed: ${err.message}`,
-          )
-        : err;
-    }
-    const issues = (err as { issues?: unknown } | undefined)?.issues;
-    if (Array.isArray(issues)) {
-      // A zod error from the SDK: a metadata or token answer did not have the expected shape.
-      const first = issues[0] as { path?: unknown[]; message?: string } | undefined;
-      const at = first?.path?.length ? `${first.path.join(".")}: ` : "";
-      return new AuthError(
-        "AUTH_FAILED",
-        `an answer of the authorization server did not have the expected format (${at}${truncate(first?.message ?? "invalid")})`,
-      );
-    }
-    if (!f) return err;
-    const where = describeFailure(f);
-    const prefix =
-      refresh && f !== refresh ? `the token refresh failed (${describeFailure(refresh)}), then ` : "";
-    if (f.code !== undefined || isTransient(f)) {
-      return new AuthUnavailableError(`${prefix}${where}; will retry later`);
-    }
-    const detail =
-      err instanceof OAuthError
-        ? `${err.errorCode}${err.message ? `: ${truncate(err.message)}` : ""}`
-        : truncate(err instanceof Error ? err.message : String(err)).replace(/^HTTP \d+: /, "");
-    const e = new AuthError("AUTH_FAILED", `${prefix}${where}: ${detail}`);
-    // Keep the SDK's class semantics for classify() (invalid_grant etc. are handled in auth()).
-    return Object.assign(e, { cause: err });
-  }
-
   private expiresInSec(): number | undefined {
     const at = this.tokenExpiresAt();
     return at === undefined ? undefined : Math.round((at - Date.now()) / 1000);
@@ -503,40 +351,10 @@ function isNetworkError(err: unknown): boolean {
   return err instanceof TypeError && /fetch failed|network/i.test(err.message);
 }
 
-/** "the authorization server's token endpoint (https://…/token) answered HTTP 503" */
-function describeFailure(f: EndpointFailure): string {
-  const what =
-    f.endpoint === "protected-resource metadata" || f.endpoint === "authorization-server metadata"
-      ? `the ${f.endpoint} (${f.url})`
-      : `the authorization server's ${f.endpoint} endpoint (${f.url})`;
-  if (f.code !== undefined) return `${what} could not be reached (${f.code})`;
-  return `${what} answered HTTP ${f.status}`;
-}
-
-/** Worth retrying later: network trouble, 429, 5xx. */
-function isTransient(f: EndpointFailure): boolean {
-  return f.code !== undefined || f.status === 429 || (f.status !== undefined && f.status >= 500);
-}
-
-function sameEndpoint(url: string, endpoint: string | undefined): boolean {
-  if (!endpoint) return false;
-  try {
-    const a = new URL(url);
-    const b = new URL(endpoint);
-    return a.origin === b.origin && a.pathname.replace(/\/+$/, "") === b.pathname.replace(/\/+$/, "");
-  } catch {
-    return false;
-  }
-}
-
 function sameOrigin(a: string, b: string): boolean {
   try {
     return new URL(a).origin === new URL(b).origin;
   } catch {
     return false;
   }
-}
-
-function truncate(s: string): string {
-  return s.length > 300 ? `${s.slice(0, 300)}…` : s;
 }
