@@ -9,7 +9,7 @@
  * - `setGate(gate)` (the gate also owns its part of status), `controls.register(...)`,
  *   `addStatusSection(fn)`.
  */
-import { ensurePrivateDir } from "@loxmcp/common";
+import { ensurePrivateDir, withTimeout } from "@loxmcp/common";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { ConfigCheck, DaemonConfig } from "./config.js";
@@ -318,14 +318,18 @@ export class Daemon {
     }
     if (this.upstream_) {
       try {
-        await withTimeout(this.upstream_.stop(), 5_000);
+        await withTimeout(this.upstream_.stop(), 5_000, () => {
+          throw new Error("timed out after 5000 ms");
+        });
       } catch (err) {
         log.warn({ err }, "upstream did not stop cleanly");
       }
     }
     for (const hook of this.stopHooks) {
       try {
-        await withTimeout(Promise.resolve(hook()), 5_000);
+        await withTimeout(Promise.resolve(hook()), 5_000, () => {
+          throw new Error("timed out after 5000 ms");
+        });
       } catch (err) {
         log.warn({ err }, "a component did not stop cleanly");
       }
@@ -352,15 +356,4 @@ export class Daemon {
       // exiting anyway
     }
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-      timer.unref();
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

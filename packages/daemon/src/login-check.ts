@@ -6,6 +6,7 @@
  * implementation: whatever the daemon would do, the probe does. Tokens land in the same store
  * (keyed by serial, or by the URL in direct mode), so a later daemon start reuses the login.
  */
+import { PROGRESS_PREFIX, withTimeout } from "@loxmcp/common";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import { ConfigError, type DaemonConfig, EX_CONFIG, loadConfig } from "./config.js";
@@ -45,7 +46,7 @@ export interface ProbeOptions {
 }
 
 /** Prefix of the step lines `--progress` writes to stderr (read by `loxmcp login-check`). */
-export const PROGRESS_PREFIX = "loxmcpd-progress: ";
+export { PROGRESS_PREFIX } from "@loxmcp/common";
 
 function hostOf(url: string): string {
   try {
@@ -155,7 +156,9 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeSummary> {
     }
     progress?.("listing the tools");
     try {
-      const list = await withDeadline(upstream.listTools(), deadline, "tools/list");
+      const list = await withTimeout(upstream.listTools(), deadline - Date.now(), () => {
+        throw new UpstreamError("TIMEOUT", "tools/list did not answer in time");
+      });
       summary.tools = list.tools.map((t) => String(t.name));
     } catch (err) {
       summary.error = opts.secrets.scrub(`tools/list failed: ${describe(err)}`);
@@ -337,19 +340,4 @@ function errorCode(err: unknown): string {
   }
   if (err instanceof UpstreamError && err.rpcCode !== undefined) parts.push(String(err.rpcCode));
   return parts.join(" ");
-}
-
-async function withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new UpstreamError("TIMEOUT", `${what} did not answer in time`)),
-      Math.max(1, deadline - Date.now()),
-    );
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    if (timer) clearTimeout(timer);
-  }
 }

@@ -6,12 +6,12 @@
  * its summary and exit code (0 ok, 1 failed, 78 configuration problem) through.
  */
 import { spawn } from "node:child_process";
+import { PROGRESS_PREFIX } from "@loxmcp/common";
 import { CliError, type CommandSpec, optBool, optString } from "../command.js";
 import { daemonBin } from "../locate.js";
 import { NO_PROGRESS, type Progress } from "../progress.js";
 
 /** The probe's step lines on stderr (`loxmcpd --probe --progress`), shown as the progress line. */
-const PROGRESS_PREFIX = "loxmcpd-progress: ";
 
 export const loginCheckCommand: CommandSpec = {
   name: "login-check",

@@ -6,7 +6,9 @@
  * owns the session's state and announces every change (`state` event); requests wait for a ready
  * session in readiness.ts, the health checks (ping, wake) are in health.ts.
  */
+
 import type { EventEmitter } from "node:events";
+import { withTimeout } from "@loxmcp/common";
 import { type InitializeInfo, UpstreamError, type UpstreamState, type UpstreamStatus } from "../contracts.js";
 import { AuthError } from "./auth/errors.js";
 import { describe } from "./call-errors.js";
@@ -145,6 +147,7 @@ export class Lifecycle {
       await withTimeout(
         conn.transport.terminateSession().catch(() => {}),
         2_000,
+        () => undefined,
       );
       await conn.client.close().catch(() => {});
     }
@@ -153,8 +156,9 @@ export class Lifecycle {
       await withTimeout(
         this.attempt.catch(() => {}),
         2_000,
+        () => undefined,
       );
-    await withTimeout(this.o.http.close(), 2_000);
+    await withTimeout(this.o.http.close(), 2_000, () => undefined);
   }
 
   /** Any answer proves the path works: recovery after the next failure starts without delay. */
@@ -388,16 +392,4 @@ function backoff(failures: number, minMs: number, maxMs: number): number {
   if (failures <= 1) return minMs * (0.5 + Math.random() / 2);
   const exp = Math.min(maxMs, minMs * 2 ** (failures - 1));
   return exp * (0.5 + Math.random() / 2);
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms))),
-    ]);
-  } finally {
-    if (timer) clearTimeout(timer);
-  }
 }
