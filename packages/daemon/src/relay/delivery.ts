@@ -145,9 +145,13 @@ export function withDeliveryTracking(current: () => RequestCtx | undefined, grac
     if (ctx === undefined || method !== "POST" || !claim(ctx, init?.body)) return next(input, init);
     ctx.usedToken = bearerOf(init?.headers);
     ctx.phase = "sent";
+    // The request's own signal, not the transport's: the SDK hands every POST the transport's
+    // long-lived signal, on which Node 20's fetch leaves one listener per request until it is
+    // garbage-collected (thousands of listeners, each new request scanning them all). The request
+    // is aborted with its own signal (cancel, timeout, stop: RequestCtx.abort) anyway.
     let res: Response;
     try {
-      res = await next(input, init);
+      res = await next(input, { ...init, signal: ctx.ac.signal });
     } catch (err) {
       const code = networkErrorCode(err);
       ctx.netCode = code;
