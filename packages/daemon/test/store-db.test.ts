@@ -201,3 +201,37 @@ describe("TokenStore", () => {
     expect(b.getTokens("S1")?.tokens.access_token).toBe("tok");
   });
 });
+
+describe("TokenStore: the token the relay asks for on every request", () => {
+  it("is read from memory until this or another connection writes, then the new one is read", () => {
+    const file = join(dir, "state", "loxmcp.db");
+    const daemonDb = openDb(file);
+    const daemon = new TokenStore(daemonDb);
+    daemon.saveTokens("S1", {
+      access_token: "a1",
+      token_type: "Bearer",
+      refresh_token: "r1",
+      expires_in: 600,
+    });
+    const first = daemon.getTokens("S1");
+    expect(first?.tokens.access_token).toBe("a1");
+    // Unchanged database: the same parsed value, no new parse.
+    expect(daemon.getTokens("S1")).toBe(first);
+
+    // `loxmcp login-check` writes from its own process (its own connection to the same file).
+    const probe = new TokenStore(openDb(file));
+    probe.saveTokens("S1", {
+      access_token: "a2",
+      token_type: "Bearer",
+      refresh_token: "r2",
+      expires_in: 600,
+    });
+    expect(daemon.getTokens("S1")?.tokens).toMatchObject({ access_token: "a2", refresh_token: "r2" });
+
+    // Its own write (a refresh) is seen at once too; a refresh without refresh_token keeps r2.
+    daemon.saveTokens("S1", { access_token: "a3", token_type: "Bearer", expires_in: 600 });
+    expect(daemon.getTokens("S1")?.tokens).toMatchObject({ access_token: "a3", refresh_token: "r2" });
+    daemon.clearTokens("S1");
+    expect(daemon.getTokens("S1")).toBeUndefined();
+  });
+});

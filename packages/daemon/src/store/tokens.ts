@@ -61,6 +61,15 @@ export class TokenStore {
   private readonly pending = new Map<string, Change>();
   /** Last value read or written per row, for reads that fail. */
   private readonly lastGood = new Map<string, Row | null>();
+  /**
+   * Tokens as last parsed, by key, valid while nobody else committed to the database (SQLite's
+   * `data_version` of this connection is unchanged: `loxmcp login-check` may write tokens from its
+   * own process) and we wrote none since. The relay asks for the token on every request.
+   */
+  private readonly parsedTokens = new Map<
+    string,
+    { seen: object; version: number; value: StoredTokens | undefined }
+  >();
 
   constructor(readonly db: Database) {
     healthOf(db).on("recovered", () => this.flush());
@@ -91,7 +100,10 @@ export class TokenStore {
   }
 
   private write(...changes: Change[]): void {
-    for (const c of changes) this.pending.set(`${c.table}\0${c.key}`, c);
+    for (const c of changes) {
+      this.pending.set(`${c.table}\0${c.key}`, c);
+      if (c.table === "tokens") this.parsedTokens.delete(c.key);
+    }
     this.flush();
   }
 
@@ -131,13 +143,37 @@ export class TokenStore {
   // ------------------------------------------------------------------ tokens
 
   getTokens(key: string): StoredTokens | undefined {
+    if (this.pending.has(`tokens\0${key}`)) return this.parseTokens(key);
+    const v = this.dataVersion();
+    const cached = this.parsedTokens.get(key);
+    if (v && cached && cached.seen === v.seen && cached.version === v.version) return cached.value;
+    const value = this.parseTokens(key);
+    if (v) this.parsedTokens.set(key, { ...v, value });
+    return value;
+  }
+
+  /** This connection's view of the database's version, and which handle it is (undefined: unreadable). */
+  private dataVersion(): { seen: object; version: number } | undefined {
+    try {
+      const st = statement(this.db, "PRAGMA data_version");
+      const row = st.get() as { data_version?: unknown } | undefined;
+      return typeof row?.data_version === "number" ? { seen: st, version: row.data_version } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private parseTokens(key: string): StoredTokens | undefined {
     const row = this.read("tokens", key);
     if (!row) return undefined;
     const tokens = parseJson<OAuthTokens>(String(row.tokens_json));
     if (!tokens?.access_token) return undefined;
     const exp = row.access_expires_at;
     const obtainedAt = Number(row.obtained_at);
-    return typeof exp === "number" ? { tokens, expiresAt: exp, obtainedAt } : { tokens, obtainedAt };
+    Object.freeze(tokens);
+    return Object.freeze(
+      typeof exp === "number" ? { tokens, expiresAt: exp, obtainedAt } : { tokens, obtainedAt },
+    );
   }
 
   /**
