@@ -5,6 +5,8 @@
 //  - a reference floor: bench/floor-pipe.cjs (a bare Node process piping bytes between stdio and
 //    the daemon socket) after the same 200 calls — the least any Node process in the shim's place is;
 //  - the daemon again after BENCH_IDLE_WAIT_MS (15 s) without clients, once V8's memory reducer ran;
+//  - the daemon after BENCH_LOAD_CLIENTS (20) socket clients made BENCH_LOAD_CALLS (1000) calls each,
+//    all at once (issue 21's goal: at most 80 MB);
 //  - a reference floor for the daemon: bench/floor-daemon.mjs (pino to a file, better-sqlite3 in WAL
 //    mode, a Unix socket server, node:http keep-alive requests to the simulator; no SDK, no MCP)
 //    after 300 requests, with the daemon's V8 flags — the least a Node daemon of this design is.
@@ -16,6 +18,7 @@ import {
   BASELINE_BIN,
   connectFloorPipe,
   connectShim,
+  connectSocket,
   connectStdio,
   envInt,
   FLOOR_DAEMON,
@@ -101,6 +104,21 @@ export async function run() {
     log(`memory: daemon without clients for ${idleWaitMs / 1000} s`);
     await new Promise((r) => setTimeout(r, idleWaitMs));
     const daemonLaterIdle = await settledMem(daemon.pid);
+
+    const loadClients = envInt("BENCH_LOAD_CLIENTS", 20);
+    const loadCalls = envInt("BENCH_LOAD_CALLS", 1000);
+    log(`memory: ${loadClients} clients × ${loadCalls} calls at once`);
+    const socketClients = [];
+    for (let i = 0; i < loadClients; i++) {
+      const c = await connectSocket(daemon.socket, `bench-load-${i}`);
+      defer(() => c.close());
+      socketClients.push(c);
+    }
+    const t0 = Date.now();
+    await Promise.all(socketClients.map((c) => calls(c.client, tool, loadCalls)));
+    const loadSeconds = (Date.now() - t0) / 1000;
+    const daemonLoaded = await settledMem(daemon.pid);
+    for (const c of socketClients) await c.close();
     const floorDaemon = await floorDaemonMem(sim, defer);
     log("memory: measured");
 
@@ -118,6 +136,8 @@ export async function run() {
         idle: daemonIdle ?? null,
         after200Calls: daemonBusy ?? null,
         idleLater: daemonLaterIdle ?? null,
+        afterLoad: daemonLoaded ?? null,
+        load: { clients: loadClients, callsEach: loadCalls, seconds: loadSeconds },
       },
       shim: { idle: shimIdle ?? null, after200Calls: shimBusy ?? null },
       baselineProxy: { after200Calls: baseBusy ?? null },
@@ -127,6 +147,7 @@ export async function run() {
         row("loxmcpd", "idle, logged in, no client", daemonIdle),
         row("loxmcpd", "1 client, after 200 calls", daemonBusy),
         row("loxmcpd", `idle again, ${idleWaitMs / 1000} s later`, daemonLaterIdle),
+        row("loxmcpd", `${loadClients} clients × ${loadCalls} calls at once`, daemonLoaded),
         row("floor: daemon plumbing only (no SDK, no MCP)", "after 300 requests", floorDaemon),
         row("loxmcp-shim", "after initialize + tools/list", shimIdle),
         row("loxmcp-shim", "after 200 calls", shimBusy),
@@ -135,6 +156,20 @@ export async function run() {
       ],
       goals: [
         goal("daemon RSS idle", daemonIdle?.rssMb ?? Number.NaN, 60, "MB"),
+        goal(
+          "daemon RSS idle ≤ plumbing floor + 10 MB",
+          daemonIdle?.rssMb ?? Number.NaN,
+          Math.round(((floorDaemon?.rssMb ?? Number.NaN) + 10) * 10) / 10,
+          "MB",
+          "atMost",
+        ),
+        goal(
+          `daemon RSS after ${loadClients}×${loadCalls} calls`,
+          daemonLoaded?.rssMb ?? Number.NaN,
+          80,
+          "MB",
+          "atMost",
+        ),
         goal("shim RSS after 200 calls", shimBusy?.rssMb ?? Number.NaN, 40, "MB"),
       ],
     };
