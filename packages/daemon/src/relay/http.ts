@@ -1,7 +1,8 @@
 /**
- * The relay path's own HTTP connection pool: everything it sends (connect, the relay's MCP
- * endpoint, the authorization server) goes through one dedicated undici `Agent`, not the
- * process-wide one, so that it can be dropped as a whole.
+ * The relay path's own HTTP connection pools, dropped as a whole on a wake: the relay's MCP
+ * endpoint is spoken over `node:http`/`node:https` keep-alive agents (transport.ts); what still
+ * uses fetch (connect, the authorization server) goes through one dedicated undici `Agent`, not the
+ * process-wide one.
  *
  * Why: keep-alive connections idle in the pool are closed by the server after a few seconds. When
  * the daemon sleeps (a laptop suspended, a frozen process) the server closes them while nobody is
@@ -15,6 +16,10 @@
  * the `fetch` it is given to. When the process-wide dispatcher is not a plain Agent (a proxy
  * agent installed by the environment), it is used as is and `reset()` only counts.
  */
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import type { Socket } from "node:net";
+import { isLoopbackHost } from "@loxmcp/common";
 
 interface Dispatcher {
   close(): Promise<void>;
@@ -52,6 +57,8 @@ export interface HttpPoolOptions {
 
 export class HttpPool {
   private agent: Dispatcher | undefined;
+  /** The keep-alive agents of the MCP transport (this generation), by protocol. */
+  private nodeAgents: { http?: HttpAgent; https?: HttpsAgent } = {};
   /** How many times the pool was replaced. */
   generation = 0;
   private readonly base: typeof fetch;
@@ -81,21 +88,54 @@ export class HttpPool {
   };
 
   /**
-   * Drops every pooled connection: idle ones close now, requests in flight finish on theirs;
-   * the next request opens a new connection.
+   * The keep-alive agent for a request to `url` over `node:http(s)`, after the wake check (which
+   * may replace the pool first). With TLS verification off for the process (--insecure-tls) only
+   * loopback hosts are allowed, as insecureLoopbackFetch does for fetch.
+   */
+  agentFor(url: URL): HttpAgent {
+    this.o.beforeRequest?.();
+    if (url.protocol === "http:") {
+      this.nodeAgents.http ??= new HttpAgent({ keepAlive: true });
+      return this.nodeAgents.http;
+    }
+    if (process.env.NODE_TLS_REJECT_UNAUTHORIZED === "0" && !isLoopbackHost(url.hostname)) {
+      throw new Error(`--insecure-tls refuses to talk to non-loopback host ${url.hostname}`);
+    }
+    this.nodeAgents.https ??= new HttpsAgent({ keepAlive: true });
+    return this.nodeAgents.https;
+  }
+
+  /**
+   * Drops every pooled connection: idle ones close now, requests in flight finish on theirs
+   * (their sockets are closed then, never pooled again); the next request opens a new connection.
    */
   reset(): void {
     this.generation++;
     const old = this.agent;
     this.agent = undefined;
     if (old) void old.close().catch(() => {});
+    const agents = this.nodeAgents;
+    this.nodeAgents = {};
+    for (const a of [agents.http, agents.https]) if (a) retire(a);
   }
 
   /** Closes the pool for good (daemon stopping). */
   async close(): Promise<void> {
     const old = this.agent;
     this.agent = undefined;
+    const agents = this.nodeAgents;
+    this.nodeAgents = {};
+    agents.http?.destroy();
+    agents.https?.destroy();
     if (old) await old.close().catch(() => {});
+  }
+}
+
+/** Closes an agent's idle sockets now and each busy one when its request ends. */
+function retire(agent: HttpAgent): void {
+  agent.keepSocketAlive = () => false;
+  for (const list of Object.values(agent.freeSockets)) {
+    for (const s of (list ?? []) as Socket[]) s.destroy();
   }
 }
 
