@@ -109,6 +109,12 @@ export function parseFrame(line: string): unknown {
       m.id = { invalid: "reserved id prefix" };
       return m;
     }
+    // Fast path, exact: the line opens with the id as JSON.stringify writes it and no other "id"
+    // key follows anywhere, so that is the top-level id's raw text (what SDK clients send).
+    if (Number.isSafeInteger(m.id)) {
+      const head = `{"jsonrpc":"2.0","id":${m.id as number},`;
+      if (line.startsWith(head) && line.indexOf('"id"', head.length) < 0) return m;
+    }
     const raw = rawNumericId(line);
     if (raw !== undefined && raw !== JSON.stringify(m.id)) m.id = RAW_ID_PREFIX + raw;
   }
@@ -124,14 +130,14 @@ const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?$/;
  * string there); anything that is not a strict JSON number stays as it was.
  */
 export function encodeAnswer(message: unknown): string {
-  if (typeof message === "object" && message !== null && !Array.isArray(message)) {
-    const { id, ...rest } = message as Record<string, unknown>;
-    if (typeof id === "string" && id.startsWith(RAW_ID_PREFIX)) {
-      const raw = id.slice(RAW_ID_PREFIX.length);
-      if (JSON_NUMBER.test(raw)) {
-        const body = JSON.stringify(rest);
-        return `{"id":${raw}${body === "{}" ? "}" : `,${body.slice(1)}`}\n`;
-      }
+  const id = (message as { id?: unknown } | null)?.id;
+  // Only an answer to a marked id pays for the copy without it.
+  if (typeof id === "string" && id.startsWith(RAW_ID_PREFIX) && !Array.isArray(message)) {
+    const { id: _marker, ...rest } = message as Record<string, unknown>;
+    const raw = id.slice(RAW_ID_PREFIX.length);
+    if (JSON_NUMBER.test(raw)) {
+      const body = JSON.stringify(rest);
+      return `{"id":${raw}${body === "{}" ? "}" : `,${body.slice(1)}`}\n`;
     }
   }
   return `${JSON.stringify(message)}\n`;
