@@ -2,8 +2,8 @@
 // Reports throughput, latency percentiles, errors, and what the simulator saw: logins and
 // upstream MCP sessions (both should stay 1), plus daemon and shim memory under that load.
 import { performance } from "node:perf_hooks";
-import { connectUpstream } from "./baseline-proxy.mjs";
 import {
+  connectDirect,
   connectShim,
   envInt,
   goal,
@@ -73,13 +73,7 @@ export async function run() {
 
     // Reference: the simulator's own capacity — one direct SDK client with the same number of
     // calls in flight overall. If this is as slow, the simulator (same machine) is the bottleneck.
-    const direct = await connectUpstream({
-      connectUrl: sim.connectUrl,
-      serial: sim.serial,
-      user: sim.user,
-      password: sim.password,
-    });
-    defer(() => direct.client.close());
+    const direct = await connectDirect(sim, defer);
     const directLat = [];
     let directNext = 0;
     const d0 = performance.now();

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { DAEMON_NODE_FLAGS, encodeFrame, LineDecoder, resolvePaths } from "@loxmcp/common";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { connectUpstream } from "./baseline-proxy.mjs";
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const DAEMON_BIN = join(REPO, "packages/daemon/bin/loxmcpd.js");
@@ -420,4 +421,19 @@ export async function startRig(defer) {
   defer(() => daemon.stop());
   await daemon.waitReady();
   return { sim, h, env, daemon };
+}
+
+/**
+ * The direct SDK client every comparison starts from: a headless login to the simulator, then an
+ * MCP session straight to its relay (closed by `defer`).
+ */
+export async function connectDirect(sim, defer) {
+  const direct = await connectUpstream({
+    connectUrl: sim.connectUrl,
+    serial: sim.serial,
+    user: sim.user,
+    password: sim.password,
+  });
+  defer(() => direct.client.close());
+  return direct;
 }

@@ -6,8 +6,8 @@
 // Calls are sequential (one in flight) so each sample is a latency, and the paths take turns call
 // by call so that machine noise hits all alike. Added latency = difference of the percentiles.
 import { performance } from "node:perf_hooks";
-import { connectUpstream } from "./baseline-proxy.mjs";
 import {
+  connectDirect,
   connectFloorPipe,
   connectShim,
   connectSocket,
@@ -37,13 +37,7 @@ export async function run() {
   return withCleanup(async (defer) => {
     const { sim, env, daemon } = await startRig(defer);
 
-    const direct = await connectUpstream({
-      connectUrl: sim.connectUrl,
-      serial: sim.serial,
-      user: sim.user,
-      password: sim.password,
-    });
-    defer(() => direct.client.close());
+    const direct = await connectDirect(sim, defer);
     const shim = await connectShim(env, "bench-overhead");
     defer(() => shim.close());
     const sock = await connectSocket(daemon.socket, "bench-overhead-socket");

@@ -21,8 +21,8 @@
 // together ≤ 0.2 ms) and ≤ ⅔ of mcp-remote's, the added p99 ≤ 2 ms; the shim's start within 10 ms
 // of the start floor at every latency.
 import { performance } from "node:perf_hooks";
-import { connectUpstream } from "./baseline-proxy.mjs";
 import {
+  connectDirect,
   connectFloorPipe,
   connectShim,
   connectSocket,
@@ -108,13 +108,7 @@ export async function run() {
     defer(() => setLatency(sim, 0));
 
     // The direct client logs in headlessly; its bearer token is the one mcp-remote sends.
-    const direct = await connectUpstream({
-      connectUrl: sim.connectUrl,
-      serial: sim.serial,
-      user: sim.user,
-      password: sim.password,
-    });
-    defer(() => direct.client.close());
+    const direct = await connectDirect(sim, defer);
     const token = direct.provider.tokens()?.access_token;
     if (!token) throw new Error("the headless login returned no access token");
     const peer = mcpRemoteSetup({ url: direct.entry, token });
