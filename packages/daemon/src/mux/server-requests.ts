@@ -69,3 +69,16 @@ export class ServerRequests {
     }
   }
 }
+
+/** The client's answer to an elicitation, as the policy reads it: anything unclear is "cancel". */
+export function elicitAnswer(r: unknown): {
+  action: "accept" | "decline" | "cancel";
+  content?: Record<string, unknown>;
+} {
+  const res = typeof r === "object" && r !== null && !Array.isArray(r) ? (r as Record<string, unknown>) : {};
+  const action = res.action === "accept" || res.action === "decline" ? res.action : "cancel";
+  const content = res.content;
+  return typeof content === "object" && content !== null && !Array.isArray(content)
+    ? { action, content: content as Record<string, unknown> }
+    : { action };
+}

@@ -24,11 +24,7 @@ import {
   type JsonRpcRequest,
   type JsonRpcResponse,
 } from "@loxmcp/common";
-import {
-  LATEST_PROTOCOL_VERSION,
-  McpError,
-  SUPPORTED_PROTOCOL_VERSIONS,
-} from "@modelcontextprotocol/sdk/types.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Logger } from "pino";
 import {
   type CallContext,
@@ -41,9 +37,10 @@ import {
   UpstreamError,
 } from "../contracts.js";
 import { forwardFor, inUpstreamSlot } from "./forward.js";
+import { initializeResult, negotiatedVersion, upstreamInitializeInfo } from "./initialize.js";
 import { adaptToVersion, frameProblem, LOG_LEVELS } from "./jsonrpc-edges.js";
 import { interruptedError, toRpcError } from "./rpc-errors.js";
-import { ServerRequests } from "./server-requests.js";
+import { elicitAnswer, ServerRequests } from "./server-requests.js";
 import {
   type ConnectionRole,
   type HelloInfo,
@@ -331,49 +328,14 @@ export class ClientSession {
       this.clientInfo = info;
     }
     this.clientCapabilities = isObject(params.capabilities) ? params.capabilities : {};
-    const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : undefined;
-    this.protocolVersion =
-      requested !== undefined && SUPPORTED_PROTOCOL_VERSIONS.includes(requested)
-        ? requested
-        : LATEST_PROTOCOL_VERSION;
-
-    let info = this.deps.upstream.initializeInfo();
-    if (this.deps.upstream.status().state !== "ready") {
-      // Recovering (or not connected yet): wait up to initTimeoutMs and answer as soon as the
-      // upstream is ready. If it does not come back in time, an earlier session's result still
-      // answers (requests then wait or fail on their own); without one, the error says why.
-      try {
-        await this.deps.upstream.whenReady(this.deps.initTimeoutMs);
-        info = this.deps.upstream.initializeInfo();
-      } catch (err) {
-        if (!info) throw err;
-        this.log.info(
-          { error: err instanceof Error ? err.message : String(err) },
-          "upstream not ready for initialize; answering from the last session's result",
-        );
-      }
-    }
-    if (!info) {
-      throw new UpstreamError(
-        "UNAVAILABLE",
-        "the Loxone session is not ready yet; try again in a moment (see `loxmcp status`)",
-      );
-    }
+    this.protocolVersion = negotiatedVersion(params.protocolVersion);
+    const info = await upstreamInitializeInfo(this.deps.upstream, this.deps.initTimeoutMs, this.log);
     const id = this.identity();
     this.log.info(
       { client: id.name, version: id.version, pid: id.pid, protocolVersion: this.protocolVersion },
       "client initialized",
     );
-    const caps: Record<string, unknown> = { ...info.capabilities };
-    // The daemon itself announces list changes (after a reconnect), so always say so.
-    caps.tools = { ...(isObject(caps.tools) ? caps.tools : {}), listChanged: true };
-    const result: Record<string, unknown> = {
-      protocolVersion: this.protocolVersion,
-      capabilities: caps,
-      serverInfo: info.serverInfo,
-    };
-    if (info.instructions !== undefined) result.instructions = info.instructions;
-    return result;
+    return initializeResult(info, this.protocolVersion);
   }
 
   private async listTools(_signal: AbortSignal): Promise<unknown> {
@@ -398,19 +360,10 @@ export class ClientSession {
     const ctx: CallContext = {
       client: this.identity(),
       supportsElicitation: isObject(this.clientCapabilities.elicitation),
-      elicit: async (message, requestedSchema) => {
-        const r = await this.serverRequest({
-          method: "elicitation/create",
-          params: { message, requestedSchema },
-        });
-        const res = isObject(r) ? r : {};
-        const action = res.action === "accept" || res.action === "decline" ? res.action : "cancel";
-        const out: { action: "accept" | "decline" | "cancel"; content?: Record<string, unknown> } = {
-          action,
-        };
-        if (isObject(res.content)) out.content = res.content;
-        return out;
-      },
+      elicit: async (message, requestedSchema) =>
+        elicitAnswer(
+          await this.serverRequest({ method: "elicitation/create", params: { message, requestedSchema } }),
+        ),
       signal,
     };
     const forward = forwardFor({
