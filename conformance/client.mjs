@@ -19,8 +19,9 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, "..", "packages", "daemon", "dist");
 const { loadConfig } = await import(join(dist, "config.js"));
-const { createLogger } = await import(join(dist, "log.js"));
-const { runProbe, formatProbeSummary } = await import(join(dist, "login-check.js"));
+const { createLogger, SecretRegistry } = await import(join(dist, "log.js"));
+const { runProbe } = await import(join(dist, "login-check.js"));
+const { formatProbeSummary } = await import(join(dist, "login-check-summary.js"));
 const { createUpstreamSession } = await import(join(dist, "wiring.js"));
 
 const serverUrl = process.argv[2];
@@ -72,7 +73,10 @@ const env = {
   LOXONE_PASSWORD: "conformance-password",
 };
 const config = loadConfig({ env });
+// The process's one registry of secrets, as the daemon's main.ts makes it.
+const secrets = new SecretRegistry();
 const log = createLogger({
+  registry: secrets,
   level: process.env.LOXMCP_DEBUG ? "debug" : "info",
   file: config.paths.logFile,
   logDir: config.paths.log,
@@ -86,6 +90,7 @@ try {
     createUpstream: createUpstreamSession,
     timeoutMs: 25_000,
     logger: log.logger,
+    secrets,
     onServerRequest: answerServerRequest,
   };
   const call = toolFor(scenario);
