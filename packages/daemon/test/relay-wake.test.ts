@@ -12,6 +12,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { UpstreamError } from "../src/contracts.js";
+import type { RelayWire } from "../src/relay/transport.js";
 import { type Wake, type WakeClock, WakeDetector } from "../src/relay/wake.js";
 import { makeRig, type Rig } from "./relay-helpers.js";
 
@@ -94,7 +95,30 @@ describe("wake detector (injected clock)", () => {
   });
 });
 
-/** Records what the session sends: `POST /token refresh_token`, `POST /mcp tools/call`, `→ 404` … */
+/** `POST /mcp tools/call` … for the relay's MCP endpoint. */
+function mcpWhat(method: string, body: string | undefined): string {
+  let what = `${method} /mcp`;
+  if (body === undefined) return what;
+  try {
+    const m = JSON.parse(body) as { method?: string };
+    if (m.method) what += ` ${m.method}`;
+  } catch {
+    // not JSON
+  }
+  return what;
+}
+
+/**
+ * Records what the session sends: `POST /token refresh_token` (fetch: OAuth), `POST /mcp tools/call`
+ * (the relay transport's wire), `→ 404` …
+ */
+function recording(log: string[]): { fetch: typeof fetch; relayWire: RelayWire } {
+  return {
+    fetch: recordingFetch(log),
+    relayWire: { answered: (method, body, status) => void log.push(`${mcpWhat(method, body)} → ${status}`) },
+  };
+}
+
 function recordingFetch(log: string[]): typeof fetch {
   return (async (input: string | URL | Request, init?: RequestInit) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
@@ -124,7 +148,7 @@ describe("after a wall-clock jump (a suspend)", () => {
     const up = rig.session({
       clock: { wall: () => Date.now() + wallOffset, mono: () => performance.now() },
       wakeTickMs: 100,
-      fetch: recordingFetch(sent),
+      ...recording(sent),
       requestTimeoutMs: 10_000,
     });
     up.start();
@@ -215,37 +239,53 @@ describe("after a wall-clock jump (a suspend)", () => {
   });
 });
 
-/** A fetch whose next `n` requests matching `match` fail as a broken connection (UND_ERR_SOCKET). */
+/**
+ * Fails the next `n` requests matching `match` as a broken connection: `fetch` (OAuth) with
+ * UND_ERR_SOCKET, the relay transport's wire with ECONNRESET (what a kept-alive socket the server
+ * had closed gives).
+ */
 function breaking(match: (what: string) => boolean): {
   fetch: typeof fetch;
+  relayWire: RelayWire;
   arm(n: number): void;
   broke(): number;
 } {
   let armed = 0;
   let broke = 0;
+  const hit = (what: string) => {
+    if (armed <= 0 || !match(what)) return false;
+    armed--;
+    broke++;
+    return true;
+  };
   const f = (async (input: string | URL | Request, init?: RequestInit) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
     const body = typeof init?.body === "string" ? init.body : String(init?.body ?? "");
-    if (armed > 0 && match(`${(init?.method ?? "GET").toUpperCase()} ${url.pathname} ${body}`)) {
-      armed--;
-      broke++;
+    if (hit(`${(init?.method ?? "GET").toUpperCase()} ${url.pathname} ${body}`)) {
       throw Object.assign(new TypeError("fetch failed"), {
         cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }),
       });
     }
     return fetch(input, init);
   }) as typeof fetch;
+  const relayWire: RelayWire = {
+    sending(method, body) {
+      if (hit(`${method} /mcp ${body ?? ""}`)) {
+        throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+      }
+    },
+  };
   const arm = (n: number) => {
     armed = n;
   };
-  return { fetch: f, arm, broke: () => broke };
+  return { fetch: f, relayWire, arm, broke: () => broke };
 }
 
 describe("a connection that breaks before any answer is never a reason to ask connect", () => {
   it("a token refresh is sent again on a new connection: refreshed, no login", async () => {
     rig = await makeRig({ accessTtl: 2 });
     const b = breaking((w) => /^POST \/token .*refresh_token/.test(w));
-    const up = rig.session({ fetch: b.fetch });
+    const up = rig.session({ fetch: b.fetch, relayWire: b.relayWire });
     up.start();
     await up.whenReady(10_000);
     await sleep(1_100); // within the refresh margin (half of 2 s)
@@ -263,7 +303,7 @@ describe("a connection that breaks before any answer is never a reason to ask co
   it("a read is resent on the same session; a write is outcome unknown, never resent; no re-resolve", async () => {
     rig = await makeRig();
     const b = breaking((w) => /^POST \/mcp .*tools\/call/.test(w));
-    const up = rig.session({ fetch: b.fetch });
+    const up = rig.session({ fetch: b.fetch, relayWire: b.relayWire });
     up.start();
     await up.whenReady(10_000);
     const before = rig.sim.stats();

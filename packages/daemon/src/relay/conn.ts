@@ -1,20 +1,20 @@
 /**
- * One MCP session to the relay: an SDK `Client` over a `StreamableHTTPClientTransport` (both
- * single-use: a lost session means a new `Conn`), wired to the handlers of the session around it.
+ * One MCP session to the relay: an SDK `Client` over our `node:http` Streamable HTTP transport
+ * (transport.ts; both single-use: a lost session means a new `Conn`), wired to the handlers of the
+ * session around it.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
 import {
   ProgressNotificationSchema,
   ToolListChangedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { InitializeInfo } from "../contracts.js";
+import { RelayTransport, type RelayTransportOptions } from "./transport.js";
 
 export interface Conn {
   id: number;
   client: Client;
-  transport: StreamableHTTPClientTransport;
+  transport: RelayTransport;
   entry: string;
   startedAt: number;
   /** Requests on it now: a retired connection is closed when the last one ends. */
@@ -24,8 +24,8 @@ export interface Conn {
 }
 
 export interface ConnOptions {
-  /** The fetch the transport sends with (Bearer token and delivery tracking). */
-  fetch: FetchLike;
+  /** What the transport sends with besides the URL: the pool, the Bearer token, delivery tracking. */
+  transport: Omit<RelayTransportOptions, "url" | "reconnection">;
   /** clientInfo sent in initialize (default loxmcpd/0.1.0). */
   clientInfo?: { name: string; version: string } | undefined;
   /** Client capabilities declared upstream (default: elicitation + sampling). */
@@ -46,9 +46,10 @@ export interface ConnHandlers {
 
 /** A new, not yet initialized session to `entry`. */
 export function openConn(id: number, entry: string, o: ConnOptions, on: ConnHandlers): Conn {
-  const transport = new StreamableHTTPClientTransport(new URL(entry), {
-    fetch: o.fetch,
-    reconnectionOptions: {
+  const transport = new RelayTransport({
+    ...o.transport,
+    url: new URL(entry),
+    reconnection: {
       initialReconnectionDelay: 1_000,
       maxReconnectionDelay: 30_000,
       reconnectionDelayGrowFactor: 1.5,

@@ -6,7 +6,6 @@
  * connect for the current relay before the next attempt; the lifecycle schedules that attempt.
  */
 import type { AsyncLocalStorage } from "node:async_hooks";
-import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { Logger } from "pino";
 import type { UpstreamState } from "../contracts.js";
 import type { AuthManager } from "./auth/manager.js";
@@ -18,7 +17,7 @@ import type { RelayResolver } from "./resolver.js";
 import { safeUrl } from "./url.js";
 
 export interface SessionOpenerOptions {
-  opts: { requestTimeoutMs: number } & Omit<ConnOptions, "fetch">;
+  opts: { requestTimeoutMs: number } & Omit<ConnOptions, "transport">;
   log: Logger;
   auth: AuthManager;
   /** Connect mode; `direct` (the configured URL) otherwise. */
@@ -26,8 +25,8 @@ export interface SessionOpenerOptions {
   direct: string | undefined;
   http: HttpPool;
   als: AsyncLocalStorage<RequestCtx>;
-  /** The transport's fetch (Bearer token, delivery tracking). */
-  fetch: FetchLike;
+  /** What every session's transport sends with (the pool, the Bearer token, delivery tracking). */
+  transport: ConnOptions["transport"];
   /** What every new session reports to. */
   handlers: ConnHandlers;
 }
@@ -117,7 +116,7 @@ export class SessionOpener {
   private newConn(entry: string): Conn {
     const { opts } = this.o;
     const o = {
-      fetch: this.o.fetch,
+      transport: this.o.transport,
       clientInfo: opts.clientInfo,
       clientCapabilities: opts.clientCapabilities,
     };

@@ -1,11 +1,10 @@
 /**
- * The one upstream MCP session (`Upstream`): an SDK `Client` over `StreamableHTTPClientTransport` to
- * the resolved relay entry (or a direct URL), with the Bearer token of the AuthManager. This class
- * composes the parts and keeps the request path:
- *  - the transport's fetch: `withBearer` (auth/bearer.ts) around `withDeliveryTracking`
- *    (delivery.ts), which records, in the request's AsyncLocalStorage context, whether the POST
- *    carrying it was refused before it left, rejected with a status that means it never ran, or
- *    accepted and then lost;
+ * The one upstream MCP session (`Upstream`): an SDK `Client` over our `node:http` Streamable HTTP
+ * transport (transport.ts) to the resolved relay entry (or a direct URL), with the Bearer token of
+ * the AuthManager. This class composes the parts and keeps the request path:
+ *  - the transport asks the AuthManager for the token of each request and records, in the
+ *    request's AsyncLocalStorage context (delivery.ts), whether the POST carrying it was refused
+ *    before it left, rejected with a status that means it never ran, or accepted and then lost;
  *  - failures.ts decides what a failure means and what to do (pure); exchange.ts sends one request,
  *    performs that decision and answers a 401/403 (refresh, log in or step up: it never ran);
  *  - lifecycle.ts (with session-opener.ts and readiness.ts): resolve, authorize, initialize,
@@ -29,10 +28,9 @@ import {
   type UpstreamStatus,
 } from "../contracts.js";
 import type { TokenStore } from "../store/tokens.js";
-import { withBearer } from "./auth/bearer.js";
 import { AuthManager } from "./auth/manager.js";
 import { cancelled, describe, timeoutError } from "./call-errors.js";
-import { RequestCtx, withDeliveryTracking } from "./delivery.js";
+import { RequestCtx } from "./delivery.js";
 import { type AuthBudget, Exchange } from "./exchange.js";
 import { Health } from "./health.js";
 import { HttpPool } from "./http.js";
@@ -40,6 +38,7 @@ import { Lifecycle } from "./lifecycle.js";
 import { Readiness } from "./readiness.js";
 import { RelayResolver, type ResolverOptions } from "./resolver.js";
 import { ToolCache } from "./tools.js";
+import type { RelayWire } from "./transport.js";
 import { requireSecureUrl, safeUrl } from "./url.js";
 import { type WakeClock, WakeDetector } from "./wake.js";
 
@@ -73,6 +72,8 @@ export interface UpstreamSessionOptions extends UpstreamOptions {
   /** Wake detection: background check interval (default 1 s) and the gap that counts as a wake (default 4 s). */
   wakeTickMs?: number;
   wakeThresholdMs?: number;
+  /** Tests: a look at the relay MCP endpoint's wire (and a way to break a request on it). */
+  relayWire?: RelayWire;
 }
 
 export class UpstreamSession extends EventEmitter implements Upstream {
@@ -130,9 +131,14 @@ export class UpstreamSession extends EventEmitter implements Upstream {
     const auth = new AuthManager(this.authOptions(opts, store));
     this.auth = auth;
     const als = new AsyncLocalStorage<RequestCtx>();
-    // What the SDK transport sends with: the Bearer token, delivery tracking, our pool.
-    const bearer = withBearer((url) => auth.accessToken(this.life.conn?.entry ?? this.life.entry ?? url));
-    const tracking = withDeliveryTracking(() => als.getStore(), opts.streamGraceMs ?? 500);
+    // What the transport sends with: our pool, the Bearer token, delivery tracking.
+    const transport = {
+      pool: http,
+      token: (url: string) => auth.accessToken(this.life.conn?.entry ?? this.life.entry ?? url),
+      current: () => als.getStore(),
+      graceMs: opts.streamGraceMs ?? 500,
+      wire: opts.relayWire,
+    };
     const { resolver, direct } = this;
     this.life = new Lifecycle({
       opts,
@@ -142,7 +148,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       direct,
       http,
       als,
-      fetch: bearer(tracking(http.fetch)),
+      transport,
       events: this,
       hooks: {
         status: () => this.status(),
