@@ -19,7 +19,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { RequestCtx } from "../src/relay/delivery.js";
 import { HttpPool } from "../src/relay/http.js";
-import { RelayTransport, SseParser } from "../src/relay/transport.js";
+import { SseParser } from "../src/relay/sse.js";
+import { RelayTransport } from "../src/relay/transport.js";
 import { simAccessToken } from "./sim-upstream.js";
 
 const Passthrough = z.unknown();
