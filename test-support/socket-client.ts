@@ -143,6 +143,25 @@ export class RawConnection {
     }
   }
 
+  /** Sends an MCP `initialize` as `clientName` under `id` and waits for its answer. */
+  async initialize(
+    clientName: string,
+    id: string | number = 1,
+    timeoutMs = 15_000,
+  ): Promise<Record<string, unknown>> {
+    await this.send({
+      jsonrpc: "2.0",
+      id,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-06-18",
+        capabilities: {},
+        clientInfo: { name: clientName, version: "1" },
+      },
+    });
+    return this.waitMessage((m) => m.id === id, timeoutMs);
+  }
+
   close(): void {
     this.socket.destroy();
   }

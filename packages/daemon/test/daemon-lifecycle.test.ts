@@ -117,13 +117,7 @@ describe("loxmcpd lifecycle", () => {
     await d.waitReady();
     const r = await RawConnection.open(d.socketPath);
     cleanups.push(() => r.close());
-    await r.send({
-      jsonrpc: "2.0",
-      id: 0,
-      method: "initialize",
-      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "slow", version: "1" } },
-    });
-    await r.waitMessage((m) => m.id === 0);
+    await r.initialize("slow", 0);
     const toolCalls = async () => Number(((await d.status()).counters as Record<string, number>).toolCalls);
     const before = await toolCalls();
     s.sim.setFaults({ latencyMs: 8_000 });

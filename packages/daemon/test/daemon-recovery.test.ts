@@ -131,17 +131,7 @@ describe("recovery through the daemon", () => {
   it("a cancelled request is aborted upstream and gets no response", async () => {
     const r = await RawConnection.open(d.socketPath);
     try {
-      await r.send({
-        jsonrpc: "2.0",
-        id: 0,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-06-18",
-          capabilities: {},
-          clientInfo: { name: "canceller", version: "1" },
-        },
-      });
-      await r.waitMessage((m) => m.id === 0);
+      await r.initialize("canceller", 0);
       s.sim.setFaults({ latencyMs: 3_000 });
       const cancelledBefore = Number(((await d.status()).counters as Record<string, number>).cancelled ?? 0);
       await r.send({

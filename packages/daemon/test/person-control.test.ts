@@ -158,13 +158,7 @@ describe("person-only control (no PIN set yet)", () => {
       method: "loxmcp/hello",
       params: { kind: "shim", name: "cursor", pid: 1 },
     });
-    await c.send({
-      jsonrpc: "2.0",
-      id: 1,
-      method: "initialize",
-      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "x", version: "1" } },
-    });
-    await c.waitMessage((m) => m.id === 1);
+    await c.initialize("x");
     await c.send({ jsonrpc: "2.0", id: 2, method: "loxmcp/approve", params: { list: true } });
     expect(((await c.waitMessage((m) => m.id === 2)).error as J).code).toBe(-32601);
     // Changing identity after the fact: refused, audited, and the rules still see "cursor".
@@ -194,13 +188,7 @@ describe("person-only control (no PIN set yet)", () => {
 
   it("a raw MCP connection that names nobody is audited as unknown, never as the person's CLI", async () => {
     const c = await RawConnection.open(d.socketPath);
-    await c.send({
-      jsonrpc: "2.0",
-      id: 1,
-      method: "initialize",
-      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "", version: "1" } },
-    });
-    await c.waitMessage((m) => m.id === 1);
+    await c.initialize("");
     await c.send({
       jsonrpc: "2.0",
       id: 2,
