@@ -5,6 +5,7 @@ export * from "./dotenv.js";
 export * from "./framing.js";
 export * from "./jsonrpc.js";
 export * from "./loopback.js";
+export * from "./mcp.js";
 export * from "./paths.js";
 export * from "./private-file.js";
 export * from "./probe-progress.js";

@@ -2,8 +2,7 @@
  * The one mapping from a failure to the JSON-RPC error a client reads (mux/rpc-errors.ts):
  * each relay outcome keeps its own code and words, and no secret leaves in a message.
  */
-import { ErrorCodes, type JsonRpcRequest } from "@loxmcp/common";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCodes, type JsonRpcRequest, McpError } from "@loxmcp/common";
 import { describe, expect, it } from "vitest";
 import { ControlError, UpstreamError } from "../src/contracts.js";
 import { interruptedError, requestLabel, toRpcError } from "../src/mux/rpc-errors.js";

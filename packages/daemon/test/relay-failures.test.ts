@@ -3,7 +3,7 @@
  * means and what the session must do about it. The rule above all: a write that may have reached
  * the server is never resent.
  */
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { McpError } from "@loxmcp/common";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { AuthError } from "../src/relay/auth/errors.js";

@@ -1,6 +1,6 @@
 /**
- * The relay's node:http Streamable HTTP transport (relay/transport.ts), over real HTTP: under the SDK
- * `Client` against the simulator (SSE answers, keep-alive reuse, a stream that breaks mid-answer, a
+ * The relay's node:http Streamable HTTP transport (relay/transport.ts), over real HTTP: under the
+ * daemon's own MCP client (relay/mcp-client.ts) against the simulator (SSE answers, keep-alive reuse, a stream that breaks mid-answer, a
  * 401 with its challenge, a connection refused, an abort), against an SDK server answering JSON, and
  * against a hand-written server that closes a POST's stream after an event id (SEP-1699 resumption).
  * Delivery tracking is read from the `RequestCtx` each request runs in, as the daemon runs it.
@@ -11,7 +11,6 @@ import { Agent, createServer, type IncomingMessage, type Server, type ServerResp
 import type { AddressInfo, Socket } from "node:net";
 import type { Simulator } from "@loxmcp/simulator";
 import { startSimulator } from "@loxmcp/simulator";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
@@ -19,11 +18,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { RequestCtx } from "../src/relay/delivery.js";
 import { HttpPool } from "../src/relay/http.js";
+import { RelayClient } from "../src/relay/mcp-client.js";
 import { SseParser } from "../src/relay/sse.js";
 import { RelayTransport } from "../src/relay/transport.js";
 import { simAccessToken } from "./sim-upstream.js";
 
-const Passthrough = z.unknown();
 const READ = { name: "system_status", arguments: {} };
 
 /** A keep-alive agent that counts the connections it opens and closes. */
@@ -45,7 +44,7 @@ interface Rig {
   als: AsyncLocalStorage<RequestCtx>;
   agent: ReturnType<typeof countingAgent>;
   transport: RelayTransport;
-  client: Client;
+  client: RelayClient;
   /** One request as the exchange sends it: in its own context, aborted by its own signal. */
   call(
     method: string,
@@ -54,7 +53,7 @@ interface Rig {
   ): Promise<{ ctx: RequestCtx; result?: unknown; error?: unknown }>;
 }
 
-const clients: Client[] = [];
+const clients: RelayClient[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) await c.close().catch(() => {});
 });
@@ -75,16 +74,19 @@ function rig(url: string, token: string | undefined, pool?: HttpPool): Rig {
       maxRetries: 2,
     },
   });
-  const client = new Client({ name: "transport-test", version: "0.0.0" });
+  const client = new RelayClient({ name: "transport-test", version: "0.0.0" }, {});
   clients.push(client);
   const call: Rig["call"] = async (method, params, ctx = new RequestCtx(method, true)) => {
     try {
       const result = await als.run(ctx, () =>
         method === "initialize"
           ? client.connect(transport, { signal: ctx.ac.signal })
-          : client.request({ method, params: params as Record<string, unknown> }, Passthrough, {
-              signal: ctx.ac.signal,
-            }),
+          : client.request(
+              { method, params: params as Record<string, unknown> },
+              {
+                signal: ctx.ac.signal,
+              },
+            ),
       );
       return { ctx, result };
     } catch (error) {

@@ -3,7 +3,7 @@
  * initialize result (waited for while the session recovers; an earlier one answers when it does
  * not come back in time), and the capabilities the daemon itself adds.
  */
-import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from "@modelcontextprotocol/sdk/types.js";
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from "@loxmcp/common";
 import type { Logger } from "pino";
 import { type InitializeInfo, type Upstream, UpstreamError } from "../contracts.js";
 

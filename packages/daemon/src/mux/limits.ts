@@ -3,8 +3,7 @@
  * for requests to the relay (round robin over connections, so a client with 2,000 requests waits
  * its turn behind a client with one) and the defaults of every socket limit (docs/daemon.md).
  */
-import { ErrorCodes } from "@loxmcp/common";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCodes, McpError } from "@loxmcp/common";
 
 export interface MuxLimits {
   /** Socket connections at once, control connections included. */

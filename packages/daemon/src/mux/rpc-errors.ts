@@ -5,8 +5,7 @@
  * methods and the policy, the SDK's `McpError`, and anything unexpected (an internal error,
  * logged with its stack). Messages are scrubbed of secrets on the way out.
  */
-import { ErrorCodes, type JsonRpcErrorObject, type JsonRpcRequest } from "@loxmcp/common";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCodes, type JsonRpcErrorObject, type JsonRpcRequest, McpError } from "@loxmcp/common";
 import { ControlError, UpstreamError } from "../contracts.js";
 
 export interface RpcErrorContext {

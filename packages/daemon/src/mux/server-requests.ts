@@ -3,8 +3,7 @@
  * requests runs: sent under the daemon's own ids (`lx-N`, never a client's), answered by the
  * client's response, rejected when the client goes away.
  */
-import { ErrorCodes, type JsonRpcResponse } from "@loxmcp/common";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCodes, type JsonRpcResponse, McpError } from "@loxmcp/common";
 import type { Logger } from "pino";
 import type { ServerRequest } from "../contracts.js";
 

@@ -23,8 +23,8 @@ import {
   type JsonRpcId,
   type JsonRpcRequest,
   type JsonRpcResponse,
+  McpError,
 } from "@loxmcp/common";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Logger } from "pino";
 import {
   type CallContext,

@@ -1,19 +1,15 @@
 /**
- * One MCP session to the relay: an SDK `Client` over our `node:http` Streamable HTTP transport
- * (transport.ts; both single-use: a lost session means a new `Conn`), wired to the handlers of the
- * session around it.
+ * One MCP session to the relay: our MCP client (mcp-client.ts) over our `node:http` Streamable
+ * HTTP transport (transport.ts; both single-use: a lost session means a new `Conn`), wired to the
+ * handlers of the session around it.
  */
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import {
-  ProgressNotificationSchema,
-  ToolListChangedNotificationSchema,
-} from "@modelcontextprotocol/sdk/types.js";
 import type { InitializeInfo } from "../contracts.js";
+import { RelayClient } from "./mcp-client.js";
 import { RelayTransport, type RelayTransportOptions } from "./transport.js";
 
 export interface Conn {
   id: number;
-  client: Client;
+  client: RelayClient;
   transport: RelayTransport;
   entry: string;
   startedAt: number;
@@ -56,22 +52,21 @@ export function openConn(id: number, entry: string, o: ConnOptions, on: ConnHand
       maxRetries: 2,
     },
   });
-  const client = new Client(o.clientInfo ?? { name: "loxmcpd", version: "0.1.0" }, {
-    capabilities: (o.clientCapabilities ?? { elicitation: {}, sampling: {} }) as never,
-  });
+  const client = new RelayClient(
+    o.clientInfo ?? { name: "loxmcpd", version: "0.1.0" },
+    o.clientCapabilities ?? { elicitation: {}, sampling: {} },
+  );
   const conn: Conn = { id, client, transport, entry, startedAt: 0, inflight: 0, retired: false };
   client.onerror = (err) => on.error(conn, err);
-  client.setNotificationHandler(ToolListChangedNotificationSchema, () => on.toolListChanged(conn));
-  // Progress tokens belong to the clients (the mux maps them); pass progress through as is.
-  client.setNotificationHandler(ProgressNotificationSchema, async (n) => {
-    on.notification({ method: n.method, params: n.params });
-  });
-  client.fallbackNotificationHandler = async (n) => {
-    const out: { method: string; params?: unknown } = { method: n.method };
-    if (n.params !== undefined) out.params = n.params;
-    on.notification(out);
+  // Progress tokens belong to the clients (the mux maps them): progress passes through as is.
+  client.onnotification = (n) => {
+    if (n.method === "notifications/tools/list_changed") {
+      on.toolListChanged(conn).catch((err: unknown) =>
+        on.error(conn, err instanceof Error ? err : new Error(String(err))),
+      );
+    } else on.notification(n);
   };
-  client.fallbackRequestHandler = async (request) => on.serverRequest(request.method, request.params);
+  client.onrequest = (method, params) => on.serverRequest(method, params);
   return conn;
 }
 
@@ -81,15 +76,13 @@ export async function closeConn(conn: Conn): Promise<void> {
 
 /** What the server said in initialize. */
 export function initializeInfoOf(conn: Conn): InitializeInfo {
-  const server = conn.client.getServerVersion();
-  const info: InitializeInfo = {
+  const server = conn.client.server;
+  return {
     protocolVersion: conn.transport.protocolVersion ?? "",
-    capabilities: (conn.client.getServerCapabilities() ?? {}) as Record<string, unknown>,
-    serverInfo: (server ?? { name: "unknown", version: "0" }) as InitializeInfo["serverInfo"],
+    capabilities: server?.capabilities ?? {},
+    serverInfo: server?.serverInfo ?? { name: "unknown", version: "0" },
+    ...(server?.instructions !== undefined ? { instructions: server.instructions } : {}),
   };
-  const instructions = conn.client.getInstructions();
-  if (instructions !== undefined) info.instructions = instructions;
-  return info;
 }
 
 export function shortId(id: string | undefined): string | undefined {

@@ -5,8 +5,7 @@
  * the server→client requests raised meanwhile routed to the request that caused them.
  */
 import type { AsyncLocalStorage } from "node:async_hooks";
-import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
-import { z } from "zod";
+import { ErrorCodes, McpError } from "@loxmcp/common";
 import { type ServerRequest, UpstreamError } from "../contracts.js";
 import { AuthError } from "./auth/errors.js";
 import type { AuthManager } from "./auth/manager.js";
@@ -16,8 +15,6 @@ import type { RequestCtx } from "./delivery.js";
 import { classifyFailure, type Decision, type Failure, type RequestDecision } from "./failures.js";
 import type { HttpPool } from "./http.js";
 import type { Lifecycle } from "./lifecycle.js";
-
-const Passthrough = z.unknown();
 
 /** What the caller says of a failure besides what delivery tracking knows. */
 type How = Pick<Failure, "purpose" | "params" | "sinceWakeMs" | "pingTimeoutMs">;
@@ -66,9 +63,9 @@ export class Exchange {
           ? { method }
           : { method, params: params as Record<string, unknown> };
       const result = await this.o.als.run(ctx, () =>
-        conn.client.request(req, Passthrough, {
+        conn.client.request(req, {
           signal: ctx.ac.signal,
-          // Our own timer decides (ctx.abortReason); the SDK's is only a backstop.
+          // Our own timer decides (ctx.abortReason); the client's is only a backstop.
           timeout: timeoutMs + 60_000,
         }),
       );
@@ -199,7 +196,7 @@ export class Exchange {
       }
     }
     if (!target?.onServerRequest) {
-      throw new McpError(ErrorCode.MethodNotFound, `no connected client can answer ${method} right now`);
+      throw new McpError(ErrorCodes.MethodNotFound, `no connected client can answer ${method} right now`);
     }
     const req: ServerRequest = params === undefined ? { method } : { method, params };
     return (await target.onServerRequest(req)) as never;

@@ -9,7 +9,7 @@
  * said it may be (a read); a write is then OUTCOME_UNKNOWN, never repeated. A request refused before
  * it left, or answered with a status that means it never ran, is not delivered and may go again.
  */
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { McpError } from "@loxmcp/common";
 import { UpstreamError } from "../contracts.js";
 import { AuthError } from "./auth/errors.js";
 import { cancelled, describe, describeCall, stripMcpPrefix, timeoutError } from "./call-errors.js";

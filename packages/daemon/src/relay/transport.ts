@@ -19,17 +19,10 @@ import { AsyncResource } from "node:async_hooks";
 import { type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
-import { extractWWWAuthenticateParams } from "@modelcontextprotocol/sdk/client/auth.js";
+import { isNotification, isRequest, isResponse } from "@loxmcp/common";
 import type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport.js";
-import {
-  isInitializedNotification,
-  isJSONRPCErrorResponse,
-  isJSONRPCRequest,
-  isJSONRPCResultResponse,
-  type JSONRPCMessage,
-  JSONRPCMessageSchema,
-  type RequestId,
-} from "@modelcontextprotocol/sdk/types.js";
+import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
+import type { AuthChallenge } from "./auth/manager.js";
 import { NOT_EXECUTED, type RequestCtx } from "./delivery.js";
 import type { HttpPool } from "./http.js";
 import { networkErrorCode } from "./resolver.js";
@@ -132,7 +125,7 @@ export class RelayTransport implements Transport {
   async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
     try {
       if (options?.resumptionToken) {
-        const replayMessageId = isJSONRPCRequest(message) ? message.id : undefined;
+        const replayMessageId = isRequest(message) ? message.id : undefined;
         this.startSse({ resumptionToken: options.resumptionToken, replayMessageId }).catch((err: unknown) =>
           this.onerror?.(asError(err)),
         );
@@ -190,12 +183,12 @@ export class RelayTransport implements Transport {
     if (ctx) ctx.phase = "accepted";
     if (status === 202) {
       drain(res);
-      if (isInitializedNotification(message)) {
+      if (isNotification(message) && message.method === "notifications/initialized") {
         this.startSse({}).catch((err: unknown) => this.onerror?.(asError(err)));
       }
       return;
     }
-    if (!isJSONRPCRequest(message)) {
+    if (!isRequest(message)) {
       drain(res);
       return;
     }
@@ -215,7 +208,7 @@ export class RelayTransport implements Transport {
         throw err;
       }
       const data = JSON.parse(text) as unknown;
-      const messages = (Array.isArray(data) ? data : [data]).map((m) => JSONRPCMessageSchema.parse(m));
+      const messages = (Array.isArray(data) ? data : [data]).map(jsonRpcMessage);
       for (const m of messages) this.onmessage?.(m);
     } else {
       drain(res);
@@ -225,7 +218,7 @@ export class RelayTransport implements Transport {
 
   /** The context of `message` when it is the request that context was made for (its first one of that method). */
   private tracked(message: JSONRPCMessage): RequestCtx | undefined {
-    if (!isJSONRPCRequest(message)) return undefined;
+    if (!isRequest(message)) return undefined;
     const ctx = this.o.current();
     if (!ctx) return undefined;
     if (ctx.id === undefined && message.method === ctx.method) ctx.id = message.id;
@@ -295,8 +288,8 @@ export class RelayTransport implements Transport {
       }
       if (!data || (event && event !== "message")) return;
       try {
-        const message = JSONRPCMessageSchema.parse(JSON.parse(data));
-        if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
+        const message = jsonRpcMessage(JSON.parse(data));
+        if (isResponse(message)) {
           answered = true;
           if (o.replayMessageId !== undefined) message.id = o.replayMessageId;
         }
@@ -458,14 +451,33 @@ function mediaType(header: string | undefined): string | undefined {
   return (header.split(";", 1)[0] ?? "").trim().toLowerCase();
 }
 
-/** A 401/403's WWW-Authenticate parameters, read as the SDK reads them. */
-function challengeOf(res: IncomingMessage): ReturnType<typeof extractWWWAuthenticateParams> {
+/** A 401/403's WWW-Authenticate parameters, read as the SDK reads them (a Bearer challenge only). */
+export function challengeOf(res: Pick<IncomingMessage, "headers">): AuthChallenge {
   const header = res.headers["www-authenticate"];
   const value = Array.isArray(header) ? header.join(", ") : header;
-  const like = {
-    headers: { get: (name: string) => (name.toLowerCase() === "www-authenticate" ? (value ?? null) : null) },
+  if (!value) return {};
+  const [type, scheme] = value.split(" ");
+  if (type?.toLowerCase() !== "bearer" || !scheme) return {};
+  const field = (name: string) => {
+    const m = new RegExp(`${name}=(?:"([^"]+)"|([^\\s,]+))`).exec(value);
+    return (m?.[1] ?? m?.[2]) || undefined;
   };
-  return extractWWWAuthenticateParams(like as unknown as Response);
+  const out: AuthChallenge = {};
+  const rm = field("resource_metadata");
+  if (rm && URL.canParse(rm)) out.resourceMetadataUrl = new URL(rm); // an invalid URL is ignored, as the SDK does
+  const scope = field("scope");
+  if (scope) out.scope = scope;
+  const error = field("error");
+  if (error) out.error = error;
+  return out;
+}
+
+/** A message as JSON-RPC 2.0 (what the SDK's schema checked): an object saying `jsonrpc: "2.0"`. */
+function jsonRpcMessage(m: unknown): JSONRPCMessage {
+  if (typeof m !== "object" || m === null || (m as { jsonrpc?: unknown }).jsonrpc !== "2.0") {
+    throw new Error(`not a JSON-RPC 2.0 message: ${JSON.stringify(m)?.slice(0, 200)}`);
+  }
+  return m as JSONRPCMessage;
 }
 
 function readText(res: IncomingMessage): Promise<string> {
