@@ -42,6 +42,8 @@ export interface UpstreamFactoryContext {
   fetch?: typeof fetch;
   /** Pre-registered OAuth client (skips dynamic registration); set by the probe / conformance adapter. */
   clientInformation?: OAuthClientInformationMixed;
+  /** Fly OAuth in a child process: the daemon's entry script and database file (DaemonOptions.oauthHelperEntry). */
+  oauthChild?: { entry: string; dbPath: string };
 }
 
 export type UpstreamFactory = (ctx: UpstreamFactoryContext) => Upstream;
@@ -56,6 +58,11 @@ export interface DaemonOptions {
   secrets: SecretRegistry;
   /** How long in-flight requests may take to finish on shutdown (default: config.shutdownGraceMs). */
   drainMs?: number;
+  /**
+   * The daemon's entry script, which runs one OAuth flight when started with `--oauth-helper`
+   * (main.ts). Set: logins and refreshes run in a short-lived child process, not in the daemon.
+   */
+  oauthHelperEntry?: string;
   /** Called when a client asks for `loxmcp/shutdown` (main.ts exits after stop()). */
   onShutdownRequested?: () => void;
   /**
@@ -215,6 +222,8 @@ export class Daemon {
       secrets: this.secrets,
     };
     if (config.insecureTls) ctx.fetch = insecureLoopbackFetch(logger);
+    else if (this.opts.oauthHelperEntry)
+      ctx.oauthChild = { entry: this.opts.oauthHelperEntry, dbPath: paths.db };
     const upstream = this.opts.createUpstream(ctx);
     this.upstream_ = upstream;
     upstream.on("state", (s) => {

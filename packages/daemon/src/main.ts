@@ -3,6 +3,7 @@
  * signals. Runs in the foreground; the service manager or the shim detaches it.
  */
 
+import { fileURLToPath } from "node:url";
 import {
   asPathAccessError,
   clearStartError,
@@ -110,6 +111,11 @@ function checkConfigMain(insecureTls: boolean, json: boolean): never {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // A login or refresh flown for a running daemon (relay/auth/flight-child.ts): one flight, then exit.
+  if (argv[0] === "--oauth-helper") {
+    const { oauthHelperMain } = await import("./relay/auth/flight-helper.js");
+    await oauthHelperMain();
+  }
   // One-shot upstream check (`loxmcp login-check`): no socket, no lock, prints a summary, exits.
   if (argv.includes("--probe")) {
     if (resolvePaths(process.env).system && process.getuid?.() === 0) {
@@ -216,6 +222,8 @@ async function main(argv: string[]): Promise<void> {
     plugins: [policyPlugin],
     secrets,
     onShutdownRequested: () => void shutdown("loxmcp/shutdown"),
+    // Logins and refreshes run in a child: this very script, started with --oauth-helper.
+    oauthHelperEntry: fileURLToPath(import.meta.url),
     // relogin re-reads .env, config.json, the password file/command (the environment is fixed)
     reloadConfig: () => checkConfig({ insecureTls }),
   });

@@ -38,5 +38,6 @@ export function createUpstreamSession(ctx: UpstreamFactoryContext): Upstream {
   if (config.upstreamUrl !== undefined) opts.upstreamUrl = config.upstreamUrl;
   if (ctx.fetch) opts.fetch = ctx.fetch;
   if (ctx.clientInformation) opts.preRegisteredClient = ctx.clientInformation;
+  if (ctx.oauthChild) opts.oauthChild = ctx.oauthChild;
   return new UpstreamSession(opts, store);
 }

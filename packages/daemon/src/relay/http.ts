@@ -16,8 +16,8 @@
  * the `fetch` it is given to. When the process-wide dispatcher is not a plain Agent (a proxy
  * agent installed by the environment), it is used as is and `reset()` only counts.
  */
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import { isLoopbackHost } from "@loxmcp/common";
 
@@ -105,6 +105,9 @@ export class HttpPool {
     return this.nodeAgents.https;
   }
 
+  /** connect's GET on this pool's keep-alive agents (after the wake check), without fetch. */
+  readonly get: BodylessGet = bodylessGet((url) => this.agentFor(url));
+
   /**
    * Drops every pooled connection: idle ones close now, requests in flight finish on theirs
    * (their sockets are closed then, never pooled again); the next request opens a new connection.
@@ -129,6 +132,55 @@ export class HttpPool {
     agents.https?.destroy();
     if (old) await old.close().catch(() => {});
   }
+}
+
+/** What connect's GET needs of an answer (a fetch `Response` has it too): status and headers. */
+export interface BodylessAnswer {
+  status: number;
+  headers: { get(name: string): string | null };
+  body?: { cancel(): Promise<void> } | null;
+}
+
+/** A GET whose answer body nobody reads (connect's redirect): fetch's shape, so tests can inject fetch. */
+export type BodylessGet = (
+  url: string,
+  init: { method: "GET"; redirect: "manual"; headers: Record<string, string>; signal: AbortSignal },
+) => Promise<BodylessAnswer>;
+
+/**
+ * `BodylessGet` over node:http(s), on `agentFor`'s agent (default: Node's global one): no fetch, so
+ * no undici and no web streams in the daemon for it. Redirects are not followed. An aborted signal
+ * rejects with its reason (a timeout: TimeoutError, as fetch does).
+ */
+export function bodylessGet(agentFor?: (url: URL) => HttpAgent): BodylessGet {
+  return (url, init) =>
+    new Promise((resolve, reject) => {
+      const u = new URL(url);
+      if (init.signal.aborted) return reject(init.signal.reason);
+      let agent: HttpAgent | undefined;
+      try {
+        agent = agentFor?.(u);
+      } catch (err) {
+        return reject(err);
+      }
+      const send = u.protocol === "https:" ? httpsRequest : httpRequest;
+      const req = send(u, { method: "GET", headers: init.headers, agent, signal: init.signal });
+      req.on("response", (res) => {
+        res.on("error", () => {});
+        res.resume();
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: {
+            get(name: string) {
+              const v = res.headers[name.toLowerCase()];
+              return v === undefined ? null : Array.isArray(v) ? v.join(", ") : String(v);
+            },
+          },
+        });
+      });
+      req.on("error", (err) => reject(init.signal.aborted ? init.signal.reason : err));
+      req.end();
+    });
 }
 
 /** Closes an agent's idle sockets now and each busy one when its request ends. */

@@ -17,6 +17,7 @@ import pRetry, { AbortError } from "p-retry";
 import type { Logger } from "pino";
 import { UpstreamError } from "../contracts.js";
 import type { TokenStore } from "../store/tokens.js";
+import { type BodylessAnswer, type BodylessGet, bodylessGet } from "./http.js";
 import { requireSecureUrl, safeUrl } from "./url.js";
 
 export interface ResolverOptions {
@@ -25,7 +26,8 @@ export interface ResolverOptions {
   serial: string;
   store: TokenStore;
   logger: Logger;
-  fetch?: typeof fetch;
+  /** The GET to connect (default: node:http, `bodylessGet`); fetch fits too. */
+  fetch?: BodylessGet;
   /** Longest Retry-After (ms) we wait for inline; a longer one fails at once with UNAVAILABLE (default 15 s). */
   maxRetryAfterMs?: number;
   /** Retries for transient failures (network, 5xx) per resolve (default 3). */
@@ -93,7 +95,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export class RelayResolver {
   private readonly connect: URL;
-  private readonly fetchFn: typeof fetch;
+  private readonly fetchFn: BodylessGet;
   private inflight: Promise<string> | undefined;
   private memo: string | undefined;
   /** When `memo` came from connect in this process (0: loaded from the store, age unknown). */
@@ -121,7 +123,7 @@ export class RelayResolver {
         `serial ${JSON.stringify(opts.serial)} is not a Miniserver serial (letters and digits only); fix LOXONE_SERIAL`,
       );
     }
-    this.fetchFn = opts.fetch ?? fetch;
+    this.fetchFn = opts.fetch ?? bodylessGet();
   }
 
   /** URL asked for the redirect: `<connect>/<serial>/mcp`. */
@@ -212,7 +214,7 @@ export class RelayResolver {
           if (budgetAt) throw new AbortError(this.budgetError(budgetAt));
           this.sent.push(Date.now());
           this.connectRequests++;
-          let res: Response;
+          let res: BodylessAnswer;
           try {
             res = await this.fetchFn(url, {
               method: "GET",

@@ -60,6 +60,11 @@ export interface UpstreamSessionOptions extends UpstreamOptions {
   backoffMaxMs?: number;
   /** OAuth: refresh this long before expiry (default 60 s, at most half the token lifetime). */
   refreshMarginMs?: number;
+  /**
+   * OAuth: fly logins and refreshes in a child process (relay/auth/flight-child.ts): the daemon's
+   * entry script and database file. Ignored when `fetch` is injected (tests, --insecure-tls).
+   */
+  oauthChild?: { entry: string; dbPath: string };
   redirectUri?: string;
   oauthClientName?: string;
   oauthScope?: string;
@@ -124,7 +129,8 @@ export class UpstreamSession extends EventEmitter implements Upstream {
         store,
         logger: opts.logger.child({ component: "resolver" }),
       };
-      resolverOptions.fetch = http.fetch;
+      // node:http on the pool (no fetch, no undici in the daemon), unless a test injected fetch
+      resolverOptions.fetch = opts.fetch ? http.fetch : http.get;
       if (opts.maxRetryAfterMs !== undefined) resolverOptions.maxRetryAfterMs = opts.maxRetryAfterMs;
       this.resolver = new RelayResolver({ ...resolverOptions, ...(opts.resolver ?? {}) });
     }
@@ -209,6 +215,7 @@ export class UpstreamSession extends EventEmitter implements Upstream {
       authOptions.tokenEndpointAuthMethod = opts.tokenEndpointAuthMethod;
     if (opts.preRegisteredClient !== undefined) authOptions.preRegisteredClient = opts.preRegisteredClient;
     if (opts.refreshMarginMs !== undefined) authOptions.refreshMarginMs = opts.refreshMarginMs;
+    if (opts.oauthChild && !opts.fetch) authOptions.childProcess = opts.oauthChild;
     return authOptions;
   }
 

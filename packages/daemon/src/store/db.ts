@@ -75,6 +75,25 @@ export function openDatabase(file: string, options: OpenDatabaseOptions = {}): D
   return db;
 }
 
+/**
+ * Opens the database another process (the daemon) owns and keeps migrated: no creation, no
+ * migration, no repair; refused like `openDatabase` when it is a symlink or someone else's file.
+ * For the OAuth helper child (relay/auth/flight-helper.ts), which writes the tokens of one flight.
+ */
+export function openOwnedDatabase(file: string, busyTimeoutMs = 5000): Database {
+  checkFile(file);
+  const db = new BetterSqlite3(file, { fileMustExist: true });
+  try {
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    db.pragma("synchronous = FULL");
+    db.pragma("foreign_keys = ON");
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
+
 /** SQLITE_CORRUPT* or SQLITE_NOTADB (also when wrapped as StoreError DB_CORRUPT). */
 export function isCorruption(err: unknown): boolean {
   if (err instanceof StoreError) return err.code === "DB_CORRUPT";

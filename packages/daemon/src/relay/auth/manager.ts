@@ -3,27 +3,28 @@
  * proactively (60 s before expiry) in a single flight (one /token call however many requests
  * need a token), re-logs in once on invalid_grant (the SDK does that inside `auth()`), and stops
  * in `auth_failed` when the credentials are rejected — no hammering until `reset()`.
+ *
+ * Each flight runs in this process (flight.ts) or, in the daemon, in a short-lived child process
+ * (`childProcess`, flight-child.ts) so that what only a login or refresh needs never loads into
+ * the long-lived daemon. Either way the flight's failure is classified here.
  */
-import { auth } from "@modelcontextprotocol/sdk/client/auth.js";
 import { ServerError, TemporarilyUnavailableError } from "@modelcontextprotocol/sdk/server/auth/errors.js";
 import type { OAuthClientInformationMixed } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { Logger } from "pino";
 import type { StoredTokens, TokenStore } from "../../store/tokens.js";
 import { networkErrorCode } from "../resolver.js";
 import { safeUrl } from "../url.js";
-import { AuthServerRequests, describeFailure, isTransient, truncate } from "./endpoints.js";
+import { truncate } from "./endpoints.js";
 import {
   AuthError,
   AuthFailedError,
   AuthorizationDeniedError,
   AuthUnavailableError,
   CredentialsUnavailableError,
-  LoginFormError,
   LoginRejectedError,
   ResourceMismatchError,
 } from "./errors.js";
-import type { HeadlessLoginOptions } from "./login-form.js";
-import { StoreOAuthProvider } from "./provider.js";
+import { type FlightRunner, type FlightSettings, LocalFlight } from "./flight.js";
 import type { ResourcePolicy } from "./resource.js";
 
 /** What a 401/403 `WWW-Authenticate: Bearer …` told us. */
@@ -56,43 +57,59 @@ export interface AuthManagerOptions {
   httpTimeoutMs?: number;
   /** Drops pooled connections (called before a request whose connection broke is sent again). */
   resetConnections?: () => void;
+  /**
+   * Fly each login and refresh in a child process (flight-child.ts): the daemon's entry script
+   * (run with `--oauth-helper`) and the database file the child opens. Without it (tests with an
+   * injected fetch, the one-shot probe) flights run in this process.
+   */
+  childProcess?: { entry: string; dbPath: string; deadlineMs?: number } | undefined;
 }
 
 type Mode = "refresh" | "login";
 
 export class AuthManager {
-  readonly provider: StoreOAuthProvider;
   readonly counters = { logins: 0, refreshes: 0 };
   private flight: Promise<void> | undefined;
   private failure: string | undefined;
   private consecutiveFailures = 0;
-  private pendingCode: string | undefined;
   private readonly log: Logger;
-  /** Every request to the authorization server, and which endpoint failed (endpoints.ts). */
-  private readonly requests: AuthServerRequests;
+  /** Flies one login or refresh (here or in a child process). */
+  private readonly fly: FlightRunner;
 
   constructor(private readonly o: AuthManagerOptions) {
     this.log = o.logger;
-    const providerOptions: ConstructorParameters<typeof StoreOAuthProvider>[0] = {
+    const settings: FlightSettings = {
       key: o.key,
-      store: o.store,
       resourcePolicy: o.resourcePolicy,
-      onAuthorizationUrl: (url, state) => this.runHeadlessLogin(url, state),
+      redirectUri: o.redirectUri,
+      clientName: o.clientName,
+      scope: o.scope,
+      tokenEndpointAuthMethod: o.tokenEndpointAuthMethod,
+      preRegisteredClient: o.preRegisteredClient,
+      httpTimeoutMs: o.httpTimeoutMs ?? 15_000,
     };
-    if (o.redirectUri !== undefined) providerOptions.redirectUri = o.redirectUri;
-    if (o.clientName !== undefined) providerOptions.clientName = o.clientName;
-    if (o.scope !== undefined) providerOptions.scope = o.scope;
-    if (o.tokenEndpointAuthMethod !== undefined)
-      providerOptions.tokenEndpointAuthMethod = o.tokenEndpointAuthMethod;
-    if (o.preRegisteredClient !== undefined) providerOptions.preRegisteredClient = o.preRegisteredClient;
-    this.provider = new StoreOAuthProvider(providerOptions);
-    this.requests = new AuthServerRequests({
-      fetch: o.fetch,
-      timeoutMs: o.httpTimeoutMs ?? 15_000,
-      logger: this.log,
-      resetConnections: o.resetConnections,
-      metadata: () => o.store.getDiscovery(o.key)?.authorizationServerMetadata,
-    });
+    const user = () => (typeof o.user === "function" ? o.user() : o.user);
+    const password = async () => (typeof o.password === "function" ? await o.password() : o.password);
+    if (o.childProcess) {
+      const child = o.childProcess;
+      let runner: Promise<FlightRunner> | undefined;
+      this.fly = async (req) => {
+        runner ??= import("./flight-child.js").then((m) =>
+          m.childFlight({ ...settings, ...child, user, password, logger: this.log }),
+        );
+        return (await runner)(req);
+      };
+    } else {
+      this.fly = new LocalFlight({
+        ...settings,
+        store: o.store,
+        user,
+        password,
+        logger: this.log,
+        fetch: o.fetch,
+        resetConnections: o.resetConnections,
+      }).run;
+    }
   }
 
   /** Why login is paused (auth_failed), or undefined. */
@@ -203,27 +220,13 @@ export class AuthManager {
     const { key, store } = this.o;
     if (mode === "login") store.clearTokens(key);
     const hadTokens = store.getTokens(key) !== undefined;
-    this.pendingCode = undefined;
-    this.requests.newFlight();
-    const options: Parameters<typeof auth>[1] = { serverUrl };
-    if (challenge.resourceMetadataUrl) options.resourceMetadataUrl = challenge.resourceMetadataUrl;
-    if (challenge.scope) options.scope = challenge.scope;
-    options.fetchFn = this.requests.fetch;
     this.log.info(
       { upstream: safeUrl(serverUrl), action: hadTokens ? "refresh" : "login" },
       hadTokens ? "refreshing the access token" : "logging in (headless OAuth)",
     );
     try {
-      let result = await auth(this.provider, options);
-      if (result === "REDIRECT") {
-        const code = this.pendingCode as string | undefined;
-        this.pendingCode = undefined;
-        if (!code)
-          throw new LoginFormError("the login finished without an authorization code; cannot continue");
-        result = await auth(this.provider, { ...options, authorizationCode: code });
-        if (result !== "AUTHORIZED") {
-          throw new LoginFormError("the authorization server did not accept the authorization code");
-        }
+      const did = await this.fly({ serverUrl, challenge });
+      if (did === "login") {
         this.counters.logins++;
         this.log.info(
           { upstream: safeUrl(serverUrl), expiresInSec: this.expiresInSec() },
@@ -240,7 +243,7 @@ export class AuthManager {
     } catch (err) {
       throw this.classify(err);
     } finally {
-      this.o.store.clearCodeVerifier(key);
+      store.clearCodeVerifier(key);
     }
   }
 
@@ -249,39 +252,6 @@ export class AuthManager {
     const margin = this.o.refreshMarginMs ?? 60_000;
     if (t.expiresAt === undefined) return margin;
     return Math.min(margin, Math.max(0, (t.expiresAt - t.obtainedAt) / 2));
-  }
-
-  private async runHeadlessLogin(url: URL, state: string): Promise<void> {
-    const refresh = this.requests.refreshFailure;
-    if (refresh && isTransient(refresh)) {
-      // The SDK answers a refresh that failed on the network or with 5xx by starting a new
-      // login. The token endpoint is having trouble, not our refresh token: keep it, try later.
-      throw new AuthUnavailableError(
-        `the token refresh failed: ${describeFailure(refresh)}; will retry later (the refresh token is kept)`,
-      );
-    }
-    let password: string;
-    try {
-      password = typeof this.o.password === "function" ? await this.o.password() : this.o.password;
-    } catch (err) {
-      // A failing password command is a configuration error, not the authorization server's.
-      const text = truncate(err instanceof Error ? err.message : String(err));
-      throw new CredentialsUnavailableError(
-        /LOXONE_PASSWORD/.test(text) ? text : `the password could not be obtained: ${text}`,
-      );
-    }
-    // Loaded on first use: the HTML parser and cookie jar (~4 MB resident) are needed only for a
-    // login, which a daemon restarted with stored tokens never does.
-    const { headlessAuthorize } = await import("./login-form.js");
-    const loginOptions: HeadlessLoginOptions = {
-      redirectUri: this.provider.redirectUrl,
-      user: typeof this.o.user === "function" ? this.o.user() : this.o.user,
-      password,
-      logger: this.log,
-    };
-    if (state) loginOptions.expectedState = state;
-    loginOptions.fetch = this.requests.fetch;
-    this.pendingCode = await headlessAuthorize(url, loginOptions);
   }
 
   private classify(err: unknown): Error {
@@ -294,7 +264,7 @@ export class AuthManager {
       );
       return err;
     }
-    err = this.requests.nameEndpoint(err);
+    // (the flight named the endpoint that failed: endpoints.ts)
     if (
       err instanceof LoginRejectedError ||
       err instanceof AuthorizationDeniedError ||
