@@ -3,7 +3,7 @@
  * which may quote a password), schema problems, and unknown keys with the closest known one.
  */
 import { readFileSync } from "node:fs";
-import { z } from "zod";
+import { check, type Rule } from "./rules.js";
 import { type ConfigFile, ConfigFileSchema, type ConfigProblem } from "./schema.js";
 
 /**
@@ -52,10 +52,10 @@ export function readConfigFile(jsonFile: string): {
     };
   }
   const problems = unknownKeyProblems(ConfigFileSchema, raw, [], jsonFile);
-  const parsed = ConfigFileSchema.safeParse(raw);
-  if (parsed.success) return { file: parsed.data, problems, parsed: true };
+  const parsed = check(ConfigFileSchema, raw);
+  if (parsed.ok) return { file: parsed.value as ConfigFile, problems, parsed: true };
   const bad = new Set<string>();
-  for (const issue of parsed.error.issues) {
+  for (const issue of parsed.issues) {
     if (issue.code === "unrecognized_keys") {
       // named above, with a suggestion; dropped below like any bad section
       for (const k of issue.path.length === 0 ? issue.keys : [issue.path[0]]) bad.add(String(k));
@@ -65,13 +65,13 @@ export function readConfigFile(jsonFile: string): {
     bad.add(String(issue.path[0] ?? ""));
     problems.push({
       key: `config.json:${where}`,
-      message: `${jsonFile}: ${where} — ${oneLine(issue.message)}; fix it in ${jsonFile}`,
+      message: `${jsonFile}: ${where} ${oneLine(issue.message)}; fix it in ${jsonFile}`,
     });
   }
   // Keep the valid top-level keys so that the rest of the configuration is still checked.
   const rest = Object.fromEntries(Object.entries(raw).filter(([k]) => !bad.has(k)));
-  const again = bad.has("") ? undefined : ConfigFileSchema.safeParse(rest);
-  return { file: again?.success ? again.data : {}, problems, parsed: true };
+  const again = bad.has("") ? undefined : check(ConfigFileSchema, rest);
+  return { file: again?.ok ? (again.value as ConfigFile) : {}, problems, parsed: true };
 }
 
 /** A config.json syntax error: what and where (line, column), never a quote of the file. */
@@ -208,15 +208,9 @@ export function locateJsonError(text: string): number | undefined {
   }
 }
 
-/** The schema under optional/nullable/default wrappers. */
-function unwrapSchema(s: z.ZodType): z.ZodType {
-  let cur = s;
-  for (let n = 0; n < 10; n++) {
-    const inner = (cur.def as { innerType?: z.ZodType }).innerType;
-    if (!inner) break;
-    cur = inner;
-  }
-  return cur;
+/** The rule under its optional wrapper. */
+function unwrapSchema(s: Rule): Rule {
+  return s.kind === "optional" ? s.inner : s;
 }
 
 /** config.json keys that are environment names: what to write instead. */
@@ -241,10 +235,10 @@ const ENV_NAMES_IN_JSON: Record<string, string> = {
 };
 
 /** Every key path the schema knows (for "it belongs under …"). */
-function knownPaths(schema: z.ZodType, prefix: string[] = [], out: string[][] = []): string[][] {
+function knownPaths(schema: Rule, prefix: string[] = [], out: string[][] = []): string[][] {
   const s = unwrapSchema(schema);
-  if (s instanceof z.ZodObject) {
-    for (const [k, v] of Object.entries(s.shape as Record<string, z.ZodType>)) {
+  if (s.kind === "object") {
+    for (const [k, v] of Object.entries(s.shape)) {
       out.push([...prefix, k]);
       knownPaths(v, [...prefix, k], out);
     }
@@ -257,16 +251,11 @@ function knownPaths(schema: z.ZodType, prefix: string[] = [], out: string[][] = 
  * temperature, limits, log …): refused, with the closest known key — a misspelt safety setting
  * must not silently keep its default.
  */
-function unknownKeyProblems(
-  schema: z.ZodType,
-  value: unknown,
-  path: string[],
-  jsonFile: string,
-): ConfigProblem[] {
+function unknownKeyProblems(schema: Rule, value: unknown, path: string[], jsonFile: string): ConfigProblem[] {
   const s = unwrapSchema(schema);
   const out: ConfigProblem[] = [];
-  if (s instanceof z.ZodObject && typeof value === "object" && value !== null && !Array.isArray(value)) {
-    const shape = s.shape as Record<string, z.ZodType>;
+  if (s.kind === "object" && typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const shape = s.shape;
     const known = Object.keys(shape);
     for (const [k, v] of Object.entries(value)) {
       const child = shape[k];
@@ -292,17 +281,12 @@ function unknownKeyProblems(
         message: `${jsonFile}: unknown key ${JSON.stringify(where)}${hint} — unknown keys are refused so that a misspelt setting never silently keeps its default`,
       });
     }
-  } else if (
-    s instanceof z.ZodRecord &&
-    typeof value === "object" &&
-    value !== null &&
-    !Array.isArray(value)
-  ) {
+  } else if (s.kind === "record" && typeof value === "object" && value !== null && !Array.isArray(value)) {
     for (const [k, v] of Object.entries(value))
-      out.push(...unknownKeyProblems(s.valueType as z.ZodType, v, [...path, k], jsonFile));
-  } else if (s instanceof z.ZodArray && Array.isArray(value)) {
+      out.push(...unknownKeyProblems(s.of, v, [...path, k], jsonFile));
+  } else if (s.kind === "array" && Array.isArray(value)) {
     value.forEach((v, i) => {
-      out.push(...unknownKeyProblems(s.element as z.ZodType, v, [...path, String(i)], jsonFile));
+      out.push(...unknownKeyProblems(s.of, v, [...path, String(i)], jsonFile));
     });
   }
   return out;

@@ -3,8 +3,8 @@
  * error that names every problem found (one key and one line of what to do each).
  */
 import type { Env, LoxmcpPaths } from "@loxmcp/common";
-import { z } from "zod";
 import { type PolicySectionInput, PolicySectionSchema } from "../policy/settings.js";
+import { array, boolean, type Infer, number, object, optional, string } from "./rules.js";
 
 export const EX_CONFIG = 78;
 export const DEFAULT_CONNECT_URL = "https://connect.loxonecloud.com";
@@ -49,57 +49,55 @@ export function configErrorOf(problems: ConfigProblem[]): ConfigError {
 }
 
 /** config.json (camelCase keys; every key optional, the environment overrides it). */
-export const ConfigFileSchema = z
-  .object({
-    serial: z.string().optional(),
-    user: z.string().optional(),
-    password: z.string().optional(),
-    passwordFile: z.string().optional(),
-    passwordCommand: z.string().optional(),
-    connectUrl: z.string().optional(),
-    upstreamUrl: z.string().optional(),
-    logLevel: z.string().optional(),
-    pingIntervalSec: z.number().positive().optional(),
-    idleCheckSec: z.number().positive().optional(),
-    requestTimeoutSec: z.number().positive().optional(),
-    shutdownGraceSec: z.number().nonnegative().optional(),
-    allowedResources: z.array(z.string()).optional(),
+export const ConfigFileSchema = object(
+  {
+    serial: optional(string()),
+    user: optional(string()),
+    password: optional(string()),
+    passwordFile: optional(string()),
+    passwordCommand: optional(string()),
+    connectUrl: optional(string()),
+    upstreamUrl: optional(string()),
+    logLevel: optional(string()),
+    pingIntervalSec: optional(number({ positive: true })),
+    idleCheckSec: optional(number({ positive: true })),
+    requestTimeoutSec: optional(number({ positive: true })),
+    shutdownGraceSec: optional(number({ min: 0 })),
+    allowedResources: optional(array(string())),
     /** An editor's schema reference; ignored. */
-    $schema: z.string().optional(),
+    $schema: optional(string()),
     /** Socket limits (docs/daemon.md, "Limits"); each has a default. */
-    limits: z
-      .object({
-        maxConnections: z.number().int().min(4).max(10_000).optional(),
-        controlReserve: z.number().int().min(1).max(1000).optional(),
-        maxInFlightPerConnection: z.number().int().min(1).max(100_000).optional(),
-        upstreamConcurrency: z.number().int().min(1).max(1000).optional(),
-        upstreamQueue: z.number().int().min(1).max(1_000_000).optional(),
-        maxBufferedMB: z.number().min(1).max(1024).optional(),
-        stalledClientSec: z.number().min(1).max(3600).optional(),
-        pageConnections: z.number().int().min(1).max(1000).optional(),
-      })
-      .strict()
-      .optional(),
-    policy: PolicySectionSchema.optional(),
+    limits: optional(
+      object({
+        maxConnections: optional(number({ int: true, min: 4, max: 10_000 })),
+        controlReserve: optional(number({ int: true, min: 1, max: 1000 })),
+        maxInFlightPerConnection: optional(number({ int: true, min: 1, max: 100_000 })),
+        upstreamConcurrency: optional(number({ int: true, min: 1, max: 1000 })),
+        upstreamQueue: optional(number({ int: true, min: 1, max: 1_000_000 })),
+        maxBufferedMB: optional(number({ min: 1, max: 1024 })),
+        stalledClientSec: optional(number({ min: 1, max: 3600 })),
+        pageConnections: optional(number({ int: true, min: 1, max: 1000 })),
+      }),
+    ),
+    policy: optional(PolicySectionSchema),
     /** The person's local page (docs/page.md): on 127.0.0.1 only; port 0 picks a free one. */
-    page: z
-      .object({
-        enabled: z.boolean().optional(),
-        port: z.number().int().min(0).max(65535).optional(),
-      })
-      .strict()
-      .optional(),
+    page: optional(
+      object({
+        enabled: optional(boolean()),
+        port: optional(number({ int: true, min: 0, max: 65535 })),
+      }),
+    ),
     /** daemon.log rotation (docs/daemon.md, "Files"); the environment overrides each key. */
-    log: z
-      .object({
-        maxSizeMB: z.number().optional(),
-        files: z.number().optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .passthrough();
-export type ConfigFile = z.infer<typeof ConfigFileSchema>;
+    log: optional(
+      object({
+        maxSizeMB: optional(number()),
+        files: optional(number()),
+      }),
+    ),
+  },
+  { closed: false },
+);
+export type ConfigFile = Infer<typeof ConfigFileSchema> & Record<string, unknown>;
 
 export interface DaemonConfig {
   paths: LoxmcpPaths;

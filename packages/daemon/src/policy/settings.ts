@@ -1,61 +1,81 @@
 /**
- * The policy's settings: the `policy` section of config.json — its schema (validated at load time
- * by config.ts, which nests `PolicySectionSchema` into the file's schema) and its type (inferred
- * from the schema, never copied by hand) — its mapping to the engine's configuration (units in
+ * The policy's settings: the `policy` section of config.json — its schema (config/rules.ts,
+ * validated at load time by config.ts, which nests `PolicySectionSchema` into the file's schema)
+ * and its type (inferred from the schema, never copied by hand) — its mapping to the engine's configuration (units in
  * ms), and the merge of that with the defaults.
  */
-import { z } from "zod";
+import {
+  array,
+  type Infer,
+  number,
+  object,
+  oneOf,
+  optional,
+  partial,
+  record,
+  string,
+} from "../config/rules.js";
 import { DEFAULT_POLICY_CONFIG, POLICY_MODES, type PolicyConfig, type PolicyMode } from "./types.js";
 
 /** Rate limits; each one optional in config.json (the default fills it in). */
-export const RateLimitsSchema = z.object({
-  /** Commands per minute per motor (Jalousie, Gate). */
-  motorPerMinute: z.number().min(1).max(600),
-  /** Minimum ms between opposite directions on one motor (FullUp ↔ FullDown, open ↔ close). */
-  reversalCooldownMs: z.number().min(0).max(600_000),
-  /** Writes per minute over all clients. */
-  globalPerMinute: z.number().min(1).max(10_000),
-  /**
-   * Moving more than this many different motors within a minute is a bulk movement (UCA-B2:
-   * all blinds closed at once): the next one is T3 (needs a person in confirm mode).
-   */
-  motorBurst: z.number().min(1).max(1000),
-});
+export const RateLimitsSchema = object(
+  {
+    /** Commands per minute per motor (Jalousie, Gate). */
+    motorPerMinute: number({ min: 1, max: 600 }),
+    /** Minimum ms between opposite directions on one motor (FullUp ↔ FullDown, open ↔ close). */
+    reversalCooldownMs: number({ min: 0, max: 600_000 }),
+    /** Writes per minute over all clients. */
+    globalPerMinute: number({ min: 1, max: 10_000 }),
+    /**
+     * Moving more than this many different motors within a minute is a bulk movement (UCA-B2:
+     * all blinds closed at once): the next one is T3 (needs a person in confirm mode).
+     */
+    motorBurst: number({ min: 1, max: 1000 }),
+  },
+  { closed: false },
+);
 
 /** The safe temperature band; outside it needs a person's confirmation (in every mode). */
-export const TemperatureSchema = z.object({
-  min: z.number().min(-20).max(60),
-  max: z.number().min(-20).max(60),
-  hardMin: z.number().min(-20).max(60),
-  hardMax: z.number().min(-20).max(60),
-});
+export const TemperatureSchema = object(
+  {
+    min: number({ min: -20, max: 60 }),
+    max: number({ min: -20, max: 60 }),
+    hardMin: number({ min: -20, max: 60 }),
+    hardMax: number({ min: -20, max: 60 }),
+  },
+  { closed: false },
+);
 
 /** Volume above `max` or a jump larger than `jump` counts as T3. */
-export const VolumeSchema = z.object({ max: z.number().min(0).max(100), jump: z.number().min(0).max(100) });
+export const VolumeSchema = object(
+  { max: number({ min: 0, max: 100 }), jump: number({ min: 0, max: 100 }) },
+  { closed: false },
+);
 
-const num = (min: number, max: number) => z.number().min(min).max(max).optional();
+const num = (min: number, max: number) => optional(number({ min, max }));
 
 export const policySettingsShape = {
   /** Never-via-AI list: `Type`, `Type:command`, `uuid`, `uuid:command` (added to the built-in list). */
-  t4: z.array(z.string().min(1).max(200)).max(500).optional(),
-  rateLimits: RateLimitsSchema.partial().optional(),
-  temperature: TemperatureSchema.partial().optional(),
-  volume: VolumeSchema.partial().optional(),
+  t4: optional(array(string({ min: 1, max: 200 }), { max: 500 })),
+  rateLimits: optional(partial(RateLimitsSchema)),
+  temperature: optional(partial(TemperatureSchema)),
+  volume: optional(partial(VolumeSchema)),
   approvalTtlSec: num(10, 3600),
   snapshotRefreshMin: num(1, 1440),
   snapshotMaxAgeMin: num(1, 7 * 1440),
   auditRetentionDays: num(1, 3650),
 };
 
-/** The `policy` section of config.json. Passthrough: unknown keys are warned about, not refused. */
-export const PolicySectionSchema = z
-  .object({
-    mode: z.enum(POLICY_MODES).optional(),
-    clients: z.record(z.string(), z.enum(POLICY_MODES)).optional(),
+/** The `policy` section of config.json. Open: unknown keys are kept (config/file.ts refuses them, naming each). */
+export const PolicySectionSchema = object(
+  {
+    mode: optional(oneOf(POLICY_MODES)),
+    clients: optional(record(oneOf(POLICY_MODES))),
     ...policySettingsShape,
-  })
-  .passthrough();
-export type PolicySection = z.infer<typeof PolicySectionSchema>;
+  },
+  { closed: false },
+);
+export type PolicySection = Infer<typeof PolicySectionSchema>;
 
 /** The section after loading: the mode is always decided (LOXMCP_POLICY, config.json or the default). */
 export type PolicySectionInput = PolicySection & { mode: PolicyMode };

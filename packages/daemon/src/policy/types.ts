@@ -1,5 +1,5 @@
 /** Shared types of the safety policy (policy/ decides; it never talks SQL itself). */
-import type { z } from "zod";
+import type { Infer } from "../config/rules.js";
 import type { StoredControl } from "../store/snapshots.js";
 import type { RateLimitsSchema, TemperatureSchema, VolumeSchema } from "./settings.js";
 
@@ -25,7 +25,7 @@ export interface Snapshot {
 }
 
 /** Rate limits (the shape of config.json's `policy.rateLimits`, every field set). */
-export type RateLimitConfig = z.infer<typeof RateLimitsSchema>;
+export type RateLimitConfig = Infer<typeof RateLimitsSchema>;
 
 /**
  * The engine's configuration: config.json's `policy` section (settings.ts) with every default
@@ -41,8 +41,8 @@ export interface PolicyConfig {
    */
   t4: string[];
   rateLimits: RateLimitConfig;
-  temperature: z.infer<typeof TemperatureSchema>;
-  volume: z.infer<typeof VolumeSchema>;
+  temperature: Infer<typeof TemperatureSchema>;
+  volume: Infer<typeof VolumeSchema>;
   /** Two-phase approval code lifetime. */
   approvalTtlMs: number;
   /** Structure refresh period. */
