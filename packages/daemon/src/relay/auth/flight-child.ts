@@ -25,7 +25,7 @@ import {
   reviveFlightError,
 } from "./flight.js";
 
-export interface ChildFlightOptions extends FlightSettings {
+export interface ChildFlightOptions {
   /** The daemon's entry script; run with `--oauth-helper` it becomes the helper. */
   entry: string;
   /** The database file the child opens (the daemon's). */
@@ -63,14 +63,21 @@ export type FromChild =
 /** Environment variables the child does not get: credentials it is handed only when it asks. */
 const WITHHELD = /^LOXONE_PASSWORD/;
 
-export function childFlight(o: ChildFlightOptions): FlightRunner {
+/** Flights in a child; `settings` (plain data) is what the child's flight is built from. */
+export function childFlight(settings: FlightSettings, o: ChildFlightOptions): FlightRunner {
   // Every request to the authorization server is bounded by httpTimeoutMs; a login is a handful of
   // them. This only stops a child that hangs for another reason.
-  const deadlineMs = o.deadlineMs ?? 20 * o.httpTimeoutMs + 30_000;
-  return (req) => runChild(o, req, deadlineMs);
+  const deadlineMs = o.deadlineMs ?? 20 * settings.httpTimeoutMs + 30_000;
+  const plain = JSON.parse(JSON.stringify(settings)) as FlightSettings;
+  return (req) => runChild(plain, o, req, deadlineMs);
 }
 
-function runChild(o: ChildFlightOptions, req: FlightRequest, deadlineMs: number): Promise<FlightResult> {
+function runChild(
+  settings: FlightSettings,
+  o: ChildFlightOptions,
+  req: FlightRequest,
+  deadlineMs: number,
+): Promise<FlightResult> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!WITHHELD.test(k)) env[k] = v;
   return new Promise<FlightResult>((resolve, reject) => {
@@ -141,19 +148,9 @@ function runChild(o: ChildFlightOptions, req: FlightRequest, deadlineMs: number)
       challenge.resourceMetadataUrl = req.challenge.resourceMetadataUrl.href;
     if (req.challenge.scope) challenge.scope = req.challenge.scope;
     if (req.challenge.error) challenge.error = req.challenge.error;
-    const settings: FlightSettings = {
-      key: o.key,
-      resourcePolicy: o.resourcePolicy,
-      redirectUri: o.redirectUri,
-      clientName: o.clientName,
-      scope: o.scope,
-      tokenEndpointAuthMethod: o.tokenEndpointAuthMethod,
-      preRegisteredClient: o.preRegisteredClient,
-      httpTimeoutMs: o.httpTimeoutMs,
-    };
     send({
       type: "run",
-      settings: JSON.parse(JSON.stringify(settings)) as FlightSettings,
+      settings,
       dbPath: o.dbPath,
       user: o.user(),
       logLevel: o.logger.level,

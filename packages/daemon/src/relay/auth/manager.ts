@@ -95,7 +95,7 @@ export class AuthManager {
       let runner: Promise<FlightRunner> | undefined;
       this.fly = async (req) => {
         runner ??= import("./flight-child.js").then((m) =>
-          m.childFlight({ ...settings, ...child, user, password, logger: this.log }),
+          m.childFlight(settings, { ...child, user, password, logger: this.log }),
         );
         return (await runner)(req);
       };
