@@ -32,6 +32,10 @@ const result = await build({
       "};",
     ].join("\n"),
   },
+  // Whitespace and syntax minified (names kept, so stack traces stay readable): 68 → 49 KB to
+  // scan and compile at every client start (bench start, ~1 ms).
+  minifyWhitespace: true,
+  minifySyntax: true,
   legalComments: "eof",
   logLevel: "warning",
 });
