@@ -5,6 +5,7 @@
  * a dead or hung helper come back as the errors the manager classifies (auth_failed only for the
  * first two); the password never reaches the child through its environment.
  */
+import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -99,6 +100,23 @@ describe("OAuth flights in a child process", () => {
       expect((err as Error).message).toMatch(what);
       expect(auth.failedReason).toBeUndefined();
     }
+  });
+
+  it("a helper of another version (an upgrade under a running daemon) refuses: 'retry later' naming `loxmcp restart`", async () => {
+    rig = await makeRig();
+    const r = rig;
+    const auth = manager(r, { childProcess: { entry: ENTRY, dbPath: r.dbFile, version: "0.0.0-older" } });
+    const err = await auth.login(r.sim.relayUrls[0] as string).catch((e: unknown) => e);
+    expect((err as AuthError).code).toBe("AUTH_UNAVAILABLE");
+    expect((err as Error).message).toMatch(/running daemon 0\.0\.0-older: run `loxmcp restart`/);
+    expect(auth.failedReason).toBeUndefined();
+    expect(r.sim.stats().logins).toBe(0);
+  });
+
+  it("started by hand (no IPC channel), the helper refuses and exits 2", () => {
+    const out = spawnSync(process.execPath, [ENTRY, "--oauth-helper"], { encoding: "utf8", timeout: 10_000 });
+    expect(out.status).toBe(2);
+    expect(out.stderr).toMatch(/started by loxmcpd itself, not by hand/);
   });
 
   it("the password is not in the child's environment; it is handed over only when the child asks", async () => {

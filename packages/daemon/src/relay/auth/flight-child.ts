@@ -15,6 +15,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import type { Logger } from "pino";
+import { VERSION } from "../../version.js";
 import { AuthUnavailableError } from "./errors.js";
 import {
   type FlightErrorData,
@@ -35,12 +36,16 @@ export interface ChildFlightOptions {
   logger: Logger;
   /** A child still running after this long is killed (default 20 × httpTimeoutMs + 30 s). */
   deadlineMs?: number | undefined;
+  /** The version the child must be (default: this daemon's); for tests. */
+  version?: string | undefined;
 }
 
 /** What the daemon sends the child. */
 export type ToChild =
   | {
       type: "run";
+      /** The daemon's version: a helper of another version (an upgrade installed under a running daemon) refuses. */
+      version: string;
       settings: FlightSettings;
       dbPath: string;
       user: string;
@@ -150,6 +155,7 @@ function runChild(
     if (req.challenge.error) challenge.error = req.challenge.error;
     send({
       type: "run",
+      version: o.version ?? VERSION,
       settings,
       dbPath: o.dbPath,
       user: o.user(),

@@ -8,6 +8,7 @@
 import type { Logger } from "pino";
 import { type Database, openOwnedDatabase } from "../../store/db.js";
 import { TokenStore } from "../../store/tokens.js";
+import { VERSION } from "../../version.js";
 import { AuthUnavailableError } from "./errors.js";
 import { flightErrorData, LocalFlight } from "./flight.js";
 import type { FromChild, ToChild } from "./flight-child.js";
@@ -87,6 +88,13 @@ export async function oauthHelperMain(): Promise<never> {
   let db: Database | undefined;
   let outcome: FromChild;
   try {
+    if (run.version !== VERSION) {
+      // loxmcp was upgraded (or downgraded) under a running daemon: this script is another version
+      // than the daemon that started it and may not fit its database.
+      throw new AuthUnavailableError(
+        `the installed loxmcpd is version ${VERSION}, the running daemon ${run.version}: run \`loxmcp restart\` to log in with the installed one`,
+      );
+    }
     try {
       db = openOwnedDatabase(run.dbPath);
     } catch (err) {

@@ -62,7 +62,7 @@ export interface AuthManagerOptions {
    * (run with `--oauth-helper`) and the database file the child opens. Without it (tests with an
    * injected fetch, the one-shot probe) flights run in this process.
    */
-  childProcess?: { entry: string; dbPath: string; deadlineMs?: number } | undefined;
+  childProcess?: { entry: string; dbPath: string; deadlineMs?: number; version?: string } | undefined;
 }
 
 type Mode = "refresh" | "login";
