@@ -62,7 +62,6 @@ describe("config rules", () => {
       'on must be true or false (without quotes), not the text "yes"',
       'mode must be one of "a", "b", not the text "c"',
       "tags must have at most 2 entries, not 3",
-      "tags.1 must be a string in double quotes, not number 1",
       'per.k must be one of "x", not the text "y"',
       'inner.a must be a number (without quotes), not the text "1"',
       "unknown extra",
@@ -90,5 +89,9 @@ describe("config rules", () => {
       "inner must be an object { … }, not null",
     ]);
     expect(said([])).toEqual([" must be an object { … }, not a list"]);
+    // each entry is checked when the list is not too long
+    expect(said({ name: "x", tags: ["a", 1] })).toEqual([
+      "tags.1 must be a string in double quotes, not number 1",
+    ]);
   });
 });

@@ -225,6 +225,62 @@ describe("RelayClient over a real HTTP server", () => {
     await client.close();
   });
 
+  it("a malformed answer (error null, error without an integer code) fails the request; it never hangs", async () => {
+    const { url } = await startServer((msg, res) => {
+      if (msg.method === "nullerr") sse(res, { jsonrpc: "2.0", id: msg.id, error: null });
+      else if (msg.method === "badcode")
+        sse(res, { jsonrpc: "2.0", id: msg.id, error: { code: "x", message: 5 } });
+      else if (msg.method === "both") sse(res, { jsonrpc: "2.0", id: msg.id, result: {}, error: null });
+      else res.writeHead(202).end();
+    });
+    const { client, transport } = clientFor(url);
+    await client.connect(transport);
+    for (const method of ["nullerr", "badcode", "both"]) {
+      const err = await client.request({ method }, { timeout: 5_000 }).catch((e: unknown) => e);
+      expect(err, method).toBeInstanceOf(McpError);
+      expect(err, method).toMatchObject({ code: -32603, message: expect.stringMatching(/malformed answer/) });
+    }
+    await client.close();
+  });
+
+  it("a server request the server cancels is not answered", async () => {
+    let held: ServerResponse | undefined;
+    let callId: unknown;
+    let release: (() => void) | undefined;
+    const { url, posted } = await startServer((msg, res) => {
+      if (msg.method === "tools/call") {
+        callId = msg.id;
+        held = res;
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(
+          `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", id: "e9", method: "elicitation/create", params: {} })}\n\n`,
+        );
+        res.write(
+          `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: "e9" } })}\n\n`,
+        );
+        setTimeout(() => {
+          release?.();
+          setTimeout(
+            () =>
+              held?.end(
+                `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", id: callId, result: {} })}\n\n`,
+              ),
+            100,
+          );
+        }, 50);
+        return;
+      }
+      res.writeHead(202).end();
+    });
+    const { client, transport } = clientFor(url);
+    client.onrequest = () => new Promise((resolve) => (release = () => resolve({ action: "accept" })));
+    await client.connect(transport);
+    expect(await client.request({ method: "tools/call", params: { name: "x" } })).toEqual({});
+    await new Promise((r) => setTimeout(r, 100));
+    expect(posted.filter((m) => m.id === "e9")).toEqual([]);
+    await client.close();
+  });
+
   it("a server speaking an unsupported protocol version is refused in initialize", async () => {
     server = createServer((req, res) => {
       let body = "";

@@ -12,6 +12,8 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { AuthError, CredentialsUnavailableError, LoginRejectedError } from "../src/relay/auth/errors.js";
 import { AuthManager, type AuthManagerOptions } from "../src/relay/auth/manager.js";
+import { openDatabase } from "../src/store/db.js";
+import { TokenStore } from "../src/store/tokens.js";
 import { makeRig, type Rig } from "./relay-helpers.js";
 
 /** The built daemon entry: run with --oauth-helper it flies one login or refresh. */
@@ -57,6 +59,35 @@ describe("OAuth flights in a child process", () => {
     expect(r.log.lines().some((l) => l.component === "oauth")).toBe(true);
   });
 
+  it("the database locked by another writer during the login: the child hands what it could not write to the daemon, nothing is lost", async () => {
+    rig = await makeRig();
+    const r = rig;
+    r.db.pragma("busy_timeout = 50");
+    const locker = openDatabase(r.dbFile);
+    locker.exec("BEGIN IMMEDIATE");
+    let locked = true;
+    try {
+      const auth = manager(r);
+      await auth.login(r.sim.relayUrls[0] as string);
+      expect(auth.counters.logins).toBe(1);
+      // The daemon's store holds the tokens (in memory: the database is still locked) …
+      const held = r.store.getTokens(r.sim.serial)?.tokens.access_token;
+      expect(held).toBeTruthy();
+      expect(r.store.unsaved()).toBeGreaterThan(0);
+      expect(r.log.text()).toMatch(/could not write to the database; the daemon keeps its changes/);
+      locker.exec("ROLLBACK");
+      locked = false;
+      // … and writes them once it can: a fresh connection reads the same token from the file.
+      expect(r.store.getTokens(r.sim.serial)?.tokens.access_token).toBe(held);
+      expect(r.store.unsaved()).toBe(0);
+      const fresh = new TokenStore(locker);
+      expect(fresh.getTokens(r.sim.serial)?.tokens.access_token).toBe(held);
+    } finally {
+      if (locked) locker.exec("ROLLBACK");
+      locker.close();
+    }
+  });
+
   it("a wrong password: LoginRejectedError from the child, auth_failed, no password in the log", async () => {
     rig = await makeRig();
     const r = rig;
@@ -87,10 +118,14 @@ describe("OAuth flights in a child process", () => {
     const r = rig;
     const dies = join(r.dir, "dies.mjs");
     writeFileSync(dies, 'process.stderr.write("boom: helper broke\\n"); process.exit(3);\n');
+    // A crash prints a code location first: the message names the error line, the log has it all.
+    const crashes = join(r.dir, "crashes.mjs");
+    writeFileSync(crashes, 'throw new TypeError("cannot read the flight");\n');
     const hangs = join(r.dir, "hangs.mjs");
     writeFileSync(hangs, "setInterval(() => {}, 1000);\n");
     for (const [entry, what] of [
       [dies, /exited \(code 3\) before it answered \(boom: helper broke\)/],
+      [crashes, /exited \(code 1\) before it answered \(TypeError: cannot read the flight\)/],
       [hangs, /did not finish in 0\.5 s/],
     ] as const) {
       const auth = manager(r, { childProcess: { entry, dbPath: r.dbFile, deadlineMs: 500 } });

@@ -266,7 +266,8 @@ function unknownKeyProblems(schema: Rule, value: unknown, path: string[], jsonFi
       const where = [...path, k].join(".");
       let hint = "";
       const close = closest(k, known);
-      const envName = path.length === 0 ? ENV_NAMES_IN_JSON[k] : undefined;
+      const envName =
+        path.length === 0 && Object.hasOwn(ENV_NAMES_IN_JSON, k) ? ENV_NAMES_IN_JSON[k] : undefined;
       if (close !== undefined) hint = ` (did you mean ${JSON.stringify([...path, close].join("."))}?)`;
       else if (envName !== undefined) hint = ` (in config.json it is called ${JSON.stringify(envName)})`;
       else {

@@ -134,8 +134,9 @@ export function array<T>(of: Rule<T>, o: { max?: number } = {}): ArrayRule<T> {
     of,
     check(v, path, issues) {
       if (!Array.isArray(v)) return issue(issues, path, `must be a list [ … ], not ${kindOf(v)}`);
+      // A list too long is one problem, not one per entry (a huge list would flood the report).
       if (o.max !== undefined && v.length > o.max)
-        issue(issues, path, `must have at most ${o.max} entries, not ${v.length}`);
+        return issue(issues, path, `must have at most ${o.max} entries, not ${v.length}`);
       v.forEach((x, i) => {
         of.check(x, [...path, String(i)], issues);
       });

@@ -48,6 +48,9 @@ export class RelayClient {
   private transport: RelayTransport | undefined;
   private readonly pending = new Map<number, (answer: Answer) => void>();
   private nextId = 0;
+  /** Server→client requests being answered, and those the server cancelled meanwhile. */
+  private readonly serving = new Set<string | number>();
+  private readonly cancelled = new Set<string | number>();
   private info: Omit<InitializeInfo, "protocolVersion"> | undefined;
 
   constructor(
@@ -174,13 +177,18 @@ export class RelayClient {
   private dispatch(m: unknown): void {
     if (isResponse(m)) {
       const answer = this.pending.get(Number(m.id));
-      if (answer) answer(m as Answer);
+      if (answer) answer(wellFormed(m as unknown as { id: unknown } & Record<string, unknown>));
       else this.onerror?.(new Error(`Received a response for an unknown message ID: ${JSON.stringify(m)}`));
     } else if (isRequest(m)) {
       this.answerServer(m);
     } else if (isNotification(m)) {
-      // The server cancelling a request of its own: nothing answered here runs long enough to stop.
-      if (m.method === "notifications/cancelled") return;
+      // The server cancelled a request of its own: it is not answered any more (as the SDK does).
+      if (m.method === "notifications/cancelled") {
+        const id = (m.params as { requestId?: unknown } | undefined)?.requestId;
+        if ((typeof id === "string" || typeof id === "number") && this.serving.has(id))
+          this.cancelled.add(id);
+        return;
+      }
       const n: { method: string; params?: unknown } = { method: m.method };
       if (m.params !== undefined) n.params = m.params;
       try {
@@ -195,7 +203,10 @@ export class RelayClient {
 
   /** A server→client request: `ping` answered here, the rest by `onrequest` (its error as the SDK sends it). */
   private answerServer(req: JsonRpcRequest): void {
+    this.serving.add(req.id);
     const reply = (body: Record<string, unknown>) => {
+      this.serving.delete(req.id);
+      if (this.cancelled.delete(req.id)) return;
       this.transport
         ?.send({ jsonrpc: "2.0", id: req.id, ...body } as never)
         .catch((err: unknown) => this.onerror?.(new Error(`Failed to send response: ${String(err)}`)));
@@ -224,4 +235,27 @@ export class RelayClient {
         },
       );
   }
+}
+
+/**
+ * A response as the request's callback takes it: a result, or a JSON-RPC error object with an
+ * integer code and a string message; anything else becomes an Error saying the answer was
+ * malformed (the SDK's schema refused such answers; unchecked, a request would never settle).
+ */
+function wellFormed(m: { id: unknown } & Record<string, unknown>): Answer {
+  const e = m.error;
+  if (e === undefined && "result" in m) return { result: m.result };
+  if (
+    typeof e === "object" &&
+    e !== null &&
+    Number.isInteger((e as { code?: unknown }).code) &&
+    typeof (e as { message?: unknown }).message === "string" &&
+    !("result" in m)
+  ) {
+    return { error: e as { code: number; message: string; data?: unknown } };
+  }
+  return new McpError(
+    ErrorCodes.InternalError,
+    `the server sent a malformed answer: ${JSON.stringify(m)?.slice(0, 200)}`,
+  );
 }

@@ -49,6 +49,8 @@ interface Change {
   /** null: delete the row. */
   row: Row | null;
 }
+/** A change not yet written (plain data: it crosses from the OAuth helper child to the daemon). */
+export type TokenStoreChange = Change;
 
 /**
  * The store never throws a database error at the relay: a value that cannot be written (disk
@@ -138,6 +140,23 @@ export class TokenStore {
   /** How many changes wait for the database (0 when everything is stored). */
   unsaved(): number {
     return this.pending.size;
+  }
+
+  /**
+   * The changes that still wait for the database, handed over and forgotten here: the OAuth helper
+   * child (relay/auth/flight-helper.ts) passes them to the daemon before it exits, so that tokens
+   * it could not write (database busy or full) are not lost with it.
+   */
+  takeUnsaved(): TokenStoreChange[] {
+    const out = [...this.pending.values()].map((c) => ({ ...c }));
+    this.pending.clear();
+    return out;
+  }
+
+  /** Changes another store could not write (`takeUnsaved`): stored now, or kept in memory until they can be. */
+  adopt(changes: readonly TokenStoreChange[]): void {
+    const valid = changes.filter((c) => Object.hasOwn(TABLES, c.table) && typeof c.key === "string");
+    if (valid.length > 0) this.write(...valid);
   }
 
   // ------------------------------------------------------------------ tokens

@@ -85,3 +85,14 @@ export class CredentialsUnavailableError extends AuthError {
     this.name = "CredentialsUnavailableError";
   }
 }
+
+/**
+ * The OAuth helper process itself failed (could not start, died, hung, another version): "retry
+ * later" like any unavailability, but not a reason to discover the authorization server again.
+ */
+export class HelperFailedError extends AuthUnavailableError {
+  constructor(message: string) {
+    super(message);
+    this.name = "HelperFailedError";
+  }
+}

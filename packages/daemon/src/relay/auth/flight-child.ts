@@ -15,8 +15,9 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import type { Logger } from "pino";
+import type { TokenStore, TokenStoreChange } from "../../store/tokens.js";
 import { VERSION } from "../../version.js";
-import { AuthUnavailableError } from "./errors.js";
+import { HelperFailedError } from "./errors.js";
 import {
   type FlightErrorData,
   type FlightRequest,
@@ -31,6 +32,8 @@ export interface ChildFlightOptions {
   entry: string;
   /** The database file the child opens (the daemon's). */
   dbPath: string;
+  /** The daemon's store: what the child could not write is handed to it (nothing is lost). */
+  store: Pick<TokenStore, "adopt">;
   user: () => string;
   password: () => Promise<string>;
   logger: Logger;
@@ -62,8 +65,11 @@ export type ToChild =
 export type FromChild =
   | { type: "log"; level: string; obj: Record<string, unknown>; msg?: string }
   | { type: "password?" }
-  | { type: "done"; result: FlightResult }
-  | { type: "failed"; error: FlightErrorData };
+  | { type: "done"; result: FlightResult; unsaved: TokenStoreChange[] }
+  | { type: "failed"; error: FlightErrorData; unsaved: TokenStoreChange[] };
+
+/** The log levels a child's line may be written at. */
+const LEVELS = new Set(["trace", "debug", "info", "warn", "error", "fatal"]);
 
 /** Environment variables the child does not get: credentials it is handed only when it asks. */
 const WITHHELD = /^LOXONE_PASSWORD/;
@@ -99,9 +105,20 @@ function runChild(
       else resolve(result as FlightResult);
     };
     const helperFailed = (what: string) => {
-      const line = stderr.split("\n").find((l) => l.trim()) ?? "";
-      return new AuthUnavailableError(
-        `the OAuth helper process ${what}${line ? ` (${line.trim().slice(0, 200)})` : ""}; will retry later`,
+      // Node's crash output starts with a code location: the line that says what went wrong is
+      // the one naming an error (or our own "loxmcpd: …"). The whole stderr goes to the log.
+      const lines = stderr
+        .split("\n")
+        .map((l) => l.trim())
+        .filter(Boolean);
+      const line = lines.find((l) => /^(\w*Error\b|loxmcpd:)/.test(l)) ?? lines[0] ?? "";
+      if (lines.length > 0)
+        o.logger.warn(
+          { component: "oauth", stderr: stderr.slice(-2000) },
+          `the OAuth helper process ${what}`,
+        );
+      return new HelperFailedError(
+        `the OAuth helper process ${what}${line ? ` (${line.slice(0, 200)})` : ""}; will retry later`,
       );
     };
     try {
@@ -112,7 +129,7 @@ function runChild(
         stdio: ["ignore", "ignore", "pipe", "ipc"],
       });
     } catch (err) {
-      reject(new AuthUnavailableError(`the OAuth helper process could not start: ${(err as Error).message}`));
+      reject(new HelperFailedError(`the OAuth helper process could not start: ${(err as Error).message}`));
       return;
     }
     const timer = setTimeout(
@@ -127,9 +144,18 @@ function runChild(
     };
     child.on("message", (raw) => {
       const m = raw as FromChild;
+      if ((m.type === "done" || m.type === "failed") && Array.isArray(m.unsaved) && m.unsaved.length > 0) {
+        // The child could not write these (database busy or full): the daemon's store keeps them
+        // in memory and writes them as soon as it can, as it does with its own.
+        o.store.adopt(m.unsaved);
+        o.logger.warn(
+          { component: "oauth", unsaved: m.unsaved.length },
+          "the OAuth helper could not write to the database; the daemon keeps its changes until it can",
+        );
+      }
       if (m.type === "log") {
         const log = o.logger as unknown as Record<string, (obj: unknown, msg?: string) => void>;
-        const at = typeof log[m.level] === "function" ? m.level : "info";
+        const at = LEVELS.has(m.level) ? m.level : "info";
         log[at]?.call(o.logger, { ...m.obj, component: "oauth" }, m.msg);
       } else if (m.type === "password?") {
         o.password().then(

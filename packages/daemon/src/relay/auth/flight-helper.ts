@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import { type Database, openOwnedDatabase } from "../../store/db.js";
 import { TokenStore } from "../../store/tokens.js";
 import { VERSION } from "../../version.js";
-import { AuthUnavailableError } from "./errors.js";
+import { HelperFailedError } from "./errors.js";
 import { flightErrorData, LocalFlight } from "./flight.js";
 import type { FromChild, ToChild } from "./flight-child.js";
 
@@ -86,25 +86,28 @@ export async function oauthHelperMain(): Promise<never> {
     else w.reject(new Error(m.message));
   });
   let db: Database | undefined;
+  let store: TokenStore | undefined;
   let outcome: FromChild;
   try {
     if (run.version !== VERSION) {
       // loxmcp was upgraded (or downgraded) under a running daemon: this script is another version
       // than the daemon that started it and may not fit its database.
-      throw new AuthUnavailableError(
+      throw new HelperFailedError(
         `the installed loxmcpd is version ${VERSION}, the running daemon ${run.version}: run \`loxmcp restart\` to log in with the installed one`,
       );
     }
     try {
-      db = openOwnedDatabase(run.dbPath);
+      // A short wait for the daemon's lock: what cannot be written goes back to the daemon anyway.
+      db = openOwnedDatabase(run.dbPath, 1000);
     } catch (err) {
-      throw new AuthUnavailableError(
+      throw new HelperFailedError(
         `the OAuth helper could not open the database ${run.dbPath}: ${(err as Error).message}; will retry later`,
       );
     }
+    store = new TokenStore(db);
     const flight = new LocalFlight({
       ...run.settings,
-      store: new TokenStore(db),
+      store,
       user: () => run.user,
       password: () =>
         new Promise<string>((resolve, reject) => {
@@ -118,9 +121,10 @@ export async function oauthHelperMain(): Promise<never> {
     if (c.resourceMetadataUrl) challenge.resourceMetadataUrl = new URL(c.resourceMetadataUrl);
     if (c.scope) challenge.scope = c.scope;
     if (c.error) challenge.error = c.error;
-    outcome = { type: "done", result: await flight.run({ serverUrl: run.request.serverUrl, challenge }) };
+    const result = await flight.run({ serverUrl: run.request.serverUrl, challenge });
+    outcome = { type: "done", result, unsaved: store.takeUnsaved() };
   } catch (err) {
-    outcome = { type: "failed", error: flightErrorData(err) };
+    outcome = { type: "failed", error: flightErrorData(err), unsaved: store?.takeUnsaved() ?? [] };
   } finally {
     db?.close();
   }

@@ -27,6 +27,7 @@ import {
   AuthorizationDeniedError,
   AuthUnavailableError,
   CredentialsUnavailableError,
+  HelperFailedError,
   LoginFormError,
   LoginRejectedError,
   ResourceMismatchError,
@@ -190,6 +191,7 @@ const AUTH_ERRORS: Record<string, { prototype: Error }> = {
   AuthFailedError,
   AuthUnavailableError,
   CredentialsUnavailableError,
+  HelperFailedError,
 };
 /** The SDK's OAuth errors the classification tells apart, by OAuth error code (the rest arrive as plain errors). */
 const OAUTH_ERRORS: Record<string, { prototype: Error }> = {

@@ -21,6 +21,7 @@ import {
   AuthorizationDeniedError,
   AuthUnavailableError,
   CredentialsUnavailableError,
+  HelperFailedError,
   LoginRejectedError,
   ResourceMismatchError,
 } from "./errors.js";
@@ -95,7 +96,7 @@ export class AuthManager {
       let runner: Promise<FlightRunner> | undefined;
       this.fly = async (req) => {
         runner ??= import("./flight-child.js").then((m) =>
-          m.childFlight(settings, { ...child, user, password, logger: this.log }),
+          m.childFlight(settings, { ...child, store: o.store, user, password, logger: this.log }),
         );
         return (await runner)(req);
       };
@@ -203,6 +204,7 @@ export class AuthManager {
       const cached = this.o.store.getDiscovery(this.o.key)?.authorizationServerUrl;
       if (
         !(err instanceof AuthError && err.code === "AUTH_UNAVAILABLE") ||
+        err instanceof HelperFailedError ||
         !cached ||
         sameOrigin(cached, serverUrl)
       )
