@@ -128,8 +128,12 @@ describe("sleep and wake (SIGSTOP/SIGCONT past token, session and keep-alive lif
     console.info(
       `wakes: ${outcomes.join(" | ")}; sim ${JSON.stringify({ ...after, executions: undefined })}; daemon ${JSON.stringify(st.counters)}; wakes seen ${woke.length}; requests resent after a broken connection ${resent.length}`,
     );
-    expect(woke.length, "every freeze was noticed as a wake").toBeGreaterThanOrEqual(8);
-    expect(woke.every((l) => l.kind === "frozen")).toBe(true);
+    // Every freeze is noticed as what it is (late timers, "frozen"). The wall clock of a VM may also
+    // be stepped by its host meanwhile (seen on CI: one extra "suspended" wake, every call fine);
+    // that is a real wall-clock jump and is allowed, as long as each freeze was seen as a freeze.
+    const frozen = woke.filter((l) => l.kind === "frozen");
+    expect(frozen.length, "every freeze was noticed as a frozen-process wake").toBeGreaterThanOrEqual(8);
+    expect(woke.filter((l) => l.kind !== "frozen" && l.kind !== "suspended")).toEqual([]);
     expect(
       outcomes.filter((o) => /ERROR/.test(o)),
       d!.stderr().slice(-4000),
